@@ -1,0 +1,1 @@
+//! The typed framework a resource implements.

@@ -1,0 +1,8 @@
+//! terraform-provider-homelab: a Terraform provider (plugin protocol 6.10) for a homelab k3s HA control plane
+//! behind OPNsense HAProxy. See ARCHITECTURE.md for the map of the code.
+
+pub mod framework;
+pub mod opnsense;
+pub mod plugin;
+pub mod provider;
+pub mod resources;

@@ -1,0 +1,1 @@
+//! Typed OPNsense REST client.

@@ -1,0 +1,1 @@
+//! cty values and their msgpack/JSON encodings.

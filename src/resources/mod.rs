@@ -1,0 +1,1 @@
+//! One file per resource, data source and list resource.
