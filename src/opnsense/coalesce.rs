@@ -73,7 +73,9 @@ pub struct Coalescer {
 
 impl std::fmt::Debug for Coalescer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coalescer").field("batches", &self.batches()).finish_non_exhaustive()
+        f.debug_struct("Coalescer")
+            .field("batches", &self.batches())
+            .finish_non_exhaustive()
     }
 }
 
@@ -251,7 +253,9 @@ mod tests {
                 .iter()
                 .map(|_| {
                     if self.fail {
-                        Err(Error::ConfigTest { output: "[ALERT] bad".into() })
+                        Err(Error::ConfigTest {
+                            output: "[ALERT] bad".into(),
+                        })
                     } else {
                         Ok(())
                     }
@@ -315,7 +319,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let p = co.begin().await;
-        assert_eq!(rec.inside.load(Ordering::SeqCst), 0, "no write while deploying");
+        assert_eq!(
+            rec.inside.load(Ordering::SeqCst),
+            0,
+            "no write while deploying"
+        );
         let t3 = p.commit(change());
         for t in [t1, t2, t3] {
             assert!(matches!(t.live().await, Err(Error::ConfigTest { .. })));

@@ -44,15 +44,24 @@ pub enum Error {
 
     /// 401/403/302: the key/secret is wrong, or the user lacks the privilege for this endpoint.
     #[error("OPNsense refused {path} (HTTP {status}): {message}")]
-    Auth { status: u16, path: String, message: String },
+    Auth {
+        status: u16,
+        path: String,
+        message: String,
+    },
 
     /// 404 `Endpoint not found`: the endpoint does not exist on this OPNsense (plugin missing or too old/new).
-    #[error("OPNsense has no endpoint {path} (is the plugin installed and the version supported?)")]
+    #[error(
+        "OPNsense has no endpoint {path} (is the plugin installed and the version supported?)"
+    )]
     EndpointMissing { path: String },
 
     /// `{"result":"failed","validations":{…}}`: OPNsense rejected the values.
     #[error("OPNsense rejected the {object}: {}", join_fields(.fields))]
-    Validation { object: &'static str, fields: Vec<FieldError> },
+    Validation {
+        object: &'static str,
+        fields: Vec<FieldError>,
+    },
 
     /// `{"result":"failed"}` without validations (wrong wrapper, wrong verb, non-v4 UUID on set, …).
     #[error("OPNsense answered {path} with a bare failure")]
@@ -87,7 +96,10 @@ pub enum Error {
 
     /// A service action (reconfigure/apply) did not report success.
     #[error("OPNsense {service} reconfigure failed: {message}")]
-    Service { service: &'static str, message: String },
+    Service {
+        service: &'static str,
+        message: String,
+    },
 
     /// The OPNsense or plugin version does not support what was asked.
     #[error("unsupported by this OPNsense: {0}")]
@@ -95,13 +107,24 @@ pub enum Error {
 }
 
 fn join_fields(fields: &[FieldError]) -> String {
-    fields.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+    fields
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {
     /// Whether the failure may go away on its own (used by the retry loop).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Transport { .. } | Error::Api { retryable: true, .. })
+        matches!(
+            self,
+            Error::Transport { .. }
+                | Error::Api {
+                    retryable: true,
+                    ..
+                }
+        )
     }
 }
 

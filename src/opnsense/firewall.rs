@@ -42,7 +42,10 @@ impl Alias {
     ];
 
     pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS.iter().find(|(w, _)| *w == field).map(|(_, a)| *a)
+        Self::FIELDS
+            .iter()
+            .find(|(w, _)| *w == field)
+            .map(|(_, a)| *a)
     }
 
     pub fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
@@ -131,7 +134,10 @@ impl Rule {
     ];
 
     pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS.iter().find(|(w, _)| *w == field).map(|(_, a)| *a)
+        Self::FIELDS
+            .iter()
+            .find(|(w, _)| *w == field)
+            .map(|(_, a)| *a)
     }
 
     pub fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
@@ -172,7 +178,10 @@ impl Rule {
         m.insert("source_port".into(), enc_opt_text(&self.source_port));
         m.insert("destination_net".into(), enc_text(&self.destination_net));
         m.insert("destination_not".into(), enc_bool(self.destination_not));
-        m.insert("destination_port".into(), enc_opt_text(&self.destination_port));
+        m.insert(
+            "destination_port".into(),
+            enc_opt_text(&self.destination_port),
+        );
         m.insert("log".into(), enc_bool(self.log));
         m.insert("description".into(), enc_opt_text(&self.description));
         m
@@ -190,10 +199,12 @@ impl Aliases {
         let path = format!("firewall/alias/getItem/{uuid}");
         let body = self.t.get(&path).await?;
         match wire::unwrap_object(&path, &body, "alias")? {
-            Some(o) if !text(o, "name").is_empty() => Alias::from_wire(o).map(Some).map_err(|e| Error::Decode {
-                path,
-                detail: e.to_string(),
-            }),
+            Some(o) if !text(o, "name").is_empty() => {
+                Alias::from_wire(o).map(Some).map_err(|e| Error::Decode {
+                    path,
+                    detail: e.to_string(),
+                })
+            }
             _ => Ok(None),
         }
     }
@@ -202,7 +213,10 @@ impl Aliases {
     pub async fn uuid_of(&self, name: &str) -> Result<Option<Uuid>> {
         let path = format!("firewall/alias/getAliasUUID/{name}");
         let body = self.t.get(&path).await?;
-        Ok(body.get("uuid").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()))
+        Ok(body
+            .get("uuid")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok()))
     }
 
     /// User aliases (built-ins such as `bogons` have no UUID and are skipped).
@@ -226,12 +240,21 @@ impl Aliases {
     pub async fn put(&self, uuid: Uuid, a: &Alias) -> Result<()> {
         let path = format!("firewall/alias/setItem/{uuid}");
         let body = json!({ "alias": a.to_wire() });
-        let res = self.t.post(&path, Some(&body), Idempotency::Idempotent).await?;
+        let res = self
+            .t
+            .post(&path, Some(&body), Idempotency::Idempotent)
+            .await?;
         wire::interpret_save(&path, "alias", &res, &Alias::attribute_of).map(|_| ())
     }
 
     pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(&self.t, &format!("firewall/alias/delItem/{uuid}"), "firewall alias", uuid).await
+        del(
+            &self.t,
+            &format!("firewall/alias/delItem/{uuid}"),
+            "firewall alias",
+            uuid,
+        )
+        .await
     }
 
     pub async fn reconfigure(&self) -> Result<()> {
@@ -278,12 +301,21 @@ impl Rules {
     pub async fn put(&self, uuid: Uuid, r: &Rule) -> Result<()> {
         let path = format!("firewall/filter/setRule/{uuid}");
         let body = json!({ "rule": r.to_wire() });
-        let res = self.t.post(&path, Some(&body), Idempotency::Idempotent).await?;
+        let res = self
+            .t
+            .post(&path, Some(&body), Idempotency::Idempotent)
+            .await?;
         wire::interpret_save(&path, "rule", &res, &Rule::attribute_of).map(|_| ())
     }
 
     pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(&self.t, &format!("firewall/filter/delRule/{uuid}"), "firewall rule", uuid).await
+        del(
+            &self.t,
+            &format!("firewall/filter/delRule/{uuid}"),
+            "firewall rule",
+            uuid,
+        )
+        .await
     }
 
     /// `apply` (answers `{"status":"OK\n\n"}`).
@@ -306,7 +338,10 @@ mod tests {
         .unwrap();
         let a = Alias::from_wire(get.as_object().unwrap()).unwrap();
         assert_eq!(a.alias_type, AliasType::Host);
-        assert_eq!(a.content.iter().collect::<Vec<_>>(), vec!["10.0.0.5", "10.0.0.6"]);
+        assert_eq!(
+            a.content.iter().collect::<Vec<_>>(),
+            vec!["10.0.0.5", "10.0.0.6"]
+        );
         let w = a.to_wire();
         assert_eq!(w["content"], "10.0.0.5\n10.0.0.6");
         assert_eq!(Alias::from_wire(&w).unwrap(), a);

@@ -8,7 +8,7 @@
 //! (finding 8), so a create retried after a lost reply updates the object it already made instead of duplicating.
 //! `set` is partial, so every managed field is always sent; fields this client does not manage are left alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -77,7 +77,10 @@ pub trait HaproxyObject: Sized + Clone + Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The Terraform attribute for a wire field name.
     fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS.iter().find(|(w, _)| *w == field).map(|(_, a)| *a)
+        Self::FIELDS
+            .iter()
+            .find(|(w, _)| *w == field)
+            .map(|(_, a)| *a)
     }
 }
 
@@ -576,7 +579,11 @@ impl HaproxyObject for Frontend {
             mode: enum_or(o, "mode", FrontendMode::Http)?,
             default_backend: opt_uuid(o, "defaultBackend")?,
             forward_for: boolean(o, "forwardFor")?,
-            connection_behaviour: enum_or(o, "connectionBehaviour", ConnectionBehaviour::HttpKeepAlive)?,
+            connection_behaviour: enum_or(
+                o,
+                "connectionBehaviour",
+                ConnectionBehaviour::HttpKeepAlive,
+            )?,
             prometheus_enabled: boolean(o, "prometheus_enabled")?,
             prometheus_path: text(o, "prometheus_path"),
             max_connections: opt_int(o, "tuning_maxConnections")?,
@@ -654,7 +661,10 @@ impl Settings {
     ];
 
     pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS.iter().find(|(w, _)| *w == field).map(|(_, a)| *a)
+        Self::FIELDS
+            .iter()
+            .find(|(w, _)| *w == field)
+            .map(|(_, a)| *a)
     }
 
     fn from_general(g: &Obj) -> std::result::Result<Self, DecodeError> {
@@ -696,7 +706,9 @@ pub struct Model {
 impl Model {
     pub fn from_response(body: Value) -> Result<Self> {
         match body.get("haproxy") {
-            Some(Value::Object(_)) => Ok(Model { raw: body["haproxy"].clone() }),
+            Some(Value::Object(_)) => Ok(Model {
+                raw: body["haproxy"].clone(),
+            }),
             _ => Err(Error::Decode {
                 path: "haproxy/settings/get".into(),
                 detail: "missing \"haproxy\" object".into(),
@@ -710,7 +722,10 @@ impl Model {
 
     /// The raw (get-shaped) object, for snapshots.
     pub fn raw_object(&self, kind: Kind, uuid: Uuid) -> Option<&Obj> {
-        self.items(kind).into_iter().find(|(u, _)| *u == uuid).map(|(_, o)| o)
+        self.items(kind)
+            .into_iter()
+            .find(|(u, _)| *u == uuid)
+            .map(|(_, o)| o)
     }
 
     pub fn contains(&self, kind: Kind, uuid: Uuid) -> bool {
@@ -734,7 +749,10 @@ impl Model {
 
     /// UUID and name of every object of a kind (names read raw, so this never fails).
     pub fn names(&self, kind: Kind) -> Vec<(Uuid, String)> {
-        self.items(kind).into_iter().map(|(u, o)| (u, text(o, "name"))).collect()
+        self.items(kind)
+            .into_iter()
+            .map(|(u, o)| (u, text(o, "name")))
+            .collect()
     }
 
     /// Objects of `kind` other than `except` named `name`.
@@ -748,7 +766,11 @@ impl Model {
 
     pub fn settings(&self) -> Result<Settings> {
         let empty = Obj::new();
-        let g = self.raw.get("general").and_then(Value::as_object).unwrap_or(&empty);
+        let g = self
+            .raw
+            .get("general")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         Settings::from_general(g).map_err(|e| Error::Decode {
             path: "haproxy/settings/get".into(),
             detail: format!("general: {e}"),
@@ -761,7 +783,11 @@ impl Model {
         let needle = uuid.to_string();
         match kind {
             Kind::Server | Kind::Healthcheck => {
-                let field = if kind == Kind::Server { "linkedServers" } else { "healthCheck" };
+                let field = if kind == Kind::Server {
+                    "linkedServers"
+                } else {
+                    "healthCheck"
+                };
                 self.items(Kind::Backend)
                     .iter()
                     .any(|(_, b)| selected_all(b, field).iter().any(|s| s == &needle))
@@ -779,7 +805,10 @@ impl Model {
             (Kind::Frontend, &["defaultBackend"][..]),
         ] {
             for (u, o) in self.items(kind) {
-                if fields.iter().any(|f| selected_all(o, f).iter().any(|s| s == &needle)) {
+                if fields
+                    .iter()
+                    .any(|f| selected_all(o, f).iter().any(|s| s == &needle))
+                {
                     out.push((kind, u, text(o, "name")));
                 }
             }
@@ -863,7 +892,8 @@ impl Haproxy {
     /// Create or update with a client-chosen UUID (`set<Kind>/<uuid>`; upsert on OPNsense ≥ 23.1). Retried on
     /// transient faults: the fixed UUID makes a repeat an update of the same object, never a duplicate.
     pub async fn put<T: HaproxyObject>(&self, uuid: Uuid, obj: &T) -> Result<()> {
-        self.put_raw(T::KIND, uuid, obj.to_wire(), &T::attribute_of).await
+        self.put_raw(T::KIND, uuid, obj.to_wire(), T::attribute_of)
+            .await
     }
 
     pub(crate) async fn put_raw(
@@ -871,26 +901,37 @@ impl Haproxy {
         kind: Kind,
         uuid: Uuid,
         body: Obj,
-        attribute_of: &dyn Fn(&str) -> Option<&'static str>,
+        attribute_of: fn(&str) -> Option<&'static str>,
     ) -> Result<()> {
-        let path = format!("haproxy/settings/set{}/{}", kind.action(), uuid.as_hyphenated());
+        let path = format!(
+            "haproxy/settings/set{}/{}",
+            kind.action(),
+            uuid.as_hyphenated()
+        );
         let body = json!({ kind.wrapper(): body });
-        let res = self.t.post(&path, Some(&body), Idempotency::Idempotent).await;
+        let res = self
+            .t
+            .post(&path, Some(&body), Idempotency::Idempotent)
+            .await;
         self.cache.invalidate().await;
-        match wire::interpret_save(&path, kind.wrapper(), &res?, attribute_of) {
-            Err(Error::Failed { .. }) if !self.model_fresh().await?.contains(kind, uuid) => Err(Error::Unsupported(
-                format!(
+        match wire::interpret_save(&path, kind.wrapper(), &res?, &attribute_of) {
+            Err(Error::Failed { .. }) if !self.model_fresh().await?.contains(kind, uuid) => {
+                Err(Error::Unsupported(format!(
                     "{} {uuid} could not be created with a client-chosen UUID (needs OPNsense 23.1 or later)",
                     kind.label()
-                ),
-            )),
+                )))
+            }
             other => other.map(|_| ()),
         }
     }
 
     /// Delete; `Ok(false)` when it was already gone. "In use" comes back as [`Error::InUse`] naming the referrers.
     pub async fn delete(&self, kind: Kind, uuid: Uuid) -> Result<bool> {
-        let path = format!("haproxy/settings/del{}/{}", kind.action(), uuid.as_hyphenated());
+        let path = format!(
+            "haproxy/settings/del{}/{}",
+            kind.action(),
+            uuid.as_hyphenated()
+        );
         let res = self.t.post(&path, None, Idempotency::Idempotent).await;
         self.cache.invalidate().await;
         match res {
@@ -918,7 +959,10 @@ impl Haproxy {
 
     pub async fn put_settings(&self, s: &Settings) -> Result<()> {
         let path = "haproxy/settings/set";
-        let res = self.t.post(path, Some(&s.wire()), Idempotency::Idempotent).await;
+        let res = self
+            .t
+            .post(path, Some(&s.wire()), Idempotency::Idempotent)
+            .await;
         self.cache.invalidate().await;
         wire::interpret_save(path, "settings", &res?, &Settings::attribute_of).map(|_| ())
     }
@@ -927,12 +971,13 @@ impl Haproxy {
     pub async fn configtest(&self) -> Result<String> {
         let path = "haproxy/service/configtest";
         let v = self.t.post(path, None, Idempotency::Idempotent).await?;
-        v.get("result").and_then(Value::as_str).map(|s| s.trim_end().to_string()).ok_or_else(|| {
-            Error::Decode {
+        v.get("result")
+            .and_then(Value::as_str)
+            .map(|s| s.trim_end().to_string())
+            .ok_or_else(|| Error::Decode {
                 path: path.into(),
                 detail: format!("no result in {}", short(&v)),
-            }
-        })
+            })
     }
 
     /// `service/reconfigure` (render + reload/start/stop as configured).
@@ -950,12 +995,14 @@ impl Haproxy {
 
     pub async fn status(&self) -> Result<ServiceStatus> {
         let v = self.t.get("haproxy/service/status").await?;
-        Ok(match v.get("status").and_then(Value::as_str).unwrap_or("") {
-            "running" => ServiceStatus::Running,
-            "stopped" => ServiceStatus::Stopped,
-            "disabled" => ServiceStatus::Disabled,
-            other => ServiceStatus::Other(other.to_string()),
-        })
+        Ok(
+            match v.get("status").and_then(Value::as_str).unwrap_or("") {
+                "running" => ServiceStatus::Running,
+                "stopped" => ServiceStatus::Stopped,
+                "disabled" => ServiceStatus::Disabled,
+                other => ServiceStatus::Other(other.to_string()),
+            },
+        )
     }
 }
 
@@ -968,23 +1015,24 @@ pub fn configtest_failed(output: &str) -> bool {
 mod tests {
     use super::*;
 
+    use crate::opnsense::fixtures as fx;
+
     fn sample(name: &str) -> Value {
-        let p = format!(
-            "{}/../shared/reference/opnsense-samples/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let p = if std::path::Path::new(&p).exists() {
-            p
-        } else {
-            format!("/work/shared/reference/opnsense-samples/{name}.json")
-        };
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-        v["response"]["json"].clone()
+        fx::json(match name {
+            "haproxy_getServer" => fx::GET_SERVER,
+            "haproxy_getBackend" => fx::GET_BACKEND,
+            "haproxy_getFrontend" => fx::GET_FRONTEND,
+            "haproxy_getHealthcheck" => fx::GET_HEALTHCHECK,
+            "haproxy_settings_get_whole_model" => fx::WHOLE_MODEL,
+            "haproxy_searchBackends" => fx::SEARCH_BACKENDS,
+            other => panic!("no fixture {other}"),
+        })
     }
 
     #[test]
     fn decodes_recorded_get_shapes() {
-        let s = Server::from_wire(sample("haproxy_getServer")["server"].as_object().unwrap()).unwrap();
+        let s =
+            Server::from_wire(sample("haproxy_getServer")["server"].as_object().unwrap()).unwrap();
         assert_eq!(s.name, "web1");
         assert_eq!(s.address.as_deref(), Some("10.0.0.5"));
         assert_eq!(s.port, Some(8080));
@@ -992,18 +1040,29 @@ mod tests {
         assert_eq!(s.weight, None);
         assert!(s.enabled && s.ssl_verify && !s.ssl);
 
-        let b = Backend::from_wire(sample("haproxy_getBackend")["backend"].as_object().unwrap()).unwrap();
+        let b = Backend::from_wire(sample("haproxy_getBackend")["backend"].as_object().unwrap())
+            .unwrap();
         assert_eq!(b.algorithm, Algorithm::Roundrobin);
         assert_eq!(b.mode, BackendMode::Http);
         assert_eq!(b.linked_servers.len(), 2);
         assert!(b.health_check.is_some());
         assert_eq!(b.persistence, Some(Persistence::Sticktable));
 
-        let f = Frontend::from_wire(sample("haproxy_getFrontend")["frontend"].as_object().unwrap()).unwrap();
+        let f = Frontend::from_wire(
+            sample("haproxy_getFrontend")["frontend"]
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(f.bind.iter().collect::<Vec<_>>(), vec!["0.0.0.0:8080"]);
         assert!(f.default_backend.is_some());
 
-        let h = Healthcheck::from_wire(sample("haproxy_getHealthcheck")["healthcheck"].as_object().unwrap()).unwrap();
+        let h = Healthcheck::from_wire(
+            sample("haproxy_getHealthcheck")["healthcheck"]
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(h.check_type, HealthcheckType::Http);
         assert_eq!(h.http_method, Some(HttpMethod::Get));
         assert_eq!(h.interval, "2s");
@@ -1020,14 +1079,21 @@ mod tests {
         let st = m.settings().unwrap();
         assert_eq!(st, Settings::default());
         // Duplicate names exist in the recorded model (OPNsense does not check): both are found.
-        let (u, _) = m.names(Kind::Server).into_iter().find(|(_, n)| n == "web1").unwrap();
+        let (u, _) = m
+            .names(Kind::Server)
+            .into_iter()
+            .find(|(_, n)| n == "web1")
+            .unwrap();
         assert!(!m.others_named(Kind::Server, "web1", Some(u)).is_empty());
         // A linked server is rendered, a server no backend links is not.
         let be = m.list::<Backend>().into_iter().next().unwrap().1.unwrap();
         let linked = *be.linked_servers.iter().next().unwrap();
         assert!(m.is_rendered(Kind::Server, linked));
         assert!(!m.referrers(linked).is_empty());
-        let unlinked = servers.iter().map(|(u, _)| *u).find(|u| !m.is_rendered(Kind::Server, *u));
+        let unlinked = servers
+            .iter()
+            .map(|(u, _)| *u)
+            .find(|u| !m.is_rendered(Kind::Server, *u));
         assert!(unlinked.is_some());
 
         // The same decoder reads search rows (raw values, comma-joined relations).
@@ -1057,13 +1123,18 @@ mod tests {
         let mut f = Frontend::new("k3s_api", FrontendMode::Tcp, &["10.0.3.100:6443"]);
         f.default_backend = Some(Uuid::new_v4());
         assert_eq!(Frontend::from_wire(&f.to_wire()).unwrap(), f);
-        assert_eq!(Server::attribute_of("checkInterval"), Some("check_interval"));
+        assert_eq!(
+            Server::attribute_of("checkInterval"),
+            Some("check_interval")
+        );
     }
 
     #[test]
     fn alert_detection() {
         assert!(!configtest_failed("Configuration file is valid"));
-        assert!(!configtest_failed("[WARNING]  (1) : parsing [x:3] : something\nConfiguration file is valid"));
+        assert!(!configtest_failed(
+            "[WARNING]  (1) : parsing [x:3] : something\nConfiguration file is valid"
+        ));
         assert!(configtest_failed("[ALERT]    (1) : config : parsing [x:10] : unknown keyword 'foo'\n[ALERT] Fatal errors found in configuration."));
     }
 }

@@ -19,6 +19,10 @@ pub mod vip;
 pub mod wire;
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 pub(crate) mod testserver;
 
 pub use client::{Client, Versions};

@@ -90,16 +90,20 @@ impl TestServer {
     }
 
     /// TLS server with a self-signed certificate for `localhost` only (no IP SAN); returns its PEM.
-    pub async fn start_tls(h: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> (Self, String) {
+    pub async fn start_tls(
+        h: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> (Self, String) {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let pem = ck.cert.pem();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)
-            .unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         (Self::spawn(Arc::new(h), Some(acceptor)).await, pem)
     }
@@ -112,7 +116,9 @@ impl TestServer {
         let seq2 = seq.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let h = h.clone();
                 let seq = seq2.clone();
                 let tls = tls.clone();
@@ -137,7 +143,11 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// Requests received so far.
@@ -164,7 +174,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, h: Handler, seq: Arc
     let method = first.next().unwrap_or_default().to_string();
     let path = first.next().unwrap_or_default().to_string();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let len: usize = headers
         .iter()

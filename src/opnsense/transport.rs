@@ -87,7 +87,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn new(url: impl Into<String>, api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        api_key: impl Into<String>,
+        api_secret: impl Into<String>,
+    ) -> Self {
         ClientConfig {
             url: url.into(),
             api_key: api_key.into(),
@@ -137,14 +141,19 @@ struct TransportInner {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transport").field("base", &self.inner.base).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("base", &self.inner.base)
+            .finish_non_exhaustive()
     }
 }
 
 fn normalize_base(url: &str) -> Result<String> {
     let parsed = reqwest::Url::parse(url.trim()).map_err(|e| Error::Config(format!("url: {e}")))?;
     if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(Error::Config(format!("url: scheme must be https or http, not {:?}", parsed.scheme())));
+        return Err(Error::Config(format!(
+            "url: scheme must be https or http, not {:?}",
+            parsed.scheme()
+        )));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(Error::Config(
@@ -165,12 +174,18 @@ impl Transport {
     pub fn new(cfg: &ClientConfig) -> Result<Self> {
         let base = normalize_base(&cfg.url)?;
         if cfg.api_key.is_empty() || cfg.api_secret.expose().is_empty() {
-            return Err(Error::Config("api_key and api_secret must not be empty".into()));
+            return Err(Error::Config(
+                "api_key and api_secret must not be empty".into(),
+            ));
         }
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", cfg.api_key, cfg.api_secret.expose()));
-        let mut auth = HeaderValue::from_str(&format!("Basic {token}"))
-            .map_err(|_| Error::Config("api_key/api_secret contain characters not allowed in a header".into()))?;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            cfg.api_key,
+            cfg.api_secret.expose()
+        ));
+        let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+            Error::Config("api_key/api_secret contain characters not allowed in a header".into())
+        })?;
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
@@ -180,13 +195,18 @@ impl Transport {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("terraform-provider-homelab/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!(
+                "terraform-provider-homelab/",
+                env!("CARGO_PKG_VERSION")
+            ));
         if cfg.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         } else if let Some(pem) = &cfg.ca_cert_pem {
             builder = builder.use_preconfigured_tls(pinned::client_config(pem)?);
         }
-        let http = builder.build().map_err(|e| Error::Config(format!("http client: {}", e.without_url())))?;
+        let http = builder
+            .build()
+            .map_err(|e| Error::Config(format!("http client: {}", e.without_url())))?;
         Ok(Transport {
             inner: Arc::new(TransportInner {
                 http,
@@ -220,7 +240,8 @@ impl Transport {
 
     /// GET `/api/<path>` (always idempotent).
     pub async fn get(&self, path: &str) -> Result<Value> {
-        self.call(Method::Get, path, None, Idempotency::Idempotent).await
+        self.call(Method::Get, path, None, Idempotency::Idempotent)
+            .await
     }
 
     /// POST `/api/<path>` with a JSON body (`{}` when none: OPNsense answers an empty JSON body with 400).
@@ -228,9 +249,19 @@ impl Transport {
         self.call(Method::Post, path, body, idem).await
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, idem: Idempotency) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+    ) -> Result<Value> {
         let policy = &self.inner.retry;
-        let max = if idem == Idempotency::Idempotent { policy.max_attempts.max(1) } else { 1 };
+        let max = if idem == Idempotency::Idempotent {
+            policy.max_attempts.max(1)
+        } else {
+            1
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -246,7 +277,13 @@ impl Transport {
         }
     }
 
-    async fn once(&self, method: Method, path: &str, body: Option<&Value>, attempt: u32) -> Result<Value> {
+    async fn once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        attempt: u32,
+    ) -> Result<Value> {
         let url = format!("{}/api/{}", self.inner.base, path.trim_start_matches('/'));
         self.count(method, path);
         let req = match method {
@@ -254,7 +291,11 @@ impl Transport {
             Method::Post => {
                 let empty = Value::Object(Default::default());
                 let bytes = serde_json::to_vec(body.unwrap_or(&empty)).expect("json");
-                self.inner.http.post(&url).header(CONTENT_TYPE, "application/json").body(bytes)
+                self.inner
+                    .http
+                    .post(&url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(bytes)
             }
         };
         let resp = req.send().await.map_err(|e| Error::Transport {
@@ -303,12 +344,17 @@ fn classify(path: &str, status: u16, json: Option<Value>, raw: &[u8]) -> Result<
             .and_then(Value::as_str)
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|| short(v)),
-        None => String::from_utf8_lossy(&raw[..raw.len().min(300)]).trim().to_string(),
+        None => String::from_utf8_lossy(&raw[..raw.len().min(300)])
+            .trim()
+            .to_string(),
     };
     match status {
         200..=299 => json.ok_or_else(|| Error::Decode {
             path: path.to_string(),
-            detail: format!("not JSON: {}", String::from_utf8_lossy(&raw[..raw.len().min(200)])),
+            detail: format!(
+                "not JSON: {}",
+                String::from_utf8_lossy(&raw[..raw.len().min(200)])
+            ),
         }),
         301 | 302 | 303 | 307 | 308 => Err(Error::Auth {
             status,
@@ -320,10 +366,16 @@ fn classify(path: &str, status: u16, json: Option<Value>, raw: &[u8]) -> Result<
             path: path.to_string(),
             message: message(),
         }),
-        404 => Err(Error::EndpointMissing { path: path.to_string() }),
+        404 => Err(Error::EndpointMissing {
+            path: path.to_string(),
+        }),
         _ => {
             // A UserException (errorTitle present) is OPNsense's own deliberate refusal: keep title and message.
-            if let Some(title) = json.as_ref().and_then(|v| v.get("errorTitle")).and_then(Value::as_str) {
+            if let Some(title) = json
+                .as_ref()
+                .and_then(|v| v.get("errorTitle"))
+                .and_then(Value::as_str)
+            {
                 if status == 500 && title.to_ascii_lowercase().contains("in use") {
                     return Err(Error::InUse {
                         object: "",
@@ -379,7 +431,9 @@ mod pinned {
             }
             match &self.chain {
                 Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
-                None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
+                None => Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
             }
         }
 
@@ -389,7 +443,12 @@ mod pinned {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
         }
 
         fn verify_tls13_signature(
@@ -398,11 +457,18 @@ mod pinned {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider.signature_verification_algorithms.supported_schemes()
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
 
@@ -411,7 +477,9 @@ mod pinned {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Config(format!("ca_cert_pem: {e}")))?;
         if certs.is_empty() {
-            return Err(Error::Config("ca_cert_pem: no CERTIFICATE block found".into()));
+            return Err(Error::Config(
+                "ca_cert_pem: no CERTIFICATE block found".into(),
+            ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -422,10 +490,13 @@ mod pinned {
         let chain: Option<Arc<dyn ServerCertVerifier>> = if roots.is_empty() {
             None
         } else {
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .ok()
-                .map(|v| v as Arc<dyn ServerCertVerifier>)
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .ok()
+            .map(|v| v as Arc<dyn ServerCertVerifier>)
         };
         let verifier = Arc::new(Pinned {
             certs,
@@ -463,9 +534,14 @@ mod tests {
     #[test]
     fn base_url_rules() {
         assert_eq!(normalize_base("https://fw.lan/").unwrap(), "https://fw.lan");
-        assert_eq!(normalize_base("https://fw.lan:8443/api").unwrap(), "https://fw.lan:8443");
+        assert_eq!(
+            normalize_base("https://fw.lan:8443/api").unwrap(),
+            "https://fw.lan:8443"
+        );
         assert!(normalize_base("ftp://fw").is_err());
-        let e = normalize_base("https://key:supersecret@fw.lan").unwrap_err().to_string();
+        let e = normalize_base("https://key:supersecret@fw.lan")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("supersecret"), "{e}");
         assert!(normalize_base("not a url").is_err());
     }
@@ -481,18 +557,29 @@ mod tests {
     async fn sends_basic_auth_and_json() {
         let srv = TestServer::start(|req| {
             let auth = req.header("authorization").unwrap_or_default();
-            let expect = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("key+/:s3cr3t+/value"));
+            let expect = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("key+/:s3cr3t+/value")
+            );
             assert_eq!(auth, expect);
             if req.method == "POST" {
-                assert_eq!(req.header("content-type").as_deref(), Some("application/json"));
+                assert_eq!(
+                    req.header("content-type").as_deref(),
+                    Some("application/json")
+                );
                 assert_eq!(req.body, b"{}");
             }
             Reply::json(200, json!({"ok": req.path}))
         })
         .await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
-        assert_eq!(t.get("core/x/y").await.unwrap(), json!({"ok": "/api/core/x/y"}));
-        t.post("haproxy/service/reconfigure", None, Idempotency::Once).await.unwrap();
+        assert_eq!(
+            t.get("core/x/y").await.unwrap(),
+            json!({"ok": "/api/core/x/y"})
+        );
+        t.post("haproxy/service/reconfigure", None, Idempotency::Once)
+            .await
+            .unwrap();
         assert_eq!(t.total_calls(), 2);
         assert_eq!(t.call_counts().get("GET core/x/y"), Some(&1));
     }
@@ -508,22 +595,36 @@ mod tests {
         })
         .await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
-        assert_eq!(t.post("a/b/setX/1", None, Idempotency::Idempotent).await.unwrap()["result"], "saved");
+        assert_eq!(
+            t.post("a/b/setX/1", None, Idempotency::Idempotent)
+                .await
+                .unwrap()["result"],
+            "saved"
+        );
         assert_eq!(srv.requests(), 3);
 
         // Never more than max_attempts, and a non-idempotent call is tried once.
-        let srv = TestServer::start(|_| Reply::json(500, json!({"errorMessage": "Unexpected error, check log for details"}))).await;
+        let srv = TestServer::start(|_| {
+            Reply::json(
+                500,
+                json!({"errorMessage": "Unexpected error, check log for details"}),
+            )
+        })
+        .await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
         let e = t.get("a/b/c").await.unwrap_err();
         assert!(matches!(e, Error::Api { status: 500, .. }), "{e:?}");
         assert_eq!(srv.requests(), 3);
-        t.post("a/b/addX", None, Idempotency::Once).await.unwrap_err();
+        t.post("a/b/addX", None, Idempotency::Once)
+            .await
+            .unwrap_err();
         assert_eq!(srv.requests(), 4);
     }
 
     #[tokio::test]
     async fn timeouts_are_transient_and_bounded() {
-        let srv = TestServer::start(|_| Reply::json(200, json!({})).delay(Duration::from_secs(3))).await;
+        let srv =
+            TestServer::start(|_| Reply::json(200, json!({})).delay(Duration::from_secs(3))).await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
         let started = std::time::Instant::now();
         let e = t.get("a/b/c").await.unwrap_err();
@@ -558,16 +659,45 @@ mod tests {
         .await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
         let e = t.get("auth").await.unwrap_err();
-        assert!(matches!(&e, Error::Auth { status: 401, message, .. } if message == "Authentication Failed"), "{e:?}");
-        assert!(matches!(t.get("noauth").await.unwrap_err(), Error::Auth { status: 302, .. }));
-        assert!(matches!(t.get("missing").await.unwrap_err(), Error::EndpointMissing { .. }));
+        assert!(
+            matches!(&e, Error::Auth { status: 401, message, .. } if message == "Authentication Failed"),
+            "{e:?}"
+        );
+        assert!(matches!(
+            t.get("noauth").await.unwrap_err(),
+            Error::Auth { status: 302, .. }
+        ));
+        assert!(matches!(
+            t.get("missing").await.unwrap_err(),
+            Error::EndpointMissing { .. }
+        ));
         let e = t.get("inuse").await.unwrap_err();
-        assert!(matches!(&e, Error::InUse { title, .. } if title.contains("in use by")), "{e:?}");
+        assert!(
+            matches!(&e, Error::InUse { title, .. } if title.contains("in use by")),
+            "{e:?}"
+        );
         let before = srv.requests();
-        assert!(matches!(t.get("user").await.unwrap_err(), Error::Api { status: 500, retryable: false, .. }));
-        assert_eq!(srv.requests(), before + 1, "a deliberate refusal is not retried");
-        assert!(matches!(t.get("html").await.unwrap_err(), Error::Decode { .. }));
-        assert!(matches!(t.get("other").await.unwrap_err(), Error::Api { status: 400, .. }));
+        assert!(matches!(
+            t.get("user").await.unwrap_err(),
+            Error::Api {
+                status: 500,
+                retryable: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            srv.requests(),
+            before + 1,
+            "a deliberate refusal is not retried"
+        );
+        assert!(matches!(
+            t.get("html").await.unwrap_err(),
+            Error::Decode { .. }
+        ));
+        assert!(matches!(
+            t.get("other").await.unwrap_err(),
+            Error::Api { status: 400, .. }
+        ));
     }
 
     #[tokio::test]
@@ -577,7 +707,10 @@ mod tests {
         // Pinned leaf, connected by IP: accepted although the cert has no IP SAN.
         let mut c = cfg(&srv.url());
         c.ca_cert_pem = Some(pem.clone());
-        assert_eq!(Transport::new(&c).unwrap().get("x/y/z").await.unwrap()["tls"], true);
+        assert_eq!(
+            Transport::new(&c).unwrap().get("x/y/z").await.unwrap()["tls"],
+            true
+        );
         // Not pinned, default roots: refused.
         let c = cfg(&url);
         let e = Transport::new(&c).unwrap().get("x/y/z").await.unwrap_err();

@@ -69,7 +69,10 @@ impl Vip {
     ];
 
     pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS.iter().find(|(w, _)| *w == field).map(|(_, a)| *a)
+        Self::FIELDS
+            .iter()
+            .find(|(w, _)| *w == field)
+            .map(|(_, a)| *a)
     }
 
     pub fn ip_alias(interface: &str, network: &str) -> Self {
@@ -170,7 +173,10 @@ impl Vips {
     pub async fn put(&self, uuid: Uuid, vip: &Vip) -> Result<()> {
         let path = format!("interfaces/vip_settings/setItem/{uuid}");
         let body = json!({ "vip": vip.to_wire() });
-        let res = self.t.post(&path, Some(&body), Idempotency::Idempotent).await?;
+        let res = self
+            .t
+            .post(&path, Some(&body), Idempotency::Idempotent)
+            .await?;
         match wire::interpret_save(&path, "vip", &res, &Vip::attribute_of) {
             Err(Error::Failed { .. }) if self.get(uuid).await?.is_none() => Err(Error::Unsupported(format!(
                 "virtual IP {uuid} could not be created with a client-chosen UUID (needs OPNsense 23.1 or later)"
@@ -180,7 +186,13 @@ impl Vips {
     }
 
     pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(&self.t, &format!("interfaces/vip_settings/delItem/{uuid}"), "virtual IP", uuid).await
+        del(
+            &self.t,
+            &format!("interfaces/vip_settings/delItem/{uuid}"),
+            "virtual IP",
+            uuid,
+        )
+        .await
     }
 
     /// `getUnusedVhid`.
@@ -188,7 +200,10 @@ impl Vips {
         let path = "interfaces/vip_settings/getUnusedVhid";
         let v = self.t.get(path).await?;
         v.get("vhid")
-            .and_then(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|x| {
+                x.as_u64()
+                    .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            })
             .and_then(|x| u8::try_from(x).ok())
             .ok_or_else(|| Error::Decode {
                 path: path.into(),
@@ -210,7 +225,11 @@ impl Vips {
                 if k.is_empty() {
                     continue;
                 }
-                let label = v.get("value").and_then(Value::as_str).unwrap_or(k).to_string();
+                let label = v
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .unwrap_or(k)
+                    .to_string();
                 out.insert(k.clone(), label);
             }
         }
@@ -224,10 +243,13 @@ impl Vips {
 
 /// Rows of a `search*` answer, keyed by UUID (rows without a UUID, like built-in aliases, are skipped).
 pub(crate) fn rows<'a>(path: &str, body: &'a Value) -> Result<Vec<(Uuid, &'a Obj)>> {
-    let rows = body.get("rows").and_then(Value::as_array).ok_or_else(|| Error::Decode {
-        path: path.into(),
-        detail: "no rows".into(),
-    })?;
+    let rows = body
+        .get("rows")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Decode {
+            path: path.into(),
+            detail: "no rows".into(),
+        })?;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -238,7 +260,12 @@ pub(crate) fn rows<'a>(path: &str, body: &'a Value) -> Result<Vec<(Uuid, &'a Obj
 }
 
 /// A `del*` call: `deleted` → true, `not found` → false, "in use" → [`Error::InUse`].
-pub(crate) async fn del(t: &Transport, path: &str, object: &'static str, uuid: Uuid) -> Result<bool> {
+pub(crate) async fn del(
+    t: &Transport,
+    path: &str,
+    object: &'static str,
+    uuid: Uuid,
+) -> Result<bool> {
     match t.post(path, None, Idempotency::Idempotent).await {
         Ok(v) => match v.get("result").and_then(Value::as_str) {
             Some("deleted") => Ok(true),
@@ -275,10 +302,14 @@ pub(crate) async fn service_ok(t: &Transport, path: &str, service: &'static str)
 mod tests {
     use super::*;
 
+    use crate::opnsense::fixtures as fx;
+
     fn sample(name: &str) -> Value {
-        let p = format!("/work/shared/reference/opnsense-samples/{name}.json");
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-        v["response"]["json"].clone()
+        fx::json(match name {
+            "vip_getItem_carp" => fx::VIP_GET_CARP,
+            "vip_searchItem" => fx::VIP_SEARCH,
+            other => panic!("no fixture {other}"),
+        })
     }
 
     #[test]

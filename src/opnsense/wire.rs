@@ -42,7 +42,10 @@ pub fn boolean(o: &Obj, f: &str) -> DResult<bool> {
     match text(o, f).as_str() {
         "1" | "true" => Ok(true),
         "0" | "" | "false" => Ok(false),
-        other => Err(DecodeError::new(f, format!("expected \"0\" or \"1\", got {other:?}"))),
+        other => Err(DecodeError::new(
+            f,
+            format!("expected \"0\" or \"1\", got {other:?}"),
+        )),
     }
 }
 
@@ -74,7 +77,11 @@ fn selected_keys(v: &Value) -> Vec<String> {
             })
             .map(|(k, _)| k.clone())
             .collect(),
-        Value::String(s) => s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+        Value::String(s) => s
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -107,7 +114,9 @@ pub fn opt_uuid(o: &Obj, f: &str) -> DResult<Option<Uuid>> {
 /// A single select decoded into a typed enum (`None` when unset).
 pub fn opt_enum<E: WireEnum>(o: &Obj, f: &str) -> DResult<Option<E>> {
     selected(o, f)
-        .map(|s| E::from_wire(&s).ok_or_else(|| DecodeError::new(f, format!("unknown option {s:?}"))))
+        .map(|s| {
+            E::from_wire(&s).ok_or_else(|| DecodeError::new(f, format!("unknown option {s:?}")))
+        })
         .transpose()
 }
 
@@ -139,7 +148,13 @@ where
     I: IntoIterator<Item = T>,
     T: ToString,
 {
-    Value::String(items.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
+    Value::String(
+        items
+            .into_iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 pub fn enc_enum<E: WireEnum>(e: &E) -> Value {
@@ -237,7 +252,10 @@ pub fn interpret_save(
     let result = body.get("result").and_then(Value::as_str);
     match result {
         Some("saved") => {
-            let uuid = body.get("uuid").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
+            let uuid = body
+                .get("uuid")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok());
             Ok(Saved { uuid })
         }
         Some("failed") => match body.get("validations").and_then(Value::as_object) {
@@ -245,7 +263,9 @@ pub fn interpret_save(
                 object,
                 fields: validation_fields(v, attribute_of),
             }),
-            _ => Err(Error::Failed { path: path.to_string() }),
+            _ => Err(Error::Failed {
+                path: path.to_string(),
+            }),
         },
         _ => Err(Error::Decode {
             path: path.to_string(),
@@ -255,13 +275,23 @@ pub fn interpret_save(
 }
 
 /// Turn OPNsense's validation map into field errors (sorted by key for stable diagnostics).
-pub fn validation_fields(v: &Obj, attribute_of: &dyn Fn(&str) -> Option<&'static str>) -> Vec<FieldError> {
+pub fn validation_fields(
+    v: &Obj,
+    attribute_of: &dyn Fn(&str) -> Option<&'static str>,
+) -> Vec<FieldError> {
     let mut out: Vec<FieldError> = v
         .iter()
         .map(|(key, msg)| {
             let messages = match msg {
                 Value::String(s) => vec![s.clone()],
-                Value::Array(a) => a.iter().map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string())).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|m| {
+                        m.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| m.to_string())
+                    })
+                    .collect(),
                 other => vec![other.to_string()],
             };
             // `server.port` → `port`; `haproxy.general.stats.prometheus_bind` → `general.stats.prometheus_bind`.
@@ -281,14 +311,21 @@ pub fn validation_fields(v: &Obj, attribute_of: &dyn Fn(&str) -> Option<&'static
 pub fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 300 {
-        format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s
     }
 }
 
 /// Unwrap `{wrapper: {…}}`; `[]` (OPNsense's "not found" for get) → `None`.
-pub fn unwrap_object<'a>(path: &str, body: &'a Value, wrapper: &str) -> Result<Option<&'a Obj>, Error> {
+pub fn unwrap_object<'a>(
+    path: &str,
+    body: &'a Value,
+    wrapper: &str,
+) -> Result<Option<&'a Obj>, Error> {
     match body {
         Value::Array(a) if a.is_empty() => Ok(None),
         Value::Object(m) => match m.get(wrapper) {
@@ -361,7 +398,12 @@ mod tests {
         assert_eq!(boolean(&o, "enabled").unwrap_err().field, "enabled");
         assert_eq!(opt_int::<u16>(&o, "port").unwrap_err().field, "port");
         assert!(uuid_set(&o, "rel").is_err());
-        assert_eq!(opt_int::<u16>(&obj(json!({"port": "70000"})), "port").unwrap_err().field, "port");
+        assert_eq!(
+            opt_int::<u16>(&obj(json!({"port": "70000"})), "port")
+                .unwrap_err()
+                .field,
+            "port"
+        );
     }
 
     #[test]
@@ -392,8 +434,17 @@ mod tests {
             "checkInterval" => Some("check_interval"),
             _ => None,
         };
-        let ok = interpret_save("p", "server", &json!({"result":"saved","uuid":"a45cdd6a-ce46-45b6-b181-989dd7e192b6"}), &attr).unwrap();
-        assert_eq!(ok.uuid.unwrap().to_string(), "a45cdd6a-ce46-45b6-b181-989dd7e192b6");
+        let ok = interpret_save(
+            "p",
+            "server",
+            &json!({"result":"saved","uuid":"a45cdd6a-ce46-45b6-b181-989dd7e192b6"}),
+            &attr,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.uuid.unwrap().to_string(),
+            "a45cdd6a-ce46-45b6-b181-989dd7e192b6"
+        );
         let err = interpret_save(
             "p",
             "server",
@@ -401,24 +452,42 @@ mod tests {
             &attr,
         )
         .unwrap_err();
-        let Error::Validation { fields, .. } = &err else { panic!("{err:?}") };
+        let Error::Validation { fields, .. } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(fields.len(), 3);
         assert_eq!(fields[0].key, "server.checkInterval");
         assert_eq!(fields[0].attribute, Some("check_interval"));
         assert_eq!(fields[1].attribute, Some("port"));
         assert_eq!(fields[2].attribute, None);
-        assert_eq!(fields[2].messages, vec!["Please specify a value between 0 and 256."]);
-        assert!(err.to_string().contains("port: Please specify a value between 1 and 65535."));
-        assert!(matches!(interpret_save("p", "server", &json!({"result":"failed"}), &attr), Err(Error::Failed { .. })));
-        assert!(matches!(interpret_save("p", "server", &json!([]), &attr), Err(Error::Decode { .. })));
+        assert_eq!(
+            fields[2].messages,
+            vec!["Please specify a value between 0 and 256."]
+        );
+        assert!(err
+            .to_string()
+            .contains("port: Please specify a value between 1 and 65535."));
+        assert!(matches!(
+            interpret_save("p", "server", &json!({"result":"failed"}), &attr),
+            Err(Error::Failed { .. })
+        ));
+        assert!(matches!(
+            interpret_save("p", "server", &json!([]), &attr),
+            Err(Error::Decode { .. })
+        ));
     }
 
     #[test]
     fn unwrap_not_found_and_arrays() {
         assert!(unwrap_object("p", &json!([]), "server").unwrap().is_none());
-        assert!(unwrap_object("p", &json!({"server": {"name": "a"}}), "server").unwrap().is_some());
+        assert!(
+            unwrap_object("p", &json!({"server": {"name": "a"}}), "server")
+                .unwrap()
+                .is_some()
+        );
         assert!(unwrap_object("p", &json!({"backend": {}}), "server").is_err());
-        let m = json!({"server": {"a45cdd6a-ce46-45b6-b181-989dd7e192b6": {"name": "a"}, "bad": {}}});
+        let m =
+            json!({"server": {"a45cdd6a-ce46-45b6-b181-989dd7e192b6": {"name": "a"}, "bad": {}}});
         assert_eq!(array_items(Some(&m), "server").len(), 1);
         assert!(array_items(Some(&json!({"server": []})), "server").is_empty());
     }
@@ -432,7 +501,9 @@ mod tests {
         assert_eq!(Demo::from_wire("b-b"), Some(Demo::B));
         assert_eq!("a".parse::<Demo>().unwrap(), Demo::A);
         assert!("c".parse::<Demo>().unwrap_err().contains("a, b-b"));
-        let o = obj(json!({"x": {"a": {"value": "A", "selected": 0}, "b-b": {"value":"B","selected":1}}, "y": "zz"}));
+        let o = obj(
+            json!({"x": {"a": {"value": "A", "selected": 0}, "b-b": {"value":"B","selected":1}}, "y": "zz"}),
+        );
         assert_eq!(opt_enum::<Demo>(&o, "x").unwrap(), Some(Demo::B));
         assert!(opt_enum::<Demo>(&o, "y").is_err());
         assert_eq!(enum_or(&o, "missing", Demo::A).unwrap(), Demo::A);

@@ -308,7 +308,10 @@ mod tests {
         let steps = p.attribute.unwrap().steps;
         use pb::attribute_path::step::Selector;
         assert_eq!(
-            steps.into_iter().map(|s| s.selector.unwrap()).collect::<Vec<_>>(),
+            steps
+                .into_iter()
+                .map(|s| s.selector.unwrap())
+                .collect::<Vec<_>>(),
             vec![
                 Selector::AttributeName("a".into()),
                 Selector::ElementKeyInt(2),

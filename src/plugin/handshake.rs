@@ -39,7 +39,8 @@ use tonic::transport::server::Connected;
 /// Environment variable carrying the go-plugin magic cookie.
 pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
 /// The value Terraform (and OpenTofu) put in [`MAGIC_COOKIE_KEY`].
-pub const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+pub const MAGIC_COOKIE_VALUE: &str =
+    "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 /// go-plugin core protocol version (first field of the handshake line).
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// Terraform plugin protocol major version we speak.
@@ -198,9 +199,10 @@ pub fn generate_server_cert() -> Result<ServerCert, HandshakeError> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "localhost");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "terraform-provider-homelab");
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        "terraform-provider-homelab",
+    );
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,
@@ -406,7 +408,9 @@ pub fn incoming(
                                 let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
                             }
                             // A failed handshake concerns one connection only; keep serving.
-                            Err(e) => tracing::warn!(error = %e, "TLS handshake with the host failed"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "TLS handshake with the host failed")
+                            }
                         }
                     });
                 }
@@ -453,11 +457,17 @@ mod tests {
     #[test]
     fn protocol_6_in_any_order() {
         for offered in ["6,5", "5,6", "6", " 5 , 6 "] {
-            let e = env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", offered)]);
+            let e = env(&[
+                (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
+                ("PLUGIN_PROTOCOL_VERSIONS", offered),
+            ]);
             assert!(check_env(e).is_ok(), "{offered}");
         }
         for offered in ["5", "4,5", "", "66"] {
-            let e = env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", offered)]);
+            let e = env(&[
+                (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
+                ("PLUGIN_PROTOCOL_VERSIONS", offered),
+            ]);
             match check_env(e) {
                 Err(HandshakeError::UnsupportedProtocol { offered: o }) => assert_eq!(o, offered),
                 other => panic!("{offered}: {other:?}"),
@@ -481,19 +491,22 @@ mod tests {
         let got = check_env(e).unwrap();
         assert_eq!(got.client_cert.as_deref(), Some(cert.cert_der.as_slice()));
         assert_eq!(got.socket_dir, Some(PathBuf::from("/run/x")));
-        let bad = env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_CLIENT_CERT", "garbage")]);
+        let bad = env(&[
+            (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
+            ("PLUGIN_CLIENT_CERT", "garbage"),
+        ]);
         assert!(matches!(check_env(bad), Err(HandshakeError::ClientCert(_))));
     }
 
     #[test]
     fn handshake_line_format() {
-        let line = handshake_line(Path::new("/tmp/d/plugin.sock"), Some(&[0xde, 0xad, 0xbe, 0xef]));
+        let line = handshake_line(
+            Path::new("/tmp/d/plugin.sock"),
+            Some(&[0xde, 0xad, 0xbe, 0xef]),
+        );
         // STANDARD alphabet, no padding.
         assert_eq!(line, "1|6|unix|/tmp/d/plugin.sock|grpc|3q2+7w");
-        assert_eq!(
-            handshake_line(Path::new("/s"), None),
-            "1|6|unix|/s|grpc|"
-        );
+        assert_eq!(handshake_line(Path::new("/s"), None), "1|6|unix|/s|grpc|");
     }
 
     #[test]

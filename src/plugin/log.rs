@@ -233,7 +233,10 @@ mod tests {
             }
         };
         assert_eq!(level_from_env(get(&[])), LevelFilter::OFF);
-        assert_eq!(level_from_env(get(&[("TF_LOG", "info")])), LevelFilter::INFO);
+        assert_eq!(
+            level_from_env(get(&[("TF_LOG", "info")])),
+            LevelFilter::INFO
+        );
         assert_eq!(
             level_from_env(get(&[("TF_LOG", "info"), ("TF_LOG_PROVIDER", "ERROR")])),
             LevelFilter::ERROR
@@ -246,10 +249,19 @@ mod tests {
             ])),
             LevelFilter::DEBUG
         );
-        assert_eq!(level_from_env(get(&[("TF_LOG", "JSON")])), LevelFilter::TRACE);
+        assert_eq!(
+            level_from_env(get(&[("TF_LOG", "JSON")])),
+            LevelFilter::TRACE
+        );
         assert_eq!(level_from_env(get(&[("TF_LOG", "off")])), LevelFilter::OFF);
-        assert_eq!(level_from_env(get(&[("TF_LOG", "WARN")])), LevelFilter::WARN);
-        assert_eq!(level_from_env(get(&[("TF_LOG", "bogus")])), LevelFilter::TRACE);
+        assert_eq!(
+            level_from_env(get(&[("TF_LOG", "WARN")])),
+            LevelFilter::WARN
+        );
+        assert_eq!(
+            level_from_env(get(&[("TF_LOG", "bogus")])),
+            LevelFilter::TRACE
+        );
     }
 
     #[test]
@@ -267,7 +279,12 @@ mod tests {
         tracing::subscriber::with_default(sub, || {
             let span = tracing::info_span!("rpc", tf_rpc = "PlanResourceChange");
             let _g = span.enter();
-            tracing::warn!(tf_resource_type = "homelab_x", count = 3, "planned {}", "thing");
+            tracing::warn!(
+                tf_resource_type = "homelab_x",
+                count = 3,
+                "planned {}",
+                "thing"
+            );
             tracing::trace!(ok = true, "second");
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

@@ -1,6 +1,19 @@
 //! The protocol layer: the only code that knows protobuf, msgpack and go-plugin.
+//!
+//! - [`handshake`]: how Terraform starts the plugin (cookie, socket, AutoMTLS, the stdout line);
+//! - [`server`]: the `tfplugin6.Provider` gRPC service, routing RPCs to registered resources;
+//! - [`adapter`] + [`plan`]: typed framework traits ↔ cty values, schema-driven planning;
+//! - [`schema`], [`diagnostics`]: the plain-Rust schema and diagnostic types (and their protobuf forms);
+//! - [`codec`]: cty values and their msgpack/JSON encodings;
+//! - [`log`]: the JSON log lines Terraform parses from stderr.
 
+pub(crate) mod adapter;
 pub mod codec;
+pub mod diagnostics;
 pub mod handshake;
 pub mod log;
+pub mod plan;
 pub(crate) mod proto;
+pub mod schema;
+pub mod serve;
+pub mod server;

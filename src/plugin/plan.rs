@@ -43,7 +43,14 @@ pub fn plan(block: &Block, prior: &Value, proposed: &Value, config: &Value) -> S
 
     let mut requires_replace = Vec::new();
     if !create {
-        collect_replace(block, prior, config, &planned, &mut Vec::new(), &mut requires_replace);
+        collect_replace(
+            block,
+            prior,
+            config,
+            &planned,
+            &mut Vec::new(),
+            &mut requires_replace,
+        );
     }
     let changed = create || &planned != prior;
     if changed {
@@ -229,7 +236,13 @@ fn block_has_replace_attr(b: &Block) -> bool {
             .any(|nb| nb.requires_replace || block_has_replace_attr(&nb.block))
 }
 
-fn mark_unknown(block: &Block, prior: Option<&Value>, config: &Value, planned: &mut Value, replace: bool) {
+fn mark_unknown(
+    block: &Block,
+    prior: Option<&Value>,
+    config: &Value,
+    planned: &mut Value,
+    replace: bool,
+) {
     let Some(map) = obj_mut(planned) else { return };
     for a in &block.attributes {
         let cfg = config.get(&a.name).unwrap_or(&NULL);
@@ -255,7 +268,13 @@ fn mark_unknown(block: &Block, prior: Option<&Value>, config: &Value, planned: &
                     attributes: n.attributes.clone(),
                     ..Default::default()
                 };
-                mark_unknown(&inner, get(prior, &a.name).filter(|p| !p.is_null()), cfg, slot, replace);
+                mark_unknown(
+                    &inner,
+                    get(prior, &a.name).filter(|p| !p.is_null()),
+                    cfg,
+                    slot,
+                    replace,
+                );
             }
         }
     }
@@ -278,13 +297,36 @@ mod tests {
 
     fn schema() -> Schema {
         Schema::new("t")
-            .attribute(Attribute::string("id").computed().use_state_for_unknown().description("d"))
+            .attribute(
+                Attribute::string("id")
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("d"),
+            )
             .attribute(Attribute::string("name").required().description("d"))
-            .attribute(Attribute::string("mode").default_string("a").description("d"))
-            .attribute(Attribute::string("zone").required().requires_replace().description("d"))
+            .attribute(
+                Attribute::string("mode")
+                    .default_string("a")
+                    .description("d"),
+            )
+            .attribute(
+                Attribute::string("zone")
+                    .required()
+                    .requires_replace()
+                    .description("d"),
+            )
             .attribute(Attribute::string("stamp").computed().description("d"))
-            .attribute(Attribute::string("pw").optional().write_only().description("d"))
-            .attribute(Attribute::set("tags", Type::String).optional().description("d"))
+            .attribute(
+                Attribute::string("pw")
+                    .optional()
+                    .write_only()
+                    .description("d"),
+            )
+            .attribute(
+                Attribute::set("tags", Type::String)
+                    .optional()
+                    .description("d"),
+            )
             .block(NestedBlock::single(
                 "opts",
                 Block::new("d")
@@ -310,7 +352,10 @@ mod tests {
             ("stamp", Value::Null),
             ("pw", s("secret")),
             ("tags", Value::Null),
-            ("opts", obj(&[("port", Value::from(80)), ("gen", Value::Null)])),
+            (
+                "opts",
+                obj(&[("port", Value::from(80)), ("gen", Value::Null)]),
+            ),
         ])
     }
 
@@ -334,7 +379,10 @@ mod tests {
         if let (Value::Object(o), Some(p)) = (&mut out, Some(prior).filter(|p| !p.is_null())) {
             for a in &sch.block.attributes {
                 if a.computed && config.get(&a.name).is_some_and(Value::is_null) {
-                    o.insert(a.name.clone(), p.get(&a.name).cloned().unwrap_or(Value::Null));
+                    o.insert(
+                        a.name.clone(),
+                        p.get(&a.name).cloned().unwrap_or(Value::Null),
+                    );
                 }
             }
             if let (Some(Value::Object(po)), Some(Value::Object(oo))) =
@@ -350,15 +398,30 @@ mod tests {
     fn create_marks_computed_unknown_and_fills_defaults() {
         let sch = schema();
         let cfg = config("n", "z", Value::Null);
-        let p = plan(&sch.block, &Value::Null, &proposed(&Value::Null, &cfg), &cfg);
+        let p = plan(
+            &sch.block,
+            &Value::Null,
+            &proposed(&Value::Null, &cfg),
+            &cfg,
+        );
         assert!(p.requires_replace.is_empty());
         assert_eq!(p.planned.get("id"), Some(&Value::Unknown));
         assert_eq!(p.planned.get("stamp"), Some(&Value::Unknown));
         assert_eq!(p.planned.get("mode"), Some(&s("a")));
         assert_eq!(p.planned.get("name"), Some(&s("n")));
-        assert_eq!(p.planned.get("pw"), Some(&Value::Null), "write-only never planned");
-        assert_eq!(p.planned.get("opts").unwrap().get("gen"), Some(&Value::Unknown));
-        assert_eq!(p.planned.get("opts").unwrap().get("port"), Some(&Value::from(80)));
+        assert_eq!(
+            p.planned.get("pw"),
+            Some(&Value::Null),
+            "write-only never planned"
+        );
+        assert_eq!(
+            p.planned.get("opts").unwrap().get("gen"),
+            Some(&Value::Unknown)
+        );
+        assert_eq!(
+            p.planned.get("opts").unwrap().get("port"),
+            Some(&Value::from(80))
+        );
     }
 
     #[test]
@@ -398,7 +461,10 @@ mod tests {
         let prior = state("n", "z", "a");
         let cfg = config("n", "z2", Value::Null);
         let p = plan(&sch.block, &prior, &proposed(&prior, &cfg), &cfg);
-        assert_eq!(p.requires_replace, vec![vec![PathStep::Attr("zone".into())]]);
+        assert_eq!(
+            p.requires_replace,
+            vec![vec![PathStep::Attr("zone".into())]]
+        );
         assert_eq!(p.planned.get("id"), Some(&Value::Unknown));
     }
 

@@ -173,6 +173,12 @@ pub enum ObjectNesting {
     Map,
 }
 
+/// A custom requires-replace predicate over (prior, planned).
+pub type ReplaceFn = Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>;
+
+/// A validator check over (value, path, diagnostics).
+pub type CheckFn = Arc<dyn Fn(&Value, &AttrPath, &mut Diagnostics) + Send + Sync>;
+
 /// Where a requires-replace rule applies.
 #[derive(Clone)]
 pub enum RequiresReplace {
@@ -183,7 +189,7 @@ pub enum RequiresReplace {
     /// Only when the attribute is set in configuration (a computed value changing does not replace).
     IfConfigured,
     /// When the function returns true for (prior, planned); both are known and different.
-    If(Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>),
+    If(ReplaceFn),
 }
 
 impl fmt::Debug for RequiresReplace {
@@ -205,7 +211,7 @@ impl fmt::Debug for RequiresReplace {
 pub struct Validator {
     /// Shown in docs, e.g. "one of `tcp`, `http`".
     pub description: String,
-    check: Arc<dyn Fn(&Value, &AttrPath, &mut Diagnostics) + Send + Sync>,
+    check: CheckFn,
 }
 
 impl fmt::Debug for Validator {
@@ -250,16 +256,19 @@ impl Validator {
     ) -> Self {
         let description = description.into();
         let summary = format!("Invalid value: must be {description}");
-        Self::new(description, move |v, path, diags| match v.as_number().and_then(|n| n.as_i64()) {
-            Some(i) => {
-                if let Err(fix) = check(i) {
-                    diags.push(Diagnostic::error(summary.clone(), fix).at(path.clone()));
+        Self::new(description, move |v, path, diags| {
+            match v.as_number().and_then(|n| n.as_i64()) {
+                Some(i) => {
+                    if let Err(fix) = check(i) {
+                        diags.push(Diagnostic::error(summary.clone(), fix).at(path.clone()));
+                    }
                 }
+                None if v.is_known() && !v.is_null() => diags.push(
+                    Diagnostic::error(summary.clone(), "A whole number is required.")
+                        .at(path.clone()),
+                ),
+                None => {}
             }
-            None if v.is_known() && !v.is_null() => diags.push(
-                Diagnostic::error(summary.clone(), "A whole number is required.").at(path.clone()),
-            ),
-            None => {}
         })
     }
 
@@ -390,7 +399,14 @@ impl Attribute {
     }
 
     /// Nested attributes (`name = { ... }` for [`ObjectNesting::Single`]).
-    pub fn nested(name: impl Into<String>, nesting: ObjectNesting, attributes: Vec<Attribute>) -> Self {
+    ///
+    /// Caution: Terraform 1.0.x crashes planning a resource whose nested attribute is null (measured with
+    /// 1.0.3). Prefer nested blocks ([`NestedBlock`]) while 1.0 is supported.
+    pub fn nested(
+        name: impl Into<String>,
+        nesting: ObjectNesting,
+        attributes: Vec<Attribute>,
+    ) -> Self {
         let mut a = Self::of_type(name, Type::Dynamic);
         a.kind = AttrKind::Nested(NestedAttributes {
             nesting,
@@ -769,6 +785,12 @@ fn attr_to_proto(a: &Attribute) -> pb::schema::Attribute {
 
 fn nested_block_to_proto(b: &NestedBlock) -> pb::schema::NestedBlock {
     use pb::schema::nested_block::NestingMode;
+    // Terraform requires min == max for single/group blocks: 1/1 when required, else 0/0.
+    let (min_items, max_items) = match b.nesting {
+        BlockNesting::Single | BlockNesting::Group if b.min_items > 0 => (1, 1),
+        BlockNesting::Single | BlockNesting::Group => (0, 0),
+        _ => (b.min_items, b.max_items),
+    };
     pb::schema::NestedBlock {
         type_name: b.name.clone(),
         block: Some(block_to_proto(&b.block, 0)),
@@ -779,8 +801,8 @@ fn nested_block_to_proto(b: &NestedBlock) -> pb::schema::NestedBlock {
             BlockNesting::Map => NestingMode::Map,
             BlockNesting::Group => NestingMode::Group,
         } as i32,
-        min_items: b.min_items,
-        max_items: b.max_items,
+        min_items,
+        max_items,
     }
 }
 

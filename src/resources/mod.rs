@@ -1,1 +1,39 @@
 //! One file per resource, data source and list resource.
+//!
+//! [`registry`] lists everything the provider serves. To add a resource: write `src/resources/<name>.rs`
+//! implementing `crate::framework::Resource`, declare the module here and register it in [`registry`].
+
+use crate::framework::Registry;
+
+pub mod opnsense_common;
+pub mod opnsense_firewall_alias;
+pub mod opnsense_firewall_rule;
+pub mod opnsense_haproxy_backend;
+pub mod opnsense_haproxy_frontend;
+pub mod opnsense_haproxy_healthcheck;
+pub mod opnsense_haproxy_server;
+pub mod opnsense_haproxy_settings;
+pub mod opnsense_haproxy_status;
+pub mod opnsense_interfaces;
+pub mod opnsense_vip;
+#[cfg(feature = "test-fixtures")]
+pub mod test_fixture;
+
+/// Everything the provider serves.
+pub fn registry() -> Registry {
+    #[allow(unused_mut)]
+    let mut r = Registry::new();
+    opnsense_haproxy_server::register(&mut r);
+    opnsense_haproxy_healthcheck::register(&mut r);
+    opnsense_haproxy_backend::register(&mut r);
+    opnsense_haproxy_frontend::register(&mut r);
+    opnsense_haproxy_settings::register(&mut r);
+    opnsense_vip::register(&mut r);
+    opnsense_firewall_alias::register(&mut r);
+    opnsense_firewall_rule::register(&mut r);
+    opnsense_interfaces::register(&mut r);
+    opnsense_haproxy_status::register(&mut r);
+    #[cfg(feature = "test-fixtures")]
+    test_fixture::register(&mut r);
+    r
+}

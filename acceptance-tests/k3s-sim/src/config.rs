@@ -237,7 +237,10 @@ impl Config {
                 other => yaml_scalar(other).into_iter().collect(),
             };
             let value = if is_bool(&key) {
-                Value::Bool(matches!(v, serde_yaml::Value::Bool(true)) || items.first().map(|s| s == "true").unwrap_or(false))
+                Value::Bool(
+                    matches!(v, serde_yaml::Value::Bool(true))
+                        || items.first().map(|s| s == "true").unwrap_or(false),
+                )
             } else if is_list(&key) || matches!(v, serde_yaml::Value::Sequence(_)) {
                 Value::List(items.iter().flat_map(|s| split_list(s)).collect())
             } else {
@@ -362,13 +365,31 @@ mod tests {
             "token: fromfile\ntls-san:\n  - 10.0.3.100\ncluster-init: true\nnode-name: a\n",
         )
         .unwrap();
-        std::fs::write(paths.etc().join("config.yaml.d/10-x.yaml"), "tls-san+: [vip.lan]\nnode-name: b\n").unwrap();
+        std::fs::write(
+            paths.etc().join("config.yaml.d/10-x.yaml"),
+            "tls-san+: [vip.lan]\nnode-name: b\n",
+        )
+        .unwrap();
         let mut env = BTreeMap::new();
         env.insert("K3S_TOKEN".to_string(), "fromenv".to_string());
         env.insert("K3S_URL".to_string(), "https://x:6443".to_string());
-        let cfg = Config::load(&s(&["--tls-san", "1.2.3.4", "--node-name=c", "--disable", "servicelb"]), &env, &paths).unwrap();
+        let cfg = Config::load(
+            &s(&[
+                "--tls-san",
+                "1.2.3.4",
+                "--node-name=c",
+                "--disable",
+                "servicelb",
+            ]),
+            &env,
+            &paths,
+        )
+        .unwrap();
         assert_eq!(cfg.str("token").as_deref(), Some("fromfile"));
-        assert_eq!(cfg.list("tls-san"), s(&["10.0.3.100", "vip.lan", "1.2.3.4"]));
+        assert_eq!(
+            cfg.list("tls-san"),
+            s(&["10.0.3.100", "vip.lan", "1.2.3.4"])
+        );
         assert_eq!(cfg.str("node-name").as_deref(), Some("c"));
         assert_eq!(cfg.str("server").as_deref(), Some("https://x:6443"));
         assert!(cfg.bool("cluster-init"));

@@ -49,7 +49,11 @@ fn as_u64(v: &Value) -> u64 {
 
 fn strs(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -104,8 +108,29 @@ impl EtcdClient {
         &self.endpoints
     }
 
-    /// POST a gateway call; the first endpoint that answers decides.
+    /// POST a gateway call, retrying the transient errors of a leader election (as the apiserver's etcd client
+    /// does) for up to ~8 s.
     pub async fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.call_once(path, body).await {
+                Err(StoreError::Etcd(m))
+                    if attempt < 16
+                        && (m.contains("leader changed")
+                            || m.contains("no leader")
+                            || m.contains("timed out")
+                            || m.contains("too many requests")) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One gateway call; the first endpoint that answers decides.
+    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
         let mut last = String::from("no etcd endpoints");
         for ep in self.endpoints.iter() {
             let url = format!("{ep}{path}");
@@ -137,7 +162,11 @@ impl EtcdClient {
     }
 
     /// Range over one key or a prefix.
-    pub async fn range(&self, key: &str, prefix: bool) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub async fn range(
+        &self,
+        key: &str,
+        prefix: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut req = json!({"key": b64(key.as_bytes())});
         if prefix {
             req["range_end"] = json!(b64(&prefix_end(key.as_bytes())));
@@ -160,9 +189,12 @@ impl EtcdClient {
 
     /// Put a key.
     pub async fn put(&self, key: &str, val: &[u8]) -> Result<(), StoreError> {
-        self.call("/v3/kv/put", &json!({"key": b64(key.as_bytes()), "value": b64(val)}))
-            .await
-            .map(|_| ())
+        self.call(
+            "/v3/kv/put",
+            &json!({"key": b64(key.as_bytes()), "value": b64(val)}),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Delete a key.
@@ -279,6 +311,8 @@ pub fn spawn(opts: &EtcdOpts) -> std::io::Result<tokio::process::Child> {
         .arg("--listen-metrics-urls")
         .arg("")
         .env_remove("ETCD_NAME")
+        // etcd speaks sd_notify itself; READY must come from k3s, not from its datastore.
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -305,7 +339,8 @@ pub fn spawn(opts: &EtcdOpts) -> std::io::Result<tokio::process::Child> {
 pub async fn wait_healthy(client_url: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(r) = http::request("GET", &format!("{client_url}/health"), &[], None, None).await {
+        if let Ok(r) = http::request("GET", &format!("{client_url}/health"), &[], None, None).await
+        {
             if r.status == 200 && r.text().contains("true") {
                 return true;
             }

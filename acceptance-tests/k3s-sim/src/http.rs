@@ -45,6 +45,27 @@ pub struct Tls {
     pub trust: Trust,
     /// Client certificate, if any.
     pub client: Option<CertKey>,
+    /// Name to verify instead of the URL's host (an agent dialing its `:6444` proxy verifies `127.0.0.1`).
+    pub server_name: Option<String>,
+}
+
+impl Tls {
+    /// Trust a CA bundle, optionally with a client certificate.
+    pub fn ca(pem: &str, client: Option<CertKey>) -> Tls {
+        Tls {
+            trust: Trust::Ca(pem.to_string()),
+            client,
+            server_name: None,
+        }
+    }
+    /// Accept any server certificate.
+    pub fn insecure() -> Tls {
+        Tls {
+            trust: Trust::Insecure,
+            client: None,
+            server_name: None,
+        }
+    }
 }
 
 /// A response.
@@ -166,9 +187,12 @@ pub async fn request(
     body: Option<Vec<u8>>,
     tls: Option<&Tls>,
 ) -> Result<Resp, HttpError> {
-    tokio::time::timeout(Duration::from_secs(10), request_inner(method, url, headers, body, tls))
-        .await
-        .map_err(|_| HttpError::Timeout(url.to_string()))?
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        request_inner(method, url, headers, body, tls),
+    )
+    .await
+    .map_err(|_| HttpError::Timeout(url.to_string()))?
 }
 
 async fn request_inner(
@@ -195,12 +219,11 @@ async fn request_inner(
         .map_err(|e| HttpError::Transport(e.to_string()))?;
     let t = |e: hyper::Error| HttpError::Transport(e.to_string());
     let resp = if is_tls {
-        let default = Tls {
-            trust: Trust::Insecure,
-            client: None,
-        };
-        let cfg = client_config(tls.unwrap_or(&default))?;
-        let name = ServerName::try_from(host.clone()).map_err(|e| HttpError::Transport(e.to_string()))?;
+        let default = Tls::insecure();
+        let tls = tls.unwrap_or(&default);
+        let cfg = client_config(tls)?;
+        let name = ServerName::try_from(tls.server_name.clone().unwrap_or_else(|| host.clone()))
+            .map_err(|e| HttpError::Transport(e.to_string()))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
             .connect(name, tcp)
             .await
@@ -218,7 +241,13 @@ async fn request_inner(
         send.send_request(req).await.map_err(t)?
     };
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(t)?.to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(t)?
+        .to_bytes()
+        .to_vec();
     Ok(Resp { status, body })
 }
 
@@ -232,7 +261,10 @@ mod tests {
             split_url("https://10.0.3.100:6443/cacerts").unwrap(),
             (true, "10.0.3.100".into(), 6443, "/cacerts".into())
         );
-        assert_eq!(split_url("http://h").unwrap(), (false, "h".into(), 80, "/".into()));
+        assert_eq!(
+            split_url("http://h").unwrap(),
+            (false, "h".into(), 80, "/".into())
+        );
         assert!(split_url("ftp://x").is_err());
     }
 }

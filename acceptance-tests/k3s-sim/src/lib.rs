@@ -7,12 +7,17 @@
 //! Kubernetes API subset that the real `kubectl` works against, and the agent's client-side load balancer. It is
 //! not Kubernetes: there are no pods, no kubelet and no CNI.
 
+pub mod agent;
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod etcd;
 pub mod http;
 pub mod log;
+pub mod notify;
 pub mod paths;
 pub mod pki;
+pub mod server;
 pub mod serving;
 pub mod store;
 

@@ -113,7 +113,10 @@ mod tests {
     fn root_prefixes_absolute_paths() {
         let p = Paths::new("/tmp/h1", "127.0.0.9", None);
         assert_eq!(p.etc(), PathBuf::from("/tmp/h1/etc/rancher/k3s"));
-        assert_eq!(p.tls(), PathBuf::from("/tmp/h1/var/lib/rancher/k3s/server/tls"));
+        assert_eq!(
+            p.tls(),
+            PathBuf::from("/tmp/h1/var/lib/rancher/k3s/server/tls")
+        );
         let p = Paths::new("", "127.0.0.1", Some("/srv/k3s"));
         assert_eq!(p.server(), PathBuf::from("/srv/k3s/server"));
     }

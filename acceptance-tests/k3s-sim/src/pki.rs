@@ -8,7 +8,8 @@
 //! `/cacerts` without verification and compares its SHA-256 with the hash in the token before trusting anything.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use sha2::{Digest, Sha256};
 
@@ -85,7 +86,10 @@ impl CertKey {
         let mut p = CertificateParams::new(sans.to_vec())?;
         p.distinguished_name.push(DnType::CommonName, cn);
         p.distinguished_name.push(DnType::OrganizationName, "k3s");
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(p)
     }
@@ -97,7 +101,10 @@ impl CertKey {
         for o in orgs {
             p.distinguished_name.push(DnType::OrganizationName, *o);
         }
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(p)
     }
@@ -118,7 +125,9 @@ pub fn pem_certs(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'sta
 /// The SANs of the first certificate in `pem`, in certificate order (IPs printed as Go prints them).
 pub fn cert_sans(pem: &str) -> Result<Vec<String>, PkiError> {
     let ders = pem_certs(pem)?;
-    let der = ders.first().ok_or_else(|| PkiError::Parse("no certificate".into()))?;
+    let der = ders
+        .first()
+        .ok_or_else(|| PkiError::Parse("no certificate".into()))?;
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Parse(e.to_string()))?;
     let mut out = vec![];
@@ -225,13 +234,32 @@ mod tests {
     fn server_cert_carries_sans_in_order_and_secure_token_pins_ca() {
         let ca = CertKey::new_ca("k3s-server-ca").unwrap();
         let leaf = ca
-            .issue_server("k3s", &["10.0.3.2".into(), "10.43.0.1".into(), "127.0.0.1".into(), "kubernetes".into()])
+            .issue_server(
+                "k3s",
+                &[
+                    "10.0.3.2".into(),
+                    "10.43.0.1".into(),
+                    "127.0.0.1".into(),
+                    "kubernetes".into(),
+                ],
+            )
             .unwrap();
-        assert_eq!(cert_sans(&leaf.cert).unwrap(), vec!["10.0.3.2", "10.43.0.1", "127.0.0.1", "kubernetes"]);
+        assert_eq!(
+            cert_sans(&leaf.cert).unwrap(),
+            vec!["10.0.3.2", "10.43.0.1", "127.0.0.1", "kubernetes"]
+        );
         let tok = secure_token(&ca.cert, "pw");
-        assert_eq!(parse_token(&tok).ca_hash.unwrap(), sha256_hex(ca.cert.as_bytes()));
-        let client = ca.issue_client("system:admin", &["system:masters"]).unwrap();
+        assert_eq!(
+            parse_token(&tok).ca_hash.unwrap(),
+            sha256_hex(ca.cert.as_bytes())
+        );
+        let client = ca
+            .issue_client("system:admin", &["system:masters"])
+            .unwrap();
         let der = pem_certs(&client.cert).unwrap();
-        assert_eq!(subject_of(&der[0]).unwrap(), ("system:admin".into(), vec!["system:masters".into()]));
+        assert_eq!(
+            subject_of(&der[0]).unwrap(),
+            ("system:admin".into(), vec!["system:masters".into()])
+        );
     }
 }

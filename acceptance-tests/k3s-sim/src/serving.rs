@@ -88,7 +88,10 @@ pub fn to_secret(ck: &CertKey, cns: &BTreeSet<String>) -> Value {
     }
     ann.insert(
         "listener.cattle.io/fingerprint".into(),
-        json!(format!("SHA256={}", sha256_hex(ck.cert.as_bytes()).to_uppercase())),
+        json!(format!(
+            "SHA256={}",
+            sha256_hex(ck.cert.as_bytes()).to_uppercase()
+        )),
     );
     json!({
         "kind": "Secret",
@@ -116,7 +119,10 @@ fn from_secret(v: &Value) -> Option<CertKey> {
 pub struct DynResolver(RwLock<Arc<rustls::sign::CertifiedKey>>);
 
 impl rustls::server::ResolvesServerCert for DynResolver {
-    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.0.read().ok().map(|g| g.clone())
     }
 }
@@ -163,7 +169,9 @@ pub fn wanted_cns(node_name: &str, node_ips: &[String], tls_sans: &[String]) -> 
 }
 
 fn cns_of_cert(ck: &CertKey) -> BTreeSet<String> {
-    cert_sans(&ck.cert).map(|v| v.into_iter().collect()).unwrap_or_default()
+    cert_sans(&ck.cert)
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
 }
 
 impl Serving {
@@ -234,7 +242,9 @@ impl Serving {
         if theirs.is_subset(&cur.1) {
             if !cur.1.is_subset(&theirs) {
                 // We know more than the Secret: write our union back.
-                store.put_json(SECRET_KEY, &to_secret(&cur.0, &cur.1)).await?;
+                store
+                    .put_json(SECRET_KEY, &to_secret(&cur.0, &cur.1))
+                    .await?;
             }
             return Ok(());
         }
@@ -252,14 +262,20 @@ impl Serving {
         if let Ok(mut g) = self.resolver.0.write() {
             *g = certified(&ck, &self.ca)?;
         }
-        crate::info!("Updated serving certificate SANs: [{}]", ordered(&cns).join(" "));
+        crate::info!(
+            "Updated serving certificate SANs: [{}]",
+            ordered(&cns).join(" ")
+        );
         *cur = (ck, cns);
         Ok(())
     }
 }
 
 fn issued_by(ck: &CertKey, ca: &CertKey) -> bool {
-    let (Ok(leaf), Ok(cas)) = (crate::pki::pem_certs(&ck.cert), crate::pki::pem_certs(&ca.cert)) else {
+    let (Ok(leaf), Ok(cas)) = (
+        crate::pki::pem_certs(&ck.cert),
+        crate::pki::pem_certs(&ca.cert),
+    ) else {
         return false;
     };
     let (Some(leaf), Some(ca)) = (leaf.first(), cas.first()) else {
@@ -295,29 +311,49 @@ mod tests {
         let tls = dir.path().join("tls");
         let store = Store::File(FileStore::open(dir.path().join("state.db")).unwrap());
         let ca = CertKey::new_ca("k3s-server-ca").unwrap();
-        let first = Serving::init(&store, tls.clone(), ca.clone(), wanted_cns("n1", &["10.0.3.2".into()], &[]))
-            .await
-            .unwrap();
+        let first = Serving::init(
+            &store,
+            tls.clone(),
+            ca.clone(),
+            wanted_cns("n1", &["10.0.3.2".into()], &[]),
+        )
+        .await
+        .unwrap();
         let sans = cns_of_cert(&first.current.lock().await.0);
         assert!(sans.contains("10.0.3.2") && !sans.contains("10.0.3.100"));
         // Restart with a new tls-san: not added.
         let vip = ["10.0.3.100".to_string()];
-        let again = Serving::init(&store, tls.clone(), ca.clone(), wanted_cns("n1", &["10.0.3.2".into()], &vip))
-            .await
-            .unwrap();
+        let again = Serving::init(
+            &store,
+            tls.clone(),
+            ca.clone(),
+            wanted_cns("n1", &["10.0.3.2".into()], &vip),
+        )
+        .await
+        .unwrap();
         assert!(!cns_of_cert(&again.current.lock().await.0).contains("10.0.3.100"));
         // The cure: delete the Secret, move the cache aside, restart.
         store.delete(SECRET_KEY).await.unwrap();
         std::fs::rename(tls.join("dynamic-cert.json"), dir.path().join("aside.json")).unwrap();
-        let cured = Serving::init(&store, tls.clone(), ca.clone(), wanted_cns("n1", &["10.0.3.2".into()], &vip))
-            .await
-            .unwrap();
+        let cured = Serving::init(
+            &store,
+            tls.clone(),
+            ca.clone(),
+            wanted_cns("n1", &["10.0.3.2".into()], &vip),
+        )
+        .await
+        .unwrap();
         assert!(cns_of_cert(&cured.current.lock().await.0).contains("10.0.3.100"));
         // Rotation trigger re-signs the old list plus the configured SANs.
         std::fs::write(tls.join("dynamic-cert-regenerate"), "").unwrap();
-        let rot = Serving::init(&store, tls.clone(), ca.clone(), wanted_cns("n1", &["10.0.3.2".into()], &["x.lan".into()]))
-            .await
-            .unwrap();
+        let rot = Serving::init(
+            &store,
+            tls.clone(),
+            ca.clone(),
+            wanted_cns("n1", &["10.0.3.2".into()], &["x.lan".into()]),
+        )
+        .await
+        .unwrap();
         let got = cns_of_cert(&rot.current.lock().await.0);
         assert!(got.is_superset(&set(&["10.0.3.100", "x.lan", "10.0.3.2"])));
         assert!(!tls.join("dynamic-cert-regenerate").exists());
@@ -328,12 +364,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::File(FileStore::open(dir.path().join("state.db")).unwrap());
         let ca = CertKey::new_ca("k3s-server-ca").unwrap();
-        let a = Serving::init(&store, dir.path().join("a"), ca.clone(), wanted_cns("a", &["10.0.3.2".into()], &[]))
-            .await
-            .unwrap();
-        let _b = Serving::init(&store, dir.path().join("b"), ca.clone(), wanted_cns("b", &["10.0.3.7".into()], &[]))
-            .await
-            .unwrap();
+        let a = Serving::init(
+            &store,
+            dir.path().join("a"),
+            ca.clone(),
+            wanted_cns("a", &["10.0.3.2".into()], &[]),
+        )
+        .await
+        .unwrap();
+        let _b = Serving::init(
+            &store,
+            dir.path().join("b"),
+            ca.clone(),
+            wanted_cns("b", &["10.0.3.7".into()], &[]),
+        )
+        .await
+        .unwrap();
         a.sync(&store).await.unwrap();
         let got = cns_of_cert(&a.current.lock().await.0);
         assert!(got.contains("10.0.3.7") && got.contains("10.0.3.2"));

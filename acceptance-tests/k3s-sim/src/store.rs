@@ -53,7 +53,8 @@ impl FileStore {
     }
 
     fn save(&self, data: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        let text = serde_json::to_vec_pretty(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         crate::paths::write_file(&self.path, &text, 0o600)?;
         Ok(())
     }
@@ -88,7 +89,12 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Store::File(f) => Ok(f.data.lock().await.get(key).and_then(|v| b64d(v))),
-            Store::Etcd(e) => Ok(e.range(key, false).await?.into_iter().next().map(|(_, v)| v)),
+            Store::Etcd(e) => Ok(e
+                .range(key, false)
+                .await?
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)),
         }
     }
 

@@ -71,6 +71,7 @@ pub struct App {
     pub faults: Faults,
     pub runner: Runner,
     pub calls: StdMutex<Vec<CallRecord>>,
+    preset_uuids: StdMutex<std::collections::VecDeque<String>>,
 }
 
 impl App {
@@ -78,7 +79,25 @@ impl App {
         let store = Store::new(cfg.state_file.clone());
         let state = store.load()?;
         let runner = Runner::new(cfg.haproxy_bin.clone(), cfg.haproxy_dir.clone())?;
-        Ok(App { cfg, store, state: Mutex::new(state), faults: Faults::default(), runner, calls: StdMutex::new(Vec::new()) })
+        let preset_uuids = StdMutex::new(cfg.preset_uuids.iter().cloned().collect());
+        Ok(App {
+            cfg,
+            store,
+            state: Mutex::new(state),
+            faults: Faults::default(),
+            runner,
+            calls: StdMutex::new(Vec::new()),
+            preset_uuids,
+        })
+    }
+
+    /// UUID for a new item: the next preset one (replaying a recording), else a random v4 UUID.
+    pub fn next_uuid(&self) -> String {
+        self.preset_uuids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .unwrap_or_else(crate::model::new_uuid)
     }
 
     /// A copy of the saved state.

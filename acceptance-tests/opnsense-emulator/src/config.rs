@@ -41,6 +41,9 @@ pub struct Config {
     pub haproxy_dir: PathBuf,
     pub haproxy_bin: PathBuf,
     pub vip_mode: VipMode,
+    /// With [`VipMode::Interfaces`]: run `ip -n <netns> addr ...` in this named network namespace (tests use a
+    /// namespace they create); `None` = the emulator's own namespace.
+    pub vip_netns: Option<String>,
     /// The real box pads failed logins to 2 s; tests want 0.
     pub auth_failure_delay: Duration,
     /// Interfaces of the emulated box, in config order: (key, description).
@@ -49,13 +52,26 @@ pub struct Config {
     pub opnsense_version: String,
     /// Reported by `core/firmware/info` as the `os-haproxy` plugin version.
     pub haproxy_plugin_version: String,
+    /// `false` plays a box without os-haproxy: `haproxy/*` answers 404 and firmware lists the plugin as not
+    /// installed.
+    pub haproxy_plugin_installed: bool,
     /// Write one line per API call to stderr.
     pub log_calls: bool,
+    /// Like a box booting: start haproxy from the saved model when HAProxy is enabled.
+    pub start_haproxy_on_boot: bool,
+    /// UUIDs handed out (in order) to items created by `add*` before random ones: lets a replay of a recording
+    /// reproduce the recording's UUIDs, on which search order ties are broken.
+    pub preset_uuids: Vec<String>,
 }
 
 impl Config {
     /// Defaults for tests: plain HTTP, no auth padding, haproxy files beside the state file, loopback VIPs.
-    pub fn new(listen: SocketAddr, state_file: impl Into<PathBuf>, api_key: &str, api_secret: &str) -> Self {
+    pub fn new(
+        listen: SocketAddr,
+        state_file: impl Into<PathBuf>,
+        api_key: &str,
+        api_secret: &str,
+    ) -> Self {
         let state_file = state_file.into();
         let haproxy_dir = state_file
             .parent()
@@ -70,11 +86,15 @@ impl Config {
             haproxy_dir,
             haproxy_bin: PathBuf::from("/usr/sbin/haproxy"),
             vip_mode: VipMode::None,
+            vip_netns: None,
             auth_failure_delay: Duration::ZERO,
             interfaces: vec![("wan".into(), "WAN".into()), ("lan".into(), "LAN".into())],
             opnsense_version: "26.7.2".into(),
             haproxy_plugin_version: "5.1".into(),
+            haproxy_plugin_installed: true,
             log_calls: false,
+            start_haproxy_on_boot: true,
+            preset_uuids: Vec::new(),
         }
     }
 }

@@ -38,7 +38,11 @@ pub struct FaultRule {
 
 impl FaultRule {
     pub fn new(endpoint: Option<&str>, kind: FaultKind) -> Self {
-        FaultRule { endpoint: endpoint.map(str::to_string), kind, times: None }
+        FaultRule {
+            endpoint: endpoint.map(str::to_string),
+            kind,
+            times: None,
+        }
     }
 
     pub fn times(mut self, n: u32) -> Self {
@@ -51,7 +55,10 @@ impl FaultRule {
 pub fn normalise_endpoint(path: &str) -> Vec<String> {
     let p = path.trim_start_matches('/');
     let p = p.strip_prefix("api/").unwrap_or(p);
-    p.split('/').filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase().replace('_', "")).collect()
+    p.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase().replace('_', ""))
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +68,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn add(&self, rule: FaultRule) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(rule);
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rule);
     }
 
     pub fn clear(&self) {
@@ -83,7 +93,9 @@ impl Faults {
                 None => true,
                 Some(e) => {
                     let want = normalise_endpoint(e);
-                    !want.is_empty() && want.len() <= route.len() && want.iter().zip(route.iter()).all(|(a, b)| a == *b)
+                    !want.is_empty()
+                        && want.len() <= route.len()
+                        && want.iter().zip(route.iter()).all(|(a, b)| a == *b)
                 }
             };
             if !matches || r.times == Some(0) {
@@ -107,12 +119,22 @@ mod tests {
     fn rules_match_by_route_prefix_and_count_down() {
         let f = Faults::default();
         f.add(FaultRule::new(Some("haproxy/settings/add_server"), FaultKind::Status500).times(1));
-        f.add(FaultRule::new(Some("/api/interfaces"), FaultKind::DropAfter));
+        f.add(FaultRule::new(
+            Some("/api/interfaces"),
+            FaultKind::DropAfter,
+        ));
         assert!(f.take("/api/haproxy/settings/getServer/x").is_empty());
-        assert_eq!(f.take("/api/haproxy/settings/addServer"), vec![FaultKind::Status500]);
+        assert_eq!(
+            f.take("/api/haproxy/settings/addServer"),
+            vec![FaultKind::Status500]
+        );
         assert!(f.take("/api/haproxy/settings/addServer").is_empty());
-        assert_eq!(f.take("/api/interfaces/vip_settings/addItem"), vec![FaultKind::DropAfter]);
-        let parsed: FaultRule = serde_json::from_str(r#"{"endpoint":"haproxy","kind":"delay","ms":5}"#).unwrap();
+        assert_eq!(
+            f.take("/api/interfaces/vip_settings/addItem"),
+            vec![FaultKind::DropAfter]
+        );
+        let parsed: FaultRule =
+            serde_json::from_str(r#"{"endpoint":"haproxy","kind":"delay","ms":5}"#).unwrap();
         assert_eq!(parsed.kind, FaultKind::Delay { ms: 5 });
     }
 }

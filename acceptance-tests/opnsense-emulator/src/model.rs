@@ -26,7 +26,9 @@ pub struct Ctx<'a> {
 /// PHP's `uniqid('', true)`: 8 hex digits of seconds, 5 of microseconds, then a random `d.dddddddd`.
 pub fn uniqid() -> String {
     use rand::Rng;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut rng = rand::thread_rng();
     format!(
         "{:08x}{:05x}{}.{:08}",
@@ -41,7 +43,8 @@ pub fn uniqid() -> String {
 pub fn is_lower_v4_uuid(s: &str) -> bool {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").expect("uuid regex")
+        regex::Regex::new("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+            .expect("uuid regex")
     })
     .is_match(s)
 }
@@ -57,7 +60,11 @@ pub fn defaults(section: &Section) -> BTreeMap<String, String> {
         if f.volatile {
             continue;
         }
-        let v = if f.ty == FieldType::UniqueId { uniqid() } else { f.default.clone() };
+        let v = if f.ty == FieldType::UniqueId {
+            uniqid()
+        } else {
+            f.default.clone()
+        };
         m.insert(f.name.clone(), v);
     }
     m
@@ -73,10 +80,21 @@ fn split_multi(v: &str) -> Vec<&str> {
 
 /// Candidates of a relation field: (uuid, display label), naturally sorted by label (stable).
 pub fn relation_candidates(f: &FieldDef, ctx: &Ctx) -> Vec<(String, String)> {
-    let Some(target) = &f.target else { return Vec::new() };
+    let Some(target) = &f.target else {
+        return Vec::new();
+    };
     let display = f.display.as_deref().unwrap_or("name");
-    let mut c: Vec<(String, String)> =
-        ctx.data.items(target).iter().map(|i| (i.uuid.clone(), i.get(display).to_string())).collect();
+    let mut c: Vec<(String, String)> = ctx
+        .data
+        .items(target)
+        .iter()
+        .filter(|i| {
+            f.filter
+                .as_ref()
+                .is_none_or(|(field, re)| re.is_match(i.get(field)))
+        })
+        .map(|i| (i.uuid.clone(), i.get(display).to_string()))
+        .collect();
     if !f.sorted {
         c.sort_by(|a, b| natcasecmp(&a.1, &b.1));
     }
@@ -128,7 +146,10 @@ pub fn render_field(f: &FieldDef, v: &str, ctx: &Ctx) -> Value {
         m.insert(String::new(), opt_entry("None", v.is_empty()));
     }
     for (key, label) in &options {
-        m.insert(key.clone(), opt_entry(label, selected.contains(&key.as_str())));
+        m.insert(
+            key.clone(),
+            opt_entry(label, selected.contains(&key.as_str())),
+        );
     }
     if m.is_empty() {
         Value::Array(Vec::new())
@@ -138,7 +159,11 @@ pub fn render_field(f: &FieldDef, v: &str, ctx: &Ctx) -> Value {
 }
 
 /// The `get*` shape of a whole record.
-pub fn render_item(section: &Section, values: &BTreeMap<String, String>, ctx: &Ctx) -> Map<String, Value> {
+pub fn render_item(
+    section: &Section,
+    values: &BTreeMap<String, String>,
+    ctx: &Ctx,
+) -> Map<String, Value> {
     let mut m = Map::new();
     for f in &section.fields {
         let v = values.get(&f.name).map(String::as_str).unwrap_or("");
@@ -152,7 +177,13 @@ pub fn label_of(f: &FieldDef, v: &str, ctx: &Ctx) -> Option<String> {
     let options = options_of(f, ctx)?;
     let labels: Vec<String> = split_multi(v)
         .into_iter()
-        .map(|k| options.iter().find(|(key, _)| key == k).map(|(_, l)| l.clone()).unwrap_or_else(|| k.to_string()))
+        .map(|k| {
+            options
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_else(|| k.to_string())
+        })
         .collect();
     Some(labels.join(", "))
 }
@@ -185,7 +216,9 @@ pub fn php_string(v: &Value) -> Result<Option<String>, InputError> {
         Value::Bool(false) => Ok(Some(String::new())),
         Value::Number(n) => Ok(Some(n.to_string())),
         Value::String(s) => Ok(Some(s.clone())),
-        Value::Array(_) | Value::Object(_) => Err(InputError("array given for a scalar field".into())),
+        Value::Array(_) | Value::Object(_) => {
+            Err(InputError("array given for a scalar field".into()))
+        }
     }
 }
 
@@ -200,8 +233,12 @@ pub fn apply_input(
         if f.volatile || f.ty == FieldType::UniqueId {
             continue;
         }
-        let Some(raw) = input.get(&f.name) else { continue };
-        let Some(mut s) = php_string(raw)? else { continue };
+        let Some(raw) = input.get(&f.name) else {
+            continue;
+        };
+        let Some(mut s) = php_string(raw)? else {
+            continue;
+        };
         if f.lower || matches!(f.ty, FieldType::Network | FieldType::VipNetwork) {
             s = s.trim().to_lowercase();
         }
@@ -243,7 +280,10 @@ impl Validations {
                         uniq.push(x.clone());
                     }
                 }
-                m.insert(k.clone(), Value::Array(uniq.into_iter().map(Value::String).collect()));
+                m.insert(
+                    k.clone(),
+                    Value::Array(uniq.into_iter().map(Value::String).collect()),
+                );
             }
         }
         Value::Object(m)
@@ -302,7 +342,8 @@ fn field_messages(f: &FieldDef, v: &str, ctx: &Ctx) -> Vec<String> {
             let minmax_fail = if f.min.is_some() || f.max.is_some() {
                 match v.trim().parse::<f64>() {
                     Ok(x) if php_is_numeric(v) => {
-                        f.min.map(|a| x < a as f64).unwrap_or(false) || f.max.map(|b| x > b as f64).unwrap_or(false)
+                        f.min.map(|a| x < a as f64).unwrap_or(false)
+                            || f.max.map(|b| x > b as f64).unwrap_or(false)
                     }
                     _ => true,
                 }
@@ -317,19 +358,35 @@ fn field_messages(f: &FieldDef, v: &str, ctx: &Ctx) -> Vec<String> {
             }
         }
         FieldType::Option | FieldType::Interface => {
-            let keys: Vec<String> = options_of(f, ctx).unwrap_or_default().into_iter().map(|(k, _)| k).collect();
+            let keys: Vec<String> = options_of(f, ctx)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             let items = if f.multi { split_multi(v) } else { vec![v] };
             for it in items {
                 if !keys.iter().any(|k| k == it) {
-                    out.push(if f.multi { format!("Option [{it}] not in list.") } else { msg("Option [] not in list.") });
+                    out.push(if f.multi {
+                        format!("Option [{it}] not in list.")
+                    } else {
+                        msg("Option [] not in list.")
+                    });
                 }
             }
         }
         FieldType::Relation => {
-            let keys: Vec<String> = relation_candidates(f, ctx).into_iter().map(|(k, _)| k).collect();
+            let keys: Vec<String> = relation_candidates(f, ctx)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             let items = if f.multi { split_multi(v) } else { vec![v] };
             if items.iter().any(|it| !keys.iter().any(|k| k == it)) {
                 out.push(msg("Related item not found"));
+            }
+        }
+        FieldType::VipNetwork => {
+            if !valid_ip(v) {
+                out.push(msg("A valid network address is required."));
             }
         }
         FieldType::Network => {
@@ -338,8 +395,13 @@ fn field_messages(f: &FieldDef, v: &str, ctx: &Ctx) -> Vec<String> {
             }
         }
         FieldType::Description => {
-            if v.chars().count() > 255 || v.chars().any(|c| matches!(c, '\n' | '\0' | '\x0b' | '\x0c')) {
-                out.push(msg("Description should be a string between 1 and 255 characters."));
+            if v.chars().count() > 255
+                || v.chars()
+                    .any(|c| matches!(c, '\n' | '\0' | '\x0b' | '\x0c'))
+            {
+                out.push(msg(
+                    "Description should be a string between 1 and 255 characters.",
+                ));
             }
         }
         FieldType::Certificate => out.push(msg("Please select a valid certificate from the list.")),
@@ -355,14 +417,20 @@ fn field_messages(f: &FieldDef, v: &str, ctx: &Ctx) -> Vec<String> {
 }
 
 /// Field-level validation. `only`: validate just these fields (OPNsense validates changed fields; `add` marks all).
-pub fn validate(section: &Section, values: &BTreeMap<String, String>, only: Option<&[String]>, ctx: &Ctx, prefix: &str) -> Validations {
+pub fn validate(
+    section: &Section,
+    values: &BTreeMap<String, String>,
+    only: Option<&[String]>,
+    ctx: &Ctx,
+    prefix: &str,
+) -> Validations {
     let mut out = Validations::default();
     for f in &section.fields {
         if f.volatile || f.ty == FieldType::UniqueId || f.ty == FieldType::AliasContent {
             continue;
         }
         if let Some(only) = only {
-            if !only.iter().any(|n| *n == f.name) {
+            if !only.contains(&f.name) {
                 continue;
             }
         }
@@ -402,16 +470,31 @@ impl SearchParams {
         let mut sort = Vec::new();
         if let Some(Value::Object(m)) = pick("sort") {
             for (k, v) in m {
-                sort.push((k.clone(), v.as_str().map(|s| s.eq_ignore_ascii_case("desc")).unwrap_or(false)));
+                sort.push((
+                    k.clone(),
+                    v.as_str()
+                        .map(|s| s.eq_ignore_ascii_case("desc"))
+                        .unwrap_or(false),
+                ));
             }
         }
-        SearchParams { current, row_count, phrase, sort }
+        SearchParams {
+            current,
+            row_count,
+            phrase,
+            sort,
+        }
     }
 }
 
 /// Filters, sorts and pages rows like `UIModelGrid`: all phrase tokens must match one of `search_fields` (label or
 /// raw value, case-insensitive); sort key = sort fields + uuid, natural case-insensitive.
-pub fn search(mut rows: Vec<Map<String, Value>>, params: &SearchParams, search_fields: &[&str], default_sort: &[&str]) -> Value {
+pub fn search(
+    mut rows: Vec<Map<String, Value>>,
+    params: &SearchParams,
+    search_fields: &[&str],
+    default_sort: &[&str],
+) -> Value {
     let text = |row: &Map<String, Value>, f: &str| -> Vec<String> {
         let mut v = Vec::new();
         for k in [format!("%{f}"), f.to_string()] {
@@ -421,16 +504,27 @@ pub fn search(mut rows: Vec<Map<String, Value>>, params: &SearchParams, search_f
         }
         v
     };
-    let tokens: Vec<String> = params.phrase.split_whitespace().map(|t| t.to_lowercase()).collect();
+    let tokens: Vec<String> = params
+        .phrase
+        .split_whitespace()
+        .map(|t| t.to_lowercase())
+        .collect();
     if !tokens.is_empty() {
         rows.retain(|row| {
-            tokens.iter().all(|tok| search_fields.iter().any(|f| text(row, f).iter().any(|s| s.contains(tok.as_str()))))
+            tokens.iter().all(|tok| {
+                search_fields
+                    .iter()
+                    .any(|f| text(row, f).iter().any(|s| s.contains(tok.as_str())))
+            })
         });
     }
     let (sort_fields, desc): (Vec<String>, bool) = if params.sort.is_empty() {
         (default_sort.iter().map(|s| s.to_string()).collect(), false)
     } else {
-        (params.sort.iter().map(|(f, _)| f.clone()).collect(), params.sort[0].1)
+        (
+            params.sort.iter().map(|(f, _)| f.clone()).collect(),
+            params.sort[0].1,
+        )
     };
     let key = |row: &Map<String, Value>| -> String {
         let mut k = String::new();
@@ -456,7 +550,11 @@ pub fn search(mut rows: Vec<Map<String, Value>>, params: &SearchParams, search_f
     let total = rows.len();
     let page: Vec<Value> = if params.row_count > 0 {
         let skip = ((params.current - 1) * params.row_count) as usize;
-        rows.into_iter().skip(skip).take(params.row_count as usize).map(Value::Object).collect()
+        rows.into_iter()
+            .skip(skip)
+            .take(params.row_count as usize)
+            .map(Value::Object)
+            .collect()
     } else {
         rows.into_iter().map(Value::Object).collect()
     };
@@ -474,7 +572,10 @@ mod tests {
     use crate::schema;
 
     fn ctx(data: &ModelData) -> Ctx<'_> {
-        Ctx { data, interfaces: &[] }
+        Ctx {
+            data,
+            interfaces: &[],
+        }
     }
 
     #[test]
@@ -486,14 +587,25 @@ mod tests {
         v.insert("weight".into(), "abc".into());
         v.insert("port".into(), "99999".into());
         let val = validate(s, &v, None, &ctx(&data), "server").to_json();
-        assert_eq!(val["server.weight"], json!(["Please specify a value between 0 and 256."]));
-        assert_eq!(val["server.port"], json!("Please specify a value between 1 and 65535."));
+        assert_eq!(
+            val["server.weight"],
+            json!(["Please specify a value between 0 and 256."])
+        );
+        assert_eq!(
+            val["server.port"],
+            json!("Please specify a value between 1 and 65535.")
+        );
     }
 
     #[test]
     fn uniqid_has_php_shape_and_uuid_regex_is_strict() {
         let id = uniqid();
-        assert!(regex::Regex::new(r"^[0-9a-f]{13}[0-9]\.[0-9]{8}$").unwrap().is_match(&id), "{id}");
+        assert!(
+            regex::Regex::new(r"^[0-9a-f]{13}[0-9]\.[0-9]{8}$")
+                .unwrap()
+                .is_match(&id),
+            "{id}"
+        );
         assert!(is_lower_v4_uuid(&new_uuid()));
         assert!(!is_lower_v4_uuid("00000000-0000-0000-0000-000000000000"));
         assert!(!is_lower_v4_uuid(&new_uuid().to_uppercase()));

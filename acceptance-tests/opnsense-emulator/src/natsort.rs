@@ -50,6 +50,9 @@ mod tests {
     fn natural_order_matches_recording() {
         let mut v = vec!["web_int", "web2", "web_form", "web9", "Web1", "web10"];
         v.sort_by(|a, b| natcasecmp(a, b));
-        assert_eq!(v, vec!["Web1", "web2", "web9", "web10", "web_form", "web_int"]);
+        assert_eq!(
+            v,
+            vec!["Web1", "web2", "web9", "web10", "web_form", "web_int"]
+        );
     }
 }

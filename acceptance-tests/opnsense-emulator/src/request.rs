@@ -55,23 +55,44 @@ pub fn php_json(v: &Value) -> Vec<u8> {
 
 impl ApiResponse {
     pub fn json(v: Value) -> Self {
-        ApiResponse { status: 200, content_type: CT_JSON, body: php_json(&v), location: None }
+        ApiResponse {
+            status: 200,
+            content_type: CT_JSON,
+            body: php_json(&v),
+            location: None,
+        }
     }
 
     pub fn with_status(status: u16, v: Value) -> Self {
-        ApiResponse { status, content_type: CT_JSON, body: php_json(&v), location: None }
+        ApiResponse {
+            status,
+            content_type: CT_JSON,
+            body: php_json(&v),
+            location: None,
+        }
     }
 
     pub fn error(status: u16, v: Value) -> Self {
-        ApiResponse { status, content_type: CT_ERROR, body: php_json(&v), location: None }
+        ApiResponse {
+            status,
+            content_type: CT_ERROR,
+            body: php_json(&v),
+            location: None,
+        }
     }
 
     pub fn not_found() -> Self {
-        Self::error(404, serde_json::json!({"errorMessage": "Endpoint not found"}))
+        Self::error(
+            404,
+            serde_json::json!({"errorMessage": "Endpoint not found"}),
+        )
     }
 
     pub fn unexpected() -> Self {
-        Self::error(500, serde_json::json!({"errorMessage": "Unexpected error, check log for details"}))
+        Self::error(
+            500,
+            serde_json::json!({"errorMessage": "Unexpected error, check log for details"}),
+        )
     }
 
     /// A UserException (HTTP 500 with title and level).
@@ -107,7 +128,9 @@ fn insert_path(map: &mut Map<String, Value>, parts: &[String], v: Value) {
         map.insert(parts[0].clone(), v);
         return;
     }
-    let entry = map.entry(parts[0].clone()).or_insert_with(|| Value::Object(Map::new()));
+    let entry = map
+        .entry(parts[0].clone())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -117,7 +140,10 @@ fn insert_path(map: &mut Map<String, Value>, parts: &[String], v: Value) {
 }
 
 /// Outcome of reading a body: the `$_POST` map, or the 400 that an empty JSON body earns.
-pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, ApiResponse> {
+pub fn parse_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiResponse> {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
     if ct.contains("application/json") {
         if body.iter().all(|b| b.is_ascii_whitespace()) {
@@ -143,13 +169,25 @@ mod tests {
 
     #[test]
     fn form_brackets_nest_and_json_quirks_hold() {
-        let m = parse_urlencoded(b"server%5Bname%5D=web_form&server[port]=81&sort[name]=desc&current=1");
+        let m = parse_urlencoded(
+            b"server%5Bname%5D=web_form&server[port]=81&sort[name]=desc&current=1",
+        );
         assert_eq!(m["server"]["name"], "web_form");
         assert_eq!(m["server"]["port"], "81");
         assert_eq!(m["sort"]["name"], "desc");
         assert_eq!(m["current"], "1");
-        assert_eq!(parse_body(Some("application/json"), b"").unwrap_err().status, 400);
-        assert!(parse_body(Some("application/json"), b"{\"server\": {").unwrap().is_empty());
-        assert_eq!(php_json(&serde_json::json!({"a": "/x"})), b"{\"a\":\"\\/x\"}".to_vec());
+        assert_eq!(
+            parse_body(Some("application/json"), b"")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert!(parse_body(Some("application/json"), b"{\"server\": {")
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            php_json(&serde_json::json!({"a": "/x"})),
+            b"{\"a\":\"\\/x\"}".to_vec()
+        );
     }
 }

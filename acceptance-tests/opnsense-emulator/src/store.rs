@@ -116,17 +116,29 @@ impl Store {
 
     /// Writes the state with temp file + fsync + rename.
     pub fn save(&self, state: &State) -> Result<(), Error> {
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
-        let file_name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("state.json");
+        let file_name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("state.json");
         let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
         let data = serde_json::to_vec_pretty(state).map_err(|e| Error::Store(e.to_string()))?;
         {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
-            f.write_all(&data).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
-            f.sync_all().map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+            let mut f =
+                std::fs::File::create(&tmp).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+            f.write_all(&data)
+                .map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+            f.sync_all()
+                .map_err(|e| Error::Io(tmp.display().to_string(), e))?;
         }
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::Io(self.path.display().to_string(), e))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| Error::Io(self.path.display().to_string(), e))?;
         Ok(())
     }
 }
@@ -140,16 +152,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().join("config.json"));
         assert_eq!(store.load().unwrap(), State::default());
-        let mut s = State::default();
-        s.revision = 3;
-        s.haproxy.values.insert("general.enabled".into(), "1".into());
+        let mut s = State {
+            revision: 3,
+            ..Default::default()
+        };
+        s.haproxy
+            .values
+            .insert("general.enabled".into(), "1".into());
         s.haproxy.items_mut("servers.server").push(Item {
             uuid: "u1".into(),
-            values: [("name".to_string(), "web1".to_string())].into_iter().collect(),
+            values: [("name".to_string(), "web1".to_string())]
+                .into_iter()
+                .collect(),
         });
         store.save(&s).unwrap();
         assert_eq!(store.load().unwrap(), s);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 }

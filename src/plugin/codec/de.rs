@@ -12,7 +12,7 @@
 use std::fmt::{self, Display};
 
 use serde::de::value::BorrowedStrDeserializer;
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Unexpected, Visitor};
 
 use super::error::{CodecError, ErrorKind};
 use super::number::Number;
@@ -57,15 +57,26 @@ impl de::Error for CodecError {
     }
 
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("invalid type: {}, expected {}", unexpected_kind(&unexp), exp))
+        Self::custom(format_args!(
+            "invalid type: {}, expected {}",
+            unexpected_kind(&unexp),
+            exp
+        ))
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::custom(format_args!("invalid value: {}, expected {}", unexpected_kind(&unexp), exp))
+        Self::custom(format_args!(
+            "invalid value: {}, expected {}",
+            unexpected_kind(&unexp),
+            exp
+        ))
     }
 
     fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!("unknown variant, expected one of {}", OneOf(expected)))
+        Self::custom(format_args!(
+            "unknown variant, expected one of {}",
+            OneOf(expected)
+        ))
     }
 }
 
@@ -121,14 +132,19 @@ impl<'a> ValueDe<'a> {
     fn int<T: TryFrom<i128>>(&self, rust: &str) -> Result<T, CodecError> {
         let n = self.number()?;
         if !n.is_integer() {
-            return Err(self.err(ErrorKind::NumberRange(format!("a whole number is required for {rust}"))));
+            return Err(self.err(ErrorKind::NumberRange(format!(
+                "a whole number is required for {rust}"
+            ))));
         }
         let wide = n
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from));
-        wide.and_then(|w| T::try_from(w).ok())
-            .ok_or_else(|| self.err(ErrorKind::NumberRange(format!("the number does not fit in {rust}"))))
+        wide.and_then(|w| T::try_from(w).ok()).ok_or_else(|| {
+            self.err(ErrorKind::NumberRange(format!(
+                "the number does not fit in {rust}"
+            )))
+        })
     }
 
     fn locate<T>(&self, r: Result<T, CodecError>) -> Result<T, CodecError> {
@@ -163,7 +179,9 @@ impl<'a> de::Deserializer<'a> for ValueDe<'a> {
                 }
             }
             Value::String(s) => visitor.visit_borrowed_str(s),
-            Value::List(_) | Value::Set(_) | Value::Tuple(_) => return self.deserialize_seq(visitor),
+            Value::List(_) | Value::Set(_) | Value::Tuple(_) => {
+                return self.deserialize_seq(visitor)
+            }
             Value::Map(_) | Value::Object(_) => return self.deserialize_map(visitor),
             Value::Dynamic(..) => unreachable!("unwrapped above"),
         };
@@ -259,7 +277,11 @@ impl<'a> de::Deserializer<'a> for ValueDe<'a> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, CodecError> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
         self.deserialize_unit(visitor)
     }
 
@@ -304,7 +326,11 @@ impl<'a> de::Deserializer<'a> for ValueDe<'a> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, CodecError> {
+    fn deserialize_tuple<V: Visitor<'a>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
         self.deserialize_seq(visitor)
     }
 
@@ -375,14 +401,19 @@ struct SeqDe<'p, 'a> {
 impl<'a> de::SeqAccess<'a> for SeqDe<'_, 'a> {
     type Error = CodecError;
 
-    fn next_element_seed<S: DeserializeSeed<'a>>(&mut self, seed: S) -> Result<Option<S::Value>, CodecError> {
+    fn next_element_seed<S: DeserializeSeed<'a>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, CodecError> {
         let Some(item) = self.items.next() else {
             return Ok(None);
         };
         let child = self.parent.child(item, PathStep::Index(self.index));
         self.index += 1;
         let path = child.path.clone();
-        seed.deserialize(child).map(Some).map_err(|e| e.locate(&path))
+        seed.deserialize(child)
+            .map(Some)
+            .map_err(|e| e.locate(&path))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -400,12 +431,15 @@ struct MapDe<'p, 'a> {
 impl<'a> de::MapAccess<'a> for MapDe<'_, 'a> {
     type Error = CodecError;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, CodecError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, CodecError> {
         let Some((k, v)) = self.entries.next() else {
             return Ok(None);
         };
         self.pending = Some((k, v));
-        let d: BorrowedStrDeserializer<'a, CodecError> = k.as_str().into_deserializer();
+        let d: BorrowedStrDeserializer<'a, CodecError> = BorrowedStrDeserializer::new(k.as_str());
         let step = if self.is_object {
             PathStep::Attr(k.clone())
         } else {
@@ -417,10 +451,10 @@ impl<'a> de::MapAccess<'a> for MapDe<'_, 'a> {
     }
 
     fn next_value_seed<S: DeserializeSeed<'a>>(&mut self, seed: S) -> Result<S::Value, CodecError> {
-        let (k, v) = self
-            .pending
-            .take()
-            .ok_or_else(|| self.parent.err(ErrorKind::Serde("value requested before key".into())))?;
+        let (k, v) = self.pending.take().ok_or_else(|| {
+            self.parent
+                .err(ErrorKind::Serde("value requested before key".into()))
+        })?;
         let step = if self.is_object {
             PathStep::Attr(k.clone())
         } else {

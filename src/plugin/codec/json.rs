@@ -105,7 +105,12 @@ impl Reader<'_> {
                             self.pos += 1;
                             return Ok(Json::Array(items));
                         }
-                        _ => return Err(malformed(format!("expected ',' or ']' at byte {}", self.pos))),
+                        _ => {
+                            return Err(malformed(format!(
+                                "expected ',' or ']' at byte {}",
+                                self.pos
+                            )))
+                        }
                     }
                 }
             }
@@ -120,7 +125,10 @@ impl Reader<'_> {
                 loop {
                     self.ws();
                     if self.peek() != Some(b'"') {
-                        return Err(malformed(format!("expected a member name at byte {}", self.pos)));
+                        return Err(malformed(format!(
+                            "expected a member name at byte {}",
+                            self.pos
+                        )));
                     }
                     let key = self.string()?;
                     self.ws();
@@ -137,12 +145,20 @@ impl Reader<'_> {
                             self.pos += 1;
                             return Ok(Json::Object(members));
                         }
-                        _ => return Err(malformed(format!("expected ',' or '}}' at byte {}", self.pos))),
+                        _ => {
+                            return Err(malformed(format!(
+                                "expected ',' or '}}' at byte {}",
+                                self.pos
+                            )))
+                        }
                     }
                 }
             }
             Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
-            Some(_) => Err(malformed(format!("unexpected character at byte {}", self.pos))),
+            Some(_) => Err(malformed(format!(
+                "unexpected character at byte {}",
+                self.pos
+            ))),
         }
     }
 
@@ -201,12 +217,16 @@ impl Reader<'_> {
         self.pos += 1; // opening quote
         let mut out: Vec<u8> = Vec::new();
         loop {
-            let c = self.peek().ok_or_else(|| malformed("unterminated string"))?;
+            let c = self
+                .peek()
+                .ok_or_else(|| malformed("unterminated string"))?;
             self.pos += 1;
             match c {
                 b'"' => break,
                 b'\\' => {
-                    let e = self.peek().ok_or_else(|| malformed("unterminated string"))?;
+                    let e = self
+                        .peek()
+                        .ok_or_else(|| malformed("unterminated string"))?;
                     self.pos += 1;
                     let ch = match e {
                         b'"' => '"',
@@ -318,7 +338,9 @@ fn from_json(json: &Json, ty: &Type, path: &mut Path, depth: usize) -> Result<Va
             .map(Value::Number)
             .ok_or_else(|| CodecError::new(path.clone(), ErrorKind::InvalidNumber)),
         (Type::Bool, Json::Bool(b)) => Ok(Value::Bool(*b)),
-        (Type::Bool, Json::String(s)) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+        (Type::Bool, Json::String(s)) if s == "true" || s == "false" => {
+            Ok(Value::Bool(s == "true"))
+        }
         (Type::List(et), Json::Array(items)) | (Type::Set(et), Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -357,7 +379,10 @@ fn from_json(json: &Json, ty: &Type, path: &mut Path, depth: usize) -> Result<Va
                 let v = from_json(v, et, path, depth + 1)?;
                 path.pop();
                 if out.insert(k.clone(), v).is_some() {
-                    return Err(CodecError::new(path.clone(), ErrorKind::DuplicateKey(k.clone())));
+                    return Err(CodecError::new(
+                        path.clone(),
+                        ErrorKind::DuplicateKey(k.clone()),
+                    ));
                 }
             }
             Ok(Value::Map(out))
@@ -372,7 +397,10 @@ fn from_json(json: &Json, ty: &Type, path: &mut Path, depth: usize) -> Result<Va
                 let v = from_json(v, aty, path, depth + 1)?;
                 path.pop();
                 if out.insert(k.clone(), v).is_some() {
-                    return Err(CodecError::new(path.clone(), ErrorKind::DuplicateKey(k.clone())));
+                    return Err(CodecError::new(
+                        path.clone(),
+                        ErrorKind::DuplicateKey(k.clone()),
+                    ));
                 }
             }
             for name in atys.keys() {
@@ -395,14 +423,24 @@ fn from_json(json: &Json, ty: &Type, path: &mut Path, depth: usize) -> Result<Va
                     }
                 };
                 if slot.replace(v).is_some() {
-                    return Err(CodecError::new(path.clone(), ErrorKind::DuplicateKey(k.clone())));
+                    return Err(CodecError::new(
+                        path.clone(),
+                        ErrorKind::DuplicateKey(k.clone()),
+                    ));
                 }
             }
-            let vty = vty.ok_or_else(|| CodecError::new(path.clone(), ErrorKind::MissingAttribute("type".into())))?;
-            let value =
-                value.ok_or_else(|| CodecError::new(path.clone(), ErrorKind::MissingAttribute("value".into())))?;
-            let vty = Type::from_json_tree(vty, 0).map_err(|e| CodecError::new(path.clone(), e.kind))?;
+            let vty = vty.ok_or_else(|| {
+                CodecError::new(path.clone(), ErrorKind::MissingAttribute("type".into()))
+            })?;
+            let value = value.ok_or_else(|| {
+                CodecError::new(path.clone(), ErrorKind::MissingAttribute("value".into()))
+            })?;
+            let vty =
+                Type::from_json_tree(vty, 0).map_err(|e| CodecError::new(path.clone(), e.kind))?;
             let inner = from_json(value, &vty, path, depth + 1)?;
+            if vty == Type::Dynamic {
+                return Ok(inner);
+            }
             Ok(Value::Dynamic(vty, Box::new(inner)))
         }
         (_, j) => Err(mismatch(path, ty, j.kind())),
@@ -414,7 +452,12 @@ mod tests {
     use super::*;
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -445,7 +488,11 @@ mod tests {
             b"\"\x01\"",
             b"\xff",
         ] {
-            assert!(parse_json(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_json(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -468,22 +515,40 @@ mod tests {
             v,
             obj(&[
                 ("id", Value::String("a".into())),
-                ("port", Value::Number(Number::Big("123456789012345678901234567890".into()))),
-                ("tags", Value::Map([("k".to_string(), Value::String("v".into()))].into())),
-                ("names", Value::Set(vec![Value::String("a".into()), Value::String("b".into())])),
+                (
+                    "port",
+                    Value::Number(Number::Big("123456789012345678901234567890".into()))
+                ),
+                (
+                    "tags",
+                    Value::Map([("k".to_string(), Value::String("v".into()))].into())
+                ),
+                (
+                    "names",
+                    Value::Set(vec![Value::String("a".into()), Value::String("b".into())])
+                ),
                 ("gone", Value::Null),
             ])
         );
         // Exact text is preserved for the big number.
         if let Value::Object(m) = &v {
-            assert!(matches!(&m["port"], Value::Number(Number::Big(s)) if s == "123456789012345678901234567890"));
+            assert!(
+                matches!(&m["port"], Value::Number(Number::Big(s)) if s == "123456789012345678901234567890")
+            );
         }
     }
 
     #[test]
     fn decodes_dynamic_and_reports_paths() {
-        let ty = Type::from_json(br#"["object",{"d":"dynamic","l":["list",["object",{"p":"number"}]]}]"#).unwrap();
-        let v = decode_json(br#"{"d":{"type":["list","string"],"value":["x"]},"l":[{"p":1}]}"#, &ty).unwrap();
+        let ty = Type::from_json(
+            br#"["object",{"d":"dynamic","l":["list",["object",{"p":"number"}]]}]"#,
+        )
+        .unwrap();
+        let v = decode_json(
+            br#"{"d":{"type":["list","string"],"value":["x"]},"l":[{"p":1}]}"#,
+            &ty,
+        )
+        .unwrap();
         assert_eq!(
             v,
             obj(&[
@@ -494,7 +559,10 @@ mod tests {
                         Box::new(Value::List(vec![Value::String("x".into())]))
                     )
                 ),
-                ("l", Value::List(vec![obj(&[("p", Value::Number(Number::Int(1)))])])),
+                (
+                    "l",
+                    Value::List(vec![obj(&[("p", Value::Number(Number::Int(1)))])])
+                ),
             ])
         );
         let e = decode_json(br#"{"d":null,"l":[{"p":1},{"p":"secret-ish"}]}"#, &ty).unwrap_err();
@@ -504,17 +572,32 @@ mod tests {
         let e = decode_json(br#"{"d":{"value":1},"l":[]}"#, &ty).unwrap_err();
         assert_eq!(e.path_string(), ".d");
         let e = decode_json(br#"{"d":null,"l":[{"p":true}]}"#, &ty).unwrap_err();
-        assert_eq!(e.to_string(), "at .l[0].p: a number is required, but bool was given");
+        assert_eq!(
+            e.to_string(),
+            "at .l[0].p: a number is required, but bool was given"
+        );
         let e = decode_json(br#"{"d":null,"l":{}}"#, &ty).unwrap_err();
         assert_eq!(e.path_string(), ".l");
     }
 
     #[test]
     fn string_and_bool_leniency() {
-        assert_eq!(decode_json(b"12", &Type::String).unwrap(), Value::String("12".into()));
-        assert_eq!(decode_json(b"true", &Type::String).unwrap(), Value::String("true".into()));
-        assert_eq!(decode_json(b"\"12.5\"", &Type::Number).unwrap(), Value::Number(Number::Big("12.5".into())));
-        assert_eq!(decode_json(b"\"false\"", &Type::Bool).unwrap(), Value::Bool(false));
+        assert_eq!(
+            decode_json(b"12", &Type::String).unwrap(),
+            Value::String("12".into())
+        );
+        assert_eq!(
+            decode_json(b"true", &Type::String).unwrap(),
+            Value::String("true".into())
+        );
+        assert_eq!(
+            decode_json(b"\"12.5\"", &Type::Number).unwrap(),
+            Value::Number(Number::Big("12.5".into()))
+        );
+        assert_eq!(
+            decode_json(b"\"false\"", &Type::Bool).unwrap(),
+            Value::Bool(false)
+        );
         assert!(decode_json(b"\"yes\"", &Type::Bool).is_err());
         assert!(decode_json(b"\"x\"", &Type::Number).is_err());
     }

@@ -59,7 +59,7 @@ pub use json::decode_json;
 pub use msgpack::{decode_msgpack, encode_msgpack};
 pub use number::Number;
 pub use path::{format_path, Path, PathStep};
-pub use ser::to_value;
+pub use ser::{conform_value, to_value};
 pub use tf::Tf;
 pub use types::Type;
 pub use value::Value;

@@ -59,7 +59,10 @@ impl<'a> Decoder<'a> {
     }
 
     fn be(&mut self, n: usize, path: &Path) -> Result<u64, CodecError> {
-        Ok(self.take(n, path)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Ok(self
+            .take(n, path)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
     fn marker(&mut self, path: &Path) -> Result<Marker, CodecError> {
@@ -172,8 +175,13 @@ impl<'a> Decoder<'a> {
                     ));
                 };
                 let tjson = self.take(n, path)?;
-                let vty = Type::from_json(tjson).map_err(|e| CodecError::new(path.clone(), e.kind))?;
+                let vty =
+                    Type::from_json(tjson).map_err(|e| CodecError::new(path.clone(), e.kind))?;
                 let inner = self.value(&vty, path, depth + 1)?;
+                if vty == Type::Dynamic {
+                    // A wrapper announcing "dynamic" adds nothing: cty reads the inner value as the value.
+                    return Ok(inner);
+                }
                 Ok(Value::Dynamic(vty, Box::new(inner)))
             }
             Type::String => {
@@ -202,7 +210,9 @@ impl<'a> Decoder<'a> {
                     Marker::I16 => Number::Int(i64::from(self.be(2, path)? as u16 as i16)),
                     Marker::I32 => Number::Int(i64::from(self.be(4, path)? as u32 as i32)),
                     Marker::I64 => Number::Int(self.be(8, path)? as i64),
-                    Marker::F32 => float(f64::from(f32::from_bits(self.be(4, path)? as u32)), path)?,
+                    Marker::F32 => {
+                        float(f64::from(f32::from_bits(self.be(4, path)? as u32)), path)?
+                    }
                     Marker::F64 => float(f64::from_bits(self.be(8, path)?), path)?,
                     _ => {
                         let Some(len) = self.bytes_len(m, path)? else {
@@ -212,7 +222,9 @@ impl<'a> Decoder<'a> {
                         std::str::from_utf8(body)
                             .ok()
                             .and_then(Number::parse)
-                            .ok_or_else(|| CodecError::new(path.clone(), ErrorKind::InvalidNumber))?
+                            .ok_or_else(|| {
+                                CodecError::new(path.clone(), ErrorKind::InvalidNumber)
+                            })?
                     }
                 };
                 Ok(Value::Number(n))
@@ -290,7 +302,10 @@ impl<'a> Decoder<'a> {
                 for _ in 0..n {
                     let k = self.key(path)?;
                     let Some(aty) = atys.get(&k) else {
-                        return Err(CodecError::new(path.clone(), ErrorKind::UnsupportedAttribute(k)));
+                        return Err(CodecError::new(
+                            path.clone(),
+                            ErrorKind::UnsupportedAttribute(k),
+                        ));
                     };
                     if out.contains_key(&k) {
                         return Err(CodecError::new(path.clone(), ErrorKind::DuplicateKey(k)));
@@ -390,7 +405,13 @@ fn write_number(out: &mut Vec<u8>, n: &Number, path: &Path) -> Result<(), CodecE
     Ok(())
 }
 
-fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+fn encode(
+    value: &Value,
+    ty: &Type,
+    path: &mut Path,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     if depth > MAX_DEPTH {
         return Err(CodecError::new(path.clone(), ErrorKind::TooDeep(MAX_DEPTH)));
     }
@@ -407,9 +428,9 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
         (_, Value::Null) => out.push(0xc0),
         (_, Value::Unknown) => out.extend_from_slice(&[0xd4, 0x00, 0x00]),
         (Type::Dynamic, Value::Dynamic(vty, inner)) => {
-            if *vty == Type::Dynamic && !matches!(**inner, Value::Null | Value::Unknown) {
-                // A dynamic type inside the wrapper would announce nothing; cty never produces it.
-                return Err(mismatch(path));
+            if *vty == Type::Dynamic {
+                // Announcing "dynamic" would say nothing; encode the inner value in the slot directly.
+                return encode(inner, ty, path, depth + 1, out);
             }
             out.push(0x92);
             let tj = vty.to_json();
@@ -427,7 +448,13 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
                     },
                 )
             })?;
-            return encode(&Value::Dynamic(vty, Box::new(v.clone())), ty, path, depth, out);
+            return encode(
+                &Value::Dynamic(vty, Box::new(v.clone())),
+                ty,
+                path,
+                depth,
+                out,
+            );
         }
         (ty, Value::Dynamic(vty, inner)) => {
             if vty != ty {
@@ -439,7 +466,8 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
         (Type::Number, Value::Number(n)) => write_number(out, n, path)?,
         (Type::Bool, Value::Bool(b)) => out.push(if *b { 0xc3 } else { 0xc2 }),
         (Type::List(et), Value::List(items)) => {
-            rmp::encode::write_array_len(out, len32(items.len(), path)?).map_err(|_| too_large(path))?;
+            rmp::encode::write_array_len(out, len32(items.len(), path)?)
+                .map_err(|_| too_large(path))?;
             for (i, item) in items.iter().enumerate() {
                 path.push(PathStep::Index(i as i64));
                 encode(item, et, path, depth + 1, out)?;
@@ -450,7 +478,8 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
             let mut sorted: Vec<&Value> = items.iter().collect();
             sorted.sort();
             sorted.dedup();
-            rmp::encode::write_array_len(out, len32(sorted.len(), path)?).map_err(|_| too_large(path))?;
+            rmp::encode::write_array_len(out, len32(sorted.len(), path)?)
+                .map_err(|_| too_large(path))?;
             for (i, item) in sorted.into_iter().enumerate() {
                 path.push(PathStep::Index(i as i64));
                 encode(item, et, path, depth + 1, out)?;
@@ -467,7 +496,8 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
                     },
                 ));
             }
-            rmp::encode::write_array_len(out, len32(items.len(), path)?).map_err(|_| too_large(path))?;
+            rmp::encode::write_array_len(out, len32(items.len(), path)?)
+                .map_err(|_| too_large(path))?;
             for (i, (item, et)) in items.iter().zip(ets).enumerate() {
                 path.push(PathStep::Index(i as i64));
                 encode(item, et, path, depth + 1, out)?;
@@ -496,7 +526,8 @@ fn encode(value: &Value, ty: &Type, path: &mut Path, depth: usize, out: &mut Vec
                     ErrorKind::MissingAttribute(missing.clone()),
                 ));
             }
-            rmp::encode::write_map_len(out, len32(atys.len(), path)?).map_err(|_| too_large(path))?;
+            rmp::encode::write_map_len(out, len32(atys.len(), path)?)
+                .map_err(|_| too_large(path))?;
             for (k, aty) in atys {
                 write_str(out, k, path)?;
                 path.push(PathStep::Attr(k.clone()));

@@ -102,7 +102,10 @@ fn parse_decimal(s: &str) -> Option<(bool, Vec<u8>, i64)> {
     }
     let mut digits: Vec<u8> = int_digits.iter().chain(frac_digits).copied().collect();
     let mut exp = i64::try_from(int_digits.len()).ok()? + exp10;
-    let lead = digits.iter().position(|&c| c != b'0').unwrap_or(digits.len());
+    let lead = digits
+        .iter()
+        .position(|&c| c != b'0')
+        .unwrap_or(digits.len());
     digits.drain(..lead);
     exp -= i64::try_from(lead).ok()?;
     while digits.last() == Some(&b'0') {
@@ -119,7 +122,10 @@ impl Number {
     /// an i64 become [`Number::Int`]; everything else is kept verbatim as [`Number::Big`]. None if not a decimal.
     pub fn parse(s: &str) -> Option<Number> {
         parse_decimal(s)?;
-        let plain = s.bytes().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == b'-'));
+        let plain = s
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == b'-'));
         if plain {
             if let Ok(i) = s.parse::<i64>() {
                 if s == i.to_string() {
@@ -142,7 +148,8 @@ impl Number {
     fn canon(&self) -> Canon {
         match self {
             Number::Int(i) => {
-                let (neg, digits, exp) = parse_decimal(&i.to_string()).unwrap_or((false, vec![], 0));
+                let (neg, digits, exp) =
+                    parse_decimal(&i.to_string()).unwrap_or((false, vec![], 0));
                 Canon::Finite { neg, digits, exp }
             }
             Number::Float(f) => {
@@ -156,7 +163,8 @@ impl Number {
                     }
                 } else {
                     // `{:e}` is the shortest text that round-trips, e.g. `1e-1` for 0.1.
-                    let (neg, digits, exp) = parse_decimal(&format!("{f:e}")).unwrap_or((false, vec![], 0));
+                    let (neg, digits, exp) =
+                        parse_decimal(&format!("{f:e}")).unwrap_or((false, vec![], 0));
                     Canon::Finite { neg, digits, exp }
                 }
             }
@@ -340,12 +348,27 @@ mod tests {
     #[test]
     fn parse_keeps_text_and_normalises_small_ints() {
         assert!(matches!(Number::parse("42"), Some(Number::Int(42))));
-        assert!(matches!(Number::parse("-9223372036854775808"), Some(Number::Int(i64::MIN))));
+        assert!(matches!(
+            Number::parse("-9223372036854775808"),
+            Some(Number::Int(i64::MIN))
+        ));
         let n = Number::parse("9223372036854775808").unwrap();
         assert!(matches!(&n, Number::Big(s) if s == "9223372036854775808"));
         assert!(matches!(Number::parse("007"), Some(Number::Big(s)) if s == "007"));
         assert!(matches!(Number::parse("0.1"), Some(Number::Big(s)) if s == "0.1"));
-        for bad in ["", "-", "1.", ".5", "1e", "1e+", "abc", "1.2.3", "+1", "NaN", "1e9999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "abc",
+            "1.2.3",
+            "+1",
+            "NaN",
+            "1e9999999999999999",
+        ] {
             assert!(Number::parse(bad).is_none(), "{bad}");
         }
     }
@@ -365,7 +388,10 @@ mod tests {
         assert!(big("-0.0001") > big("-0.001"));
         assert!(big("12") < big("123"));
         assert!(big("1.2") < big("1.23"));
-        assert_ne!(big("12345678901234567890123"), big("12345678901234567890124"));
+        assert_ne!(
+            big("12345678901234567890123"),
+            big("12345678901234567890124")
+        );
     }
 
     #[test]
@@ -386,7 +412,10 @@ mod tests {
     #[test]
     fn decimal_string() {
         assert_eq!(Number::Float(1.5).to_decimal_string(), "1.5");
-        assert_eq!(Number::Float(1e21).to_decimal_string(), "1000000000000000000000");
+        assert_eq!(
+            Number::Float(1e21).to_decimal_string(),
+            "1000000000000000000000"
+        );
         assert_eq!(big("0.10").to_decimal_string(), "0.10");
         assert_eq!(Number::from(u64::MAX), big("18446744073709551615"));
     }

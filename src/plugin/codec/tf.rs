@@ -176,9 +176,9 @@ mod tests {
         assert_eq!(Tf::<u16>::Unknown.or_null(), Tf::Null);
         assert_eq!(Tf::<u16>::Unknown.or_known(1), Tf::Known(1));
         assert_eq!(Tf::<u16>::Null.or_known(1), Tf::Null);
-        assert_eq!(Tf::from(None::<u16>), Tf::Null);
-        assert_eq!(Tf::from(Some(3)), Tf::Known(3));
-        assert_eq!(Tf::from(3), Tf::Known(3));
+        assert_eq!(Tf::<u16>::from(None), Tf::Null);
+        assert_eq!(Tf::<i32>::from(Some(3)), Tf::Known(3));
+        assert_eq!(Tf::<i32>::from(3), Tf::Known(3));
         assert_eq!(Tf::<u16>::default(), Tf::Null);
         assert_eq!(Tf::<u16>::Unknown.unwrap_or(7), 7);
     }

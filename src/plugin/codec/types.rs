@@ -78,7 +78,8 @@ impl Type {
                     ("list", [e]) => Ok(Type::list(Type::from_json_tree(e, depth + 1)?)),
                     ("set", [e]) => Ok(Type::set(Type::from_json_tree(e, depth + 1)?)),
                     ("map", [e]) => Ok(Type::map(Type::from_json_tree(e, depth + 1)?)),
-                    ("object", [Json::Object(attrs)]) | ("object", [Json::Object(attrs), Json::Array(_)]) => {
+                    ("object", [Json::Object(attrs)])
+                    | ("object", [Json::Object(attrs), Json::Array(_)]) => {
                         let mut out = BTreeMap::new();
                         for (name, aty) in attrs {
                             if out
@@ -217,10 +218,7 @@ mod tests {
     fn object_keys_sorted_and_optional_list_ignored() {
         let ty = Type::from_json(br#" [ "object" , {"z":"string","a":"bool"}, ["z"] ] "#).unwrap();
         assert_eq!(ty.to_json(), br#"["object",{"a":"bool","z":"string"}]"#);
-        assert_eq!(
-            ty,
-            Type::object([("z", Type::String), ("a", Type::Bool)])
-        );
+        assert_eq!(ty, Type::object([("z", Type::String), ("a", Type::Bool)]));
     }
 
     #[test]
@@ -240,7 +238,11 @@ mod tests {
         ] {
             assert!(Type::from_json(bad.as_bytes()).is_err(), "{bad}");
         }
-        let deep = format!("{}\"string\"{}", "[\"list\",".repeat(1000), "]".repeat(1000));
+        let deep = format!(
+            "{}\"string\"{}",
+            "[\"list\",".repeat(1000),
+            "]".repeat(1000)
+        );
         assert!(Type::from_json(deep.as_bytes()).is_err());
     }
 }

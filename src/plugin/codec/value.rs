@@ -77,7 +77,9 @@ impl Value {
         match self {
             Value::Unknown => false,
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
-            Value::List(v) | Value::Set(v) | Value::Tuple(v) => v.iter().all(Value::is_wholly_known),
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
+                v.iter().all(Value::is_wholly_known)
+            }
             Value::Map(m) | Value::Object(m) => m.values().all(Value::is_wholly_known),
             Value::Dynamic(_, v) => v.is_wholly_known(),
         }
@@ -170,7 +172,10 @@ impl Value {
                         return None;
                     }
                     Some(Type::Tuple(
-                        a.into_iter().zip(b).map(|(x, y)| unify(x, y)).collect::<Option<_>>()?,
+                        a.into_iter()
+                            .zip(b)
+                            .map(|(x, y)| unify(x, y))
+                            .collect::<Option<_>>()?,
                     ))
                 }
                 (a, b) if a == b => Some(a),
@@ -197,7 +202,9 @@ impl Value {
                     .map(|(k, v)| Some((k.clone(), v.implied_type()?)))
                     .collect::<Option<_>>()?,
             ),
-            Value::Tuple(v) => Type::Tuple(v.iter().map(Value::implied_type).collect::<Option<_>>()?),
+            Value::Tuple(v) => {
+                Type::Tuple(v.iter().map(Value::implied_type).collect::<Option<_>>()?)
+            }
             Value::Dynamic(t, _) => t.clone(),
         })
     }
@@ -291,7 +298,10 @@ mod tests {
             Value::Number(Number::Float(3.0)),
             Value::Number(Number::Big("2".into())),
         ]);
-        assert_eq!(s, Value::Set(vec![Value::number(1), Value::number(2), Value::number(3)]));
+        assert_eq!(
+            s,
+            Value::Set(vec![Value::number(1), Value::number(2), Value::number(3)])
+        );
     }
 
     #[test]
@@ -305,8 +315,14 @@ mod tests {
             v.implied_type(),
             Some(Type::list(Type::object([("a", Type::String)])))
         );
-        assert_eq!(Value::List(vec![]).implied_type(), Some(Type::list(Type::Dynamic)));
-        assert_eq!(Value::List(vec![Value::from("a"), Value::from(true)]).implied_type(), None);
+        assert_eq!(
+            Value::List(vec![]).implied_type(),
+            Some(Type::list(Type::Dynamic))
+        );
+        assert_eq!(
+            Value::List(vec![Value::from("a"), Value::from(true)]).implied_type(),
+            None
+        );
     }
 
     #[test]
@@ -314,6 +330,9 @@ mod tests {
         let v = Value::object([("a", Value::List(vec![Value::Unknown]))]);
         assert!(v.is_known());
         assert!(!v.is_wholly_known());
-        assert_eq!(v.get("a").and_then(Value::as_elements).map(<[Value]>::len), Some(1));
+        assert_eq!(
+            v.get("a").and_then(Value::as_elements).map(<[Value]>::len),
+            Some(1)
+        );
     }
 }

@@ -19,12 +19,16 @@ pub fn systemctl(socket: &Path, args: &[String]) -> i32 {
     let mut conn = match UnixStream::connect(socket) {
         Ok(c) => c,
         Err(_) => {
-            eprintln!("System has not been booted with systemd as init system (PID 1). Can't operate.");
+            eprintln!(
+                "System has not been booted with systemd as init system (PID 1). Can't operate."
+            );
             eprintln!("Failed to connect to bus: Host is down");
             return 1;
         }
     };
-    let req = Request { argv: args.to_vec() };
+    let req = Request {
+        argv: args.to_vec(),
+    };
     let mut line = serde_json::to_string(&req).expect("serialize request");
     line.push('\n');
     if conn.write_all(line.as_bytes()).is_err() {
@@ -91,13 +95,17 @@ pub fn journalctl_main(args: &[String]) -> i32 {
             },
             "-f" | "--follow" => follow = true,
             "-e" | "--pager-end" => lines = lines.or(Some(1000)),
-            "--no-pager" | "-x" | "--catalog" | "-q" | "--quiet" | "-b" | "--boot" | "--no-hostname" | "--system" => {}
+            "--no-pager" | "-x" | "--catalog" | "-q" | "--quiet" | "-b" | "--boot"
+            | "--no-hostname" | "--system" => {}
             s if s.starts_with("--unit=") => units.push(normalize_name(&s[7..])),
             s if s.starts_with("--lines=") => lines = s[8..].parse().ok(),
             s if s.starts_with("--output=") => output = s[9..].to_string(),
             s if s.starts_with("-u") && s.len() > 2 => units.push(normalize_name(&s[2..])),
             s if s.starts_with("-n") && s.len() > 2 => lines = s[2..].parse().ok(),
-            s if s.starts_with('-') && s.len() > 1 && s[1..].chars().all(|c| "xefqb".contains(c)) => {
+            s if s.starts_with('-')
+                && s.len() > 1
+                && s[1..].chars().all(|c| "xefqb".contains(c)) =>
+            {
                 for c in s[1..].chars() {
                     match c {
                         'f' => follow = true,
@@ -158,8 +166,10 @@ pub fn journalctl_main(args: &[String]) -> i32 {
     if !follow {
         return 0;
     }
-    let mut seen: std::collections::HashMap<PathBuf, usize> =
-        files.iter().map(|f| (f.clone(), journal::read_file(f).len())).collect();
+    let mut seen: std::collections::HashMap<PathBuf, usize> = files
+        .iter()
+        .map(|f| (f.clone(), journal::read_file(f).len()))
+        .collect();
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let files: Vec<PathBuf> = if units.is_empty() {
@@ -220,7 +230,9 @@ pub fn notify_main(args: &[String]) -> i32 {
 
 /// Sends `msg` to `$NOTIFY_SOCKET`; `Ok(false)` when the variable is not set (not under a notify service).
 pub fn send_notify(msg: &str) -> std::io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
     let sock = UnixDatagram::unbound()?;
     sock.send_to(msg.as_bytes(), PathBuf::from(path))?;
     Ok(true)

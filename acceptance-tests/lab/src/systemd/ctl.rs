@@ -44,8 +44,8 @@ pub fn run(sup: &Supervisor, argv: &[String], out: &mut ReplyWriter) -> i32 {
             "--now" => opts.now = true,
             "--value" => opts.value = true,
             "-a" | "--all" => opts.all = true,
-            "--system" | "--no-pager" | "-l" | "--full" | "--no-legend" | "--plain" | "--no-ask-password"
-            | "--force" | "-f" => {}
+            "--system" | "--no-pager" | "-l" | "--full" | "--no-legend" | "--plain"
+            | "--no-ask-password" | "--force" | "-f" => {}
             "--user" => {
                 out.err("Failed to connect to bus: No medium found");
                 return 1;
@@ -70,9 +70,13 @@ pub fn run(sup: &Supervisor, argv: &[String], out: &mut ReplyWriter) -> i32 {
                     opts.signal = parse_signal(s).unwrap_or(Signal::SIGTERM);
                 }
             }
-            s if s.starts_with("--property=") => opts.props.extend(s[11..].split(',').map(str::to_string)),
+            s if s.starts_with("--property=") => {
+                opts.props.extend(s[11..].split(',').map(str::to_string))
+            }
             s if s.starts_with("--lines=") => opts.lines = s[8..].parse().unwrap_or(10),
-            s if s.starts_with("--signal=") => opts.signal = parse_signal(&s[9..]).unwrap_or(Signal::SIGTERM),
+            s if s.starts_with("--signal=") => {
+                opts.signal = parse_signal(&s[9..]).unwrap_or(Signal::SIGTERM)
+            }
             s if s.starts_with("--kill-whom=") => opts.kill_all = &s[12..] != "main",
             s if s.starts_with("--type=") || s.starts_with("--state=") || s.starts_with("-t") => {}
             s if s.starts_with('-') && s.len() > 1 => {
@@ -85,10 +89,14 @@ pub fn run(sup: &Supervisor, argv: &[String], out: &mut ReplyWriter) -> i32 {
     let Some(verb) = words.first().cloned() else {
         return list_units(sup, out);
     };
-    let units: Vec<String> = words[1..].iter().map(|u| normalize_name(u)).collect();
+    // `systemctl enable /etc/systemd/system/k3s.service` (what install.sh does) names the unit by its file.
+    let units: Vec<String> = words[1..]
+        .iter()
+        .map(|u| normalize_name(u.rsplit('/').next().unwrap_or(u)))
+        .collect();
     let need_units = |out: &mut ReplyWriter| {
         if units.is_empty() {
-            out.err(format!("Too few arguments."));
+            out.err("Too few arguments.");
             true
         } else {
             false
@@ -208,7 +216,9 @@ pub fn run(sup: &Supervisor, argv: &[String], out: &mut ReplyWriter) -> i32 {
                     }
                     None => {
                         if !opts.quiet {
-                            out.err(format!("Failed to get unit file state for {u}: No such file or directory"));
+                            out.err(format!(
+                                "Failed to get unit file state for {u}: No such file or directory"
+                            ));
                         }
                     }
                 }
@@ -296,7 +306,10 @@ fn warn_changed(sup: &Supervisor, u: &str, out: &mut ReplyWriter) {
 }
 
 fn list_units(sup: &Supervisor, out: &mut ReplyWriter) -> i32 {
-    out.out(format!("  {:<40} {:<9} {:<10} {:<12} {}", "UNIT", "LOAD", "ACTIVE", "SUB", "DESCRIPTION"));
+    out.out(format!(
+        "  {:<40} {:<9} {:<10} {:<12} {}",
+        "UNIT", "LOAD", "ACTIVE", "SUB", "DESCRIPTION"
+    ));
     for u in sup.unit_names() {
         let i = sup.info(&u);
         out.out(format!(
@@ -356,7 +369,11 @@ fn status(sup: &Supervisor, units: &[String], lines: usize, out: &mut ReplyWrite
             line = format!("     Active: failed (Result: {})", i.result);
         }
         if let Some(t) = since {
-            line.push_str(&format!(" since {}; {}", journal::format_timestamp(t), ago(t)));
+            line.push_str(&format!(
+                " since {}; {}",
+                journal::format_timestamp(t),
+                ago(t)
+            ));
         }
         out.out(line);
         if let Some(pid) = i.main_pid {
@@ -391,12 +408,26 @@ fn show(sup: &Supervisor, units: &[String], opts: &Opts, out: &mut ReplyWriter) 
         let ts = |t: Option<u64>| t.map(journal::format_timestamp).unwrap_or_default();
         let def = i.def.as_ref();
         let mut props: Vec<(String, String)> = vec![
-            ("Type".into(), def.map(|d| format!("{:?}", d.service_type).to_lowercase()).unwrap_or_default()),
-            ("Restart".into(), def.map(|d| d.raw.get("Restart").cloned().unwrap_or("no".into())).unwrap_or_default()),
+            (
+                "Type".into(),
+                def.map(|d| format!("{:?}", d.service_type).to_lowercase())
+                    .unwrap_or_default(),
+            ),
+            (
+                "Restart".into(),
+                def.map(|d| d.raw.get("Restart").cloned().unwrap_or("no".into()))
+                    .unwrap_or_default(),
+            ),
             ("MainPID".into(), i.main_pid.unwrap_or(0).to_string()),
             ("ExecMainPID".into(), i.main_pid.unwrap_or(0).to_string()),
-            ("ExecMainCode".into(), i.exec_main_code.unwrap_or(0).to_string()),
-            ("ExecMainStatus".into(), i.exec_main_status.unwrap_or(0).to_string()),
+            (
+                "ExecMainCode".into(),
+                i.exec_main_code.unwrap_or(0).to_string(),
+            ),
+            (
+                "ExecMainStatus".into(),
+                i.exec_main_status.unwrap_or(0).to_string(),
+            ),
             ("ExecMainStartTimestamp".into(), ts(i.exec_main_start)),
             ("NRestarts".into(), i.n_restarts.to_string()),
             ("Result".into(), i.result.to_string()),
@@ -407,17 +438,34 @@ fn show(sup: &Supervisor, units: &[String], opts: &Opts, out: &mut ReplyWriter) 
             ("LoadState".into(), i.load_state.to_string()),
             ("ActiveState".into(), i.active.as_str().to_string()),
             ("SubState".into(), i.sub.to_string()),
-            ("FragmentPath".into(), i.fragment_path.clone().unwrap_or_default()),
-            ("UnitFileState".into(), i.unit_file_state.unwrap_or("").to_string()),
+            (
+                "FragmentPath".into(),
+                i.fragment_path.clone().unwrap_or_default(),
+            ),
+            (
+                "UnitFileState".into(),
+                i.unit_file_state.unwrap_or("").to_string(),
+            ),
             ("ActiveEnterTimestamp".into(), ts(i.active_enter)),
             ("InactiveEnterTimestamp".into(), ts(i.inactive_enter)),
-            ("KillMode".into(), def.map(|d| d.raw.get("KillMode").cloned().unwrap_or("control-group".into())).unwrap_or_default()),
+            (
+                "KillMode".into(),
+                def.map(|d| {
+                    d.raw
+                        .get("KillMode")
+                        .cloned()
+                        .unwrap_or("control-group".into())
+                })
+                .unwrap_or_default(),
+            ),
             (
                 "EnvironmentFiles".into(),
                 def.map(|d| {
                     d.environment_files
                         .iter()
-                        .map(|(p, opt)| format!("{p} (ignore_errors={})", if *opt { "yes" } else { "no" }))
+                        .map(|(p, opt)| {
+                            format!("{p} (ignore_errors={})", if *opt { "yes" } else { "no" })
+                        })
                         .collect::<Vec<_>>()
                         .join(" ")
                 })

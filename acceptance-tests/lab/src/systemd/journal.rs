@@ -27,7 +27,10 @@ pub struct Record {
 
 /// Microseconds since the epoch, now.
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// The file holding `unit`'s journal under `dir`.
@@ -46,7 +49,11 @@ pub fn append(dir: &Path, unit: &str, ident: &str, pid: i32, msg: &str) {
     if let Ok(mut line) = serde_json::to_string(&rec) {
         line.push('\n');
         let _ = std::fs::create_dir_all(dir);
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(file_for(dir, unit)) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file_for(dir, unit))
+        {
             let _ = f.write_all(line.as_bytes());
         }
     }
@@ -60,7 +67,11 @@ pub fn read(dir: &Path, unit: &str) -> Vec<Record> {
 /// Reads all records of one journal file.
 pub fn read_file(path: &Path) -> Vec<Record> {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -68,7 +79,9 @@ pub fn read_file(path: &Path) -> Vec<Record> {
 pub fn format_short(rec: &Record, hostname: &str) -> String {
     let secs = (rec.ts / 1_000_000) as i64;
     let (_, mon, day, h, m, s) = civil(secs);
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{} {:02} {:02}:{:02}:{:02} {} {}[{}]: {}",
         MONTHS[(mon - 1) as usize],
@@ -117,7 +130,10 @@ mod tests {
             pid: 42,
             msg: "hello".into(),
         };
-        assert_eq!(format_short(&rec, "k8s-control-1"), "Nov 29 14:00:00 k8s-control-1 k3s[42]: hello");
+        assert_eq!(
+            format_short(&rec, "k8s-control-1"),
+            "Nov 29 14:00:00 k8s-control-1 k3s[42]: hello"
+        );
         assert_eq!(format_timestamp(rec.ts), "2026-11-29 14:00:00 UTC");
     }
 

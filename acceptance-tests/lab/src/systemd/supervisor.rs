@@ -49,11 +49,17 @@ enum Exit {
 
 impl Exit {
     fn clean(self) -> bool {
-        matches!(self, Exit::Code(0) | Exit::Signal(1) | Exit::Signal(2) | Exit::Signal(13) | Exit::Signal(15))
+        matches!(
+            self,
+            Exit::Code(0) | Exit::Signal(1) | Exit::Signal(2) | Exit::Signal(13) | Exit::Signal(15)
+        )
     }
     fn describe(self) -> String {
         match self {
-            Exit::Code(c) => format!("code=exited, status={c}/{}", if c == 0 { "SUCCESS" } else { "FAILURE" }),
+            Exit::Code(c) => format!(
+                "code=exited, status={c}/{}",
+                if c == 0 { "SUCCESS" } else { "FAILURE" }
+            ),
             Exit::Signal(s) => format!("code=killed, status={s}/{}", signal_name(s)),
         }
     }
@@ -244,7 +250,9 @@ impl Supervisor {
             .spawn(move || loop {
                 match waitpid(Pid::from_raw(-1), None) {
                     Ok(WaitStatus::Exited(pid, code)) => me.on_exit(pid.as_raw(), Exit::Code(code)),
-                    Ok(WaitStatus::Signaled(pid, sig, _)) => me.on_exit(pid.as_raw(), Exit::Signal(sig as i32)),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                        me.on_exit(pid.as_raw(), Exit::Signal(sig as i32))
+                    }
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => {}
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -266,7 +274,9 @@ impl Supervisor {
 
     /// The main process of `name` ended: decide between inactive, failed and a scheduled restart.
     fn on_main_exit(&self, st: &mut State, name: &str, pid: i32, exit: Exit) {
-        let Some(u) = st.units.get_mut(name) else { return };
+        let Some(u) = st.units.get_mut(name) else {
+            return;
+        };
         if u.main_pid != Some(pid) {
             return;
         }
@@ -278,7 +288,10 @@ impl Supervisor {
         }
         let ident = ident_of(&def);
         if exit != Exit::Code(0) {
-            self.log(name, &format!("{name}: Main process exited, {}", exit.describe()));
+            self.log(
+                name,
+                &format!("{name}: Main process exited, {}", exit.describe()),
+            );
         }
         if matches!(def.kill_mode, KillMode::ControlGroup | KillMode::Mixed) {
             let sid = pid;
@@ -314,7 +327,9 @@ impl Supervisor {
             RestartPolicy::No => false,
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !clean,
-            RestartPolicy::OnAbnormal => matches!(exit, Exit::Signal(s) if s != 15 && s != 1 && s != 2 && s != 13),
+            RestartPolicy::OnAbnormal => {
+                matches!(exit, Exit::Signal(s) if s != 15 && s != 1 && s != 2 && s != 13)
+            }
             RestartPolicy::OnSuccess => clean,
         };
         if !clean {
@@ -333,12 +348,17 @@ impl Supervisor {
             {
                 u.start_times.pop_front();
             }
-            if !def.start_limit_interval.is_zero() && u.start_times.len() as u32 > def.start_limit_burst {
+            if !def.start_limit_interval.is_zero()
+                && u.start_times.len() as u32 > def.start_limit_burst
+            {
                 u.active = Active::Failed;
                 u.sub = "failed";
                 u.result = "start-limit-hit";
                 u.inactive_enter = Some(journal::now_micros());
-                self.log(name, &format!("{name}: Start request repeated too quickly."));
+                self.log(
+                    name,
+                    &format!("{name}: Start request repeated too quickly."),
+                );
                 self.log(name, &format!("Failed to start {}.", describe(&def)));
                 return;
             }
@@ -353,28 +373,41 @@ impl Supervisor {
                 std::thread::sleep(delay);
                 let job_lock = {
                     let mut st = me.lock();
-                    let Some(u) = st.units.get_mut(&name) else { return };
+                    let Some(u) = st.units.get_mut(&name) else {
+                        return;
+                    };
                     if u.gen != gen || u.sub != "auto-restart" {
                         return;
                     }
                     u.n_restarts += 1;
                     me.log(
                         &name,
-                        &format!("{name}: Scheduled restart job, restart counter is at {}.", u.n_restarts),
+                        &format!(
+                            "{name}: Scheduled restart job, restart counter is at {}.",
+                            u.n_restarts
+                        ),
                     );
                     u.job_lock.clone()
                 };
                 let _g = job_lock.lock().unwrap_or_else(|e| e.into_inner());
                 {
                     let st = me.lock();
-                    if st.units.get(&name).is_none_or(|u| u.gen != gen || u.sub != "auto-restart") {
+                    if st
+                        .units
+                        .get(&name)
+                        .is_none_or(|u| u.gen != gen || u.sub != "auto-restart")
+                    {
                         return;
                     }
                 }
                 let _ = me.start_locked(&name);
             });
         } else {
-            u.active = if clean { Active::Inactive } else { Active::Failed };
+            u.active = if clean {
+                Active::Inactive
+            } else {
+                Active::Failed
+            };
             u.sub = if clean { "dead" } else { "failed" };
             u.inactive_enter = Some(journal::now_micros());
             if !clean && was_starting {
@@ -407,7 +440,10 @@ impl Supervisor {
                     u.load_error = None;
                 }
                 Err(unit::UnitError::NotFound(_)) => {
-                    u.def = None;
+                    // A running unit whose file is gone stays loaded (so it can still be stopped), like systemd.
+                    if u.main_pid.is_none() && u.active == Active::Inactive {
+                        u.def = None;
+                    }
                     u.load_error = None;
                 }
                 Err(e) => {
@@ -416,13 +452,20 @@ impl Supervisor {
                 }
             }
         }
-        st.units
-            .retain(|_, u| u.def.is_some() || u.load_error.is_some() || u.active != Active::Inactive || u.main_pid.is_some());
+        st.units.retain(|_, u| {
+            u.def.is_some()
+                || u.load_error.is_some()
+                || u.active != Active::Inactive
+                || u.main_pid.is_some()
+        });
     }
 
     /// Makes sure `name` is known, loading it on first reference (as systemd does for units not loaded yet).
     fn ensure_loaded(&self, st: &mut State, name: &str) -> Result<(), JobError> {
-        let u = st.units.entry(name.to_string()).or_insert_with(UnitState::new);
+        let u = st
+            .units
+            .entry(name.to_string())
+            .or_insert_with(UnitState::new);
         if u.def.is_none() {
             match unit::load(&self.inner.unit_dir, name) {
                 Ok(def) => {
@@ -443,7 +486,9 @@ impl Supervisor {
     /// True when the unit file changed on disk since it was loaded (systemctl prints a warning then).
     pub fn changed_on_disk(&self, name: &str) -> bool {
         let st = self.lock();
-        let Some(def) = st.units.get(name).and_then(|u| u.def.as_ref()) else { return false };
+        let Some(def) = st.units.get(name).and_then(|u| u.def.as_ref()) else {
+            return false;
+        };
         unit::fingerprint_of(&self.inner.unit_dir, name).is_some_and(|fp| fp != def.fingerprint)
     }
 
@@ -509,7 +554,9 @@ impl Supervisor {
             match (u.active, u.sub) {
                 (Active::Active, _) => return Ok(()),
                 (Active::Inactive, _) if u.result == "success" => return Ok(()),
-                (Active::Activating, "auto-restart") => return Err(JobError::Failed(name.to_string())),
+                (Active::Activating, "auto-restart") => {
+                    return Err(JobError::Failed(name.to_string()))
+                }
                 (Active::Activating, _) | (Active::Deactivating, _) => {}
                 _ => return Err(JobError::Failed(name.to_string())),
             }
@@ -559,14 +606,17 @@ impl Supervisor {
         };
         for pre in &def.exec_start_pre {
             let argv = unit::substitute_env(&pre.argv, &env);
-            let status = match self.spawn(&def, &argv, &env, None) {
-                Ok(pid) => {
-                    {
-                        let mut st = self.lock();
-                        st.control_pids.insert(pid);
-                    }
-                    self.wait_control(pid)
+            // Spawn under the state lock so the reaper cannot see the exit before the PID is registered.
+            let spawned = {
+                let mut st = self.lock();
+                let r = self.spawn(&def, &argv, &env, None);
+                if let Ok(pid) = r {
+                    st.control_pids.insert(pid);
                 }
+                r
+            };
+            let status = match spawned {
+                Ok(pid) => self.wait_control(pid),
                 Err(e) => {
                     self.log(name, &format!("{name}: Failed to execute {}: {e}", argv[0]));
                     Exit::Code(203)
@@ -579,7 +629,10 @@ impl Supervisor {
                 if pre.ignore_failure {
                     continue;
                 }
-                self.log(name, &format!("{name}: Control process exited, {}", status.describe()));
+                self.log(
+                    name,
+                    &format!("{name}: Control process exited, {}", status.describe()),
+                );
                 return fail(self, "exit-code");
             }
         }
@@ -595,7 +648,10 @@ impl Supervisor {
                     Some(path)
                 }
                 Err(e) => {
-                    self.log(name, &format!("{name}: Failed to create notify socket: {e}"));
+                    self.log(
+                        name,
+                        &format!("{name}: Failed to create notify socket: {e}"),
+                    );
                     return fail(self, "resources");
                 }
             }
@@ -637,7 +693,9 @@ impl Supervisor {
                 std::thread::sleep(timeout);
                 let pid = {
                     let mut st = me.lock();
-                    let Some(u) = st.units.get_mut(&n) else { return };
+                    let Some(u) = st.units.get_mut(&n) else {
+                        return;
+                    };
                     if u.gen != gen || u.active != Active::Activating || u.sub != "start" {
                         return;
                     }
@@ -688,7 +746,9 @@ impl Supervisor {
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             let mut st = self.lock();
-            let Some(u) = st.units.get_mut(&name) else { return };
+            let Some(u) = st.units.get_mut(&name) else {
+                return;
+            };
             if u.gen != gen {
                 return;
             }
@@ -721,7 +781,10 @@ impl Supervisor {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         );
         env.insert("LANG".to_string(), "C.UTF-8".to_string());
-        env.insert("INVOCATION_ID".to_string(), format!("{:032x}", journal::now_micros()));
+        env.insert(
+            "INVOCATION_ID".to_string(),
+            format!("{:032x}", journal::now_micros()),
+        );
         for (k, v) in &def.environment {
             env.insert(k.clone(), v.clone());
         }
@@ -729,7 +792,12 @@ impl Supervisor {
             match unit::read_env_file(Path::new(path)) {
                 Ok(vars) => env.extend(vars),
                 Err(_) if *optional => {}
-                Err(e) => return Err(format!("{}: Failed to load environment files: {path}: {e}", def.name)),
+                Err(e) => {
+                    return Err(format!(
+                        "{}: Failed to load environment files: {path}: {e}",
+                        def.name
+                    ))
+                }
             }
         }
         Ok(env)
@@ -818,7 +886,9 @@ impl Supervisor {
     fn stop_locked(&self, name: &str) {
         let (def, pid) = {
             let mut st = self.lock();
-            let Some(u) = st.units.get_mut(name) else { return };
+            let Some(u) = st.units.get_mut(name) else {
+                return;
+            };
             u.gen += 1;
             let Some(def) = u.def.clone() else {
                 u.stopping = false;
@@ -867,7 +937,10 @@ impl Supervisor {
             let now = Instant::now();
             if now >= deadline {
                 drop(st);
-                self.log(name, &format!("{name}: State 'stop-sigterm' timed out. Killing."));
+                self.log(
+                    name,
+                    &format!("{name}: State 'stop-sigterm' timed out. Killing."),
+                );
                 if def.kill_mode == KillMode::Process {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 } else {
@@ -932,7 +1005,9 @@ impl Supervisor {
     pub fn kill_unit(&self, name: &str, sig: Signal, all: bool) -> Result<(), JobError> {
         let pid = self.lock().units.get(name).and_then(|u| u.main_pid);
         let Some(pid) = pid else {
-            return Err(JobError::Other(format!("Failed to kill unit {name}: No main process to kill")));
+            return Err(JobError::Other(format!(
+                "Failed to kill unit {name}: No main process to kill"
+            )));
         };
         if all {
             signal_unit(pid, sig);
@@ -968,7 +1043,9 @@ impl Supervisor {
     pub fn enable(&self, name: &str) -> Result<Vec<String>, JobError> {
         let dir = &self.inner.unit_dir;
         let def = unit::load(dir, name).map_err(|e| match e {
-            unit::UnitError::NotFound(n) => JobError::Other(format!("Failed to enable unit: Unit file {n} does not exist.")),
+            unit::UnitError::NotFound(n) => JobError::Other(format!(
+                "Failed to enable unit: Unit file {n} does not exist."
+            )),
             e => JobError::Load(name.to_string(), e.to_string()),
         })?;
         let mut out = Vec::new();
@@ -979,8 +1056,13 @@ impl Supervisor {
                 continue;
             }
             std::fs::create_dir_all(&wants).map_err(|e| JobError::Other(e.to_string()))?;
-            std::os::unix::fs::symlink(dir.join(name), &link).map_err(|e| JobError::Other(e.to_string()))?;
-            out.push(format!("Created symlink {} \u{2192} {}.", link.display(), dir.join(name).display()));
+            std::os::unix::fs::symlink(dir.join(name), &link)
+                .map_err(|e| JobError::Other(e.to_string()))?;
+            out.push(format!(
+                "Created symlink {} \u{2192} {}.",
+                link.display(),
+                dir.join(name).display()
+            ));
         }
         Ok(out)
     }
@@ -1005,7 +1087,11 @@ impl Supervisor {
     /// Units linked from `multi-user.target.wants` / `default.target.wants`, i.e. started at boot.
     pub fn enabled_units(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for target in ["multi-user.target.wants", "default.target.wants", "graphical.target.wants"] {
+        for target in [
+            "multi-user.target.wants",
+            "default.target.wants",
+            "graphical.target.wants",
+        ] {
             if let Ok(rd) = std::fs::read_dir(self.inner.unit_dir.join(target)) {
                 for e in rd.filter_map(|e| e.ok()) {
                     let n = e.file_name().to_string_lossy().into_owned();
@@ -1030,10 +1116,15 @@ impl Supervisor {
             _ if file_state.is_some() => "loaded",
             _ => "not-found",
         };
-        let def = u.and_then(|u| u.def.clone()).or_else(|| unit::load(&self.inner.unit_dir, name).ok());
+        let def = u
+            .and_then(|u| u.def.clone())
+            .or_else(|| unit::load(&self.inner.unit_dir, name).ok());
         UnitInfo {
             name: name.to_string(),
-            description: def.as_ref().map(describe).unwrap_or_else(|| name.to_string()),
+            description: def
+                .as_ref()
+                .map(describe)
+                .unwrap_or_else(|| name.to_string()),
             load_state,
             active: u.map(|u| u.active).unwrap_or(Active::Inactive),
             sub: u.map(|u| u.sub).unwrap_or("dead"),
@@ -1108,7 +1199,9 @@ impl Supervisor {
         if reader.read_line(&mut line).is_err() {
             return;
         }
-        let Ok(req) = serde_json::from_str::<Request>(&line) else { return };
+        let Ok(req) = serde_json::from_str::<Request>(&line) else {
+            return;
+        };
         let mut out = ReplyWriter { conn };
         let code = super::ctl::run(self, &req.argv, &mut out);
         out.send(Reply::Exit(code));
@@ -1174,7 +1267,11 @@ fn ident_of(def: &Unit) -> String {
     def.exec_start
         .first()
         .and_then(|e| e.argv.first())
-        .and_then(|p| Path::new(p).file_name().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|p| {
+            Path::new(p)
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| def.name.clone())
 }
 
@@ -1215,7 +1312,11 @@ pub fn unit_processes(main: i32) -> Vec<i32> {
             }
         }
     }
-    let mut set: HashSet<i32> = procs.iter().filter(|p| p.2 == main || p.0 == main).map(|p| p.0).collect();
+    let mut set: HashSet<i32> = procs
+        .iter()
+        .filter(|p| p.2 == main || p.0 == main)
+        .map(|p| p.0)
+        .collect();
     loop {
         let before = set.len();
         for p in &procs {

@@ -96,7 +96,9 @@ pub enum UnitError {
 
 /// `k3s` -> `k3s.service`; names that already carry a suffix are kept.
 pub fn normalize_name(name: &str) -> String {
-    let known = [".service", ".target", ".socket", ".timer", ".mount", ".path", ".slice", ".scope"];
+    let known = [
+        ".service", ".target", ".socket", ".timer", ".mount", ".path", ".slice", ".scope",
+    ];
     if known.iter().any(|s| name.ends_with(s)) {
         name.to_string()
     } else {
@@ -143,7 +145,13 @@ pub fn fingerprint_of(dir: &Path, name: &str) -> Option<String> {
 fn fnv(sources: &[(PathBuf, String)]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for (p, t) in sources {
-        for b in p.to_string_lossy().bytes().chain([0u8]).chain(t.bytes()).chain([0u8]) {
+        for b in p
+            .to_string_lossy()
+            .bytes()
+            .chain([0u8])
+            .chain(t.bytes())
+            .chain([0u8])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100000001b3);
         }
@@ -164,8 +172,15 @@ pub fn load(dir: &Path, name: &str) -> Result<Unit, UnitError> {
             entries.push((section, key, value));
         }
     }
-    let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name).to_string();
-    let instance = stem.split_once('@').map(|(_, i)| i.to_string()).unwrap_or_default();
+    let stem = name
+        .rsplit_once('.')
+        .map(|(s, _)| s)
+        .unwrap_or(name)
+        .to_string();
+    let instance = stem
+        .split_once('@')
+        .map(|(_, i)| i.to_string())
+        .unwrap_or_default();
     let expand = |v: &str| expand_specifiers(v, name, &stem, &instance);
 
     let mut unit = Unit {
@@ -266,7 +281,8 @@ pub fn load(dir: &Path, name: &str) -> Result<Unit, UnitError> {
                 }
             }
             ("Service", "RestartSec") => {
-                unit.restart_sec = parse_timespan(&value).ok_or_else(|| invalid(format!("bad RestartSec={value}")))?
+                unit.restart_sec = parse_timespan(&value)
+                    .ok_or_else(|| invalid(format!("bad RestartSec={value}")))?
             }
             ("Service", "TimeoutStartSec") | ("Service", "TimeoutSec") => {
                 let d = parse_timespan(&value);
@@ -286,9 +302,9 @@ pub fn load(dir: &Path, name: &str) -> Result<Unit, UnitError> {
             ("Service", "WorkingDirectory") => {
                 unit.working_directory = Some(value.trim().trim_start_matches('-').to_string())
             }
-            ("Install", "WantedBy") | ("Install", "RequiredBy") => {
-                unit.wanted_by.extend(value.split_whitespace().map(str::to_string))
-            }
+            ("Install", "WantedBy") | ("Install", "RequiredBy") => unit
+                .wanted_by
+                .extend(value.split_whitespace().map(str::to_string)),
             _ => {}
         }
     }
@@ -296,7 +312,9 @@ pub fn load(dir: &Path, name: &str) -> Result<Unit, UnitError> {
         return Err(invalid("Service has no ExecStart= setting".to_string()));
     }
     if unit.exec_start.len() > 1 && unit.service_type != ServiceType::Oneshot {
-        return Err(invalid("Service has more than one ExecStart= setting".to_string()));
+        return Err(invalid(
+            "Service has more than one ExecStart= setting".to_string(),
+        ));
     }
     Ok(unit)
 }
@@ -315,13 +333,17 @@ pub fn parse_timespan(v: &str) -> Option<Duration> {
     let mut rest = v;
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = rest[num_len..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "" | "s" | "sec" | "second" | "seconds" => 1.0,
             "ms" | "msec" => 0.001,
@@ -389,7 +411,10 @@ fn parse_ini(text: &str) -> Result<Vec<(String, String, String)>, String> {
             continue;
         }
         if line.starts_with('[') {
-            section = line.trim_start_matches('[').trim_end_matches(']').to_string();
+            section = line
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             continue;
         }
         let Some((k, v)) = line.split_once('=') else {
@@ -424,7 +449,10 @@ fn parse_exec(value: &str) -> Result<ExecLine, String> {
     if argv.is_empty() {
         return Err("empty Exec line".to_string());
     }
-    Ok(ExecLine { ignore_failure, argv })
+    Ok(ExecLine {
+        ignore_failure,
+        argv,
+    })
 }
 
 /// systemd's word splitting: whitespace separates, `"..."` and `'...'` quote, C-style backslash escapes.
@@ -484,7 +512,8 @@ pub fn substitute_env(argv: &[String], env: &BTreeMap<String, String>) -> Vec<St
     let mut out = Vec::new();
     for arg in argv {
         if let Some(name) = arg.strip_prefix('$') {
-            if !name.starts_with('{') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !name.starts_with('{') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 if let Some(v) = env.get(name) {
                     out.extend(v.split_whitespace().map(str::to_string));
                 }
@@ -523,7 +552,9 @@ pub fn read_env_file(path: &Path) -> std::io::Result<Vec<(String, String)>> {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let v = v.trim();
         let value = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
             let inner = &v[1..v.len() - 1];
@@ -603,13 +634,24 @@ ExecStart=/usr/local/bin/k3s \
         assert_eq!(u.wanted_by, vec!["multi-user.target".to_string()]);
         assert_eq!(
             u.exec_start[0].argv,
-            vec!["/usr/local/bin/k3s", "server", "--cluster-init", "--tls-san=a b"]
+            vec![
+                "/usr/local/bin/k3s",
+                "server",
+                "--cluster-init",
+                "--tls-san=a b"
+            ]
         );
         assert_eq!(u.exec_start_pre.len(), 2);
         assert!(!u.exec_start_pre[0].ignore_failure);
-        assert_eq!(u.exec_start_pre[0].argv[2], "! /usr/bin/systemctl is-enabled --quiet nm-cloud-setup.service 2>/dev/null");
+        assert_eq!(
+            u.exec_start_pre[0].argv[2],
+            "! /usr/bin/systemctl is-enabled --quiet nm-cloud-setup.service 2>/dev/null"
+        );
         assert!(u.exec_start_pre[1].ignore_failure);
-        assert_eq!(u.environment_files[0], ("/etc/default/k3s".to_string(), true));
+        assert_eq!(
+            u.environment_files[0],
+            ("/etc/default/k3s".to_string(), true)
+        );
         let fp = u.fingerprint.clone();
         std::fs::write(dir.join("k3s.service"), K3S_UNIT.replace("5s", "6s")).unwrap();
         assert_ne!(fingerprint_of(&dir, "k3s.service").unwrap(), fp);
@@ -627,7 +669,10 @@ ExecStart=/usr/local/bin/k3s \
         assert_eq!(env[1], ("B".into(), "x y".into()));
         let map: BTreeMap<String, String> = env.into_iter().collect();
         let argv = vec!["prog".to_string(), "$B".to_string(), "--c=${C}".to_string()];
-        assert_eq!(substitute_env(&argv, &map), vec!["prog", "x", "y", "--c=plain"]);
+        assert_eq!(
+            substitute_env(&argv, &map),
+            vec!["prog", "x", "y", "--c=plain"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,778 @@
+//! Type erasure between the typed framework traits and the value-level server.
+//!
+//! `framework::Resource` has associated model types, so it cannot be a trait object. Each registered resource
+//! is wrapped in an adapter implementing an object-safe trait over [`Value`]s: it decodes values into the model
+//! (codec serde bridge), runs the schema-driven plan (`plan.rs`), validators, timeouts and cancellation, calls
+//! the typed method, and encodes the result back. The server only converts protobuf to and from these calls.
+//!
+//! Logging here names types, operations and paths — never values (they may be secret).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::codec::{self, CodecError, ErrorKind, PathStep, Type, Value};
+use super::diagnostics::{AttrPath, Diagnostic, Diagnostics};
+use super::plan::{self, SchemaPlan};
+use super::schema::{AttrKind, Block, BlockNesting, IdentitySchema, ObjectNesting, Schema};
+use crate::framework::{Context, DataSource, ListRequest, ListResource, Plan, Resource};
+
+/// Result of an erased operation: a value (absent on error) plus diagnostics (warnings even on success).
+pub(crate) type Outcome<T> = (Option<T>, Diagnostics);
+
+fn fail<T>(d: impl Into<Diagnostics>) -> Outcome<T> {
+    (None, d.into())
+}
+
+/// Decodes a value into a model, or an error diagnostic on the offending path.
+pub(crate) fn decode<T: DeserializeOwned>(v: &Value, what: &str) -> Result<T, Diagnostics> {
+    codec::from_value(v).map_err(|e| Diagnostic::from_codec(format!("Invalid {what}"), &e).into())
+}
+
+/// Encodes a model as a value of `ty`; failure here is a provider bug, reported as such.
+pub(crate) fn encode<T: Serialize>(m: &T, ty: &Type, what: &str) -> Result<Value, Diagnostics> {
+    codec::to_value(m, ty).map_err(|e| {
+        Diagnostic::from_codec(format!("Provider produced an invalid {what}"), &e).into()
+    })
+}
+
+fn is_unknown_error(e: &CodecError) -> bool {
+    matches!(e.kind, ErrorKind::Unknown)
+}
+
+/// Runs `fut` under a timeout and the context's cancellation.
+async fn guarded<T>(
+    ctx: &Context,
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, Diagnostics>>,
+) -> Result<T, Diagnostics> {
+    let token = ctx.cancellation().clone();
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::time::sleep(limit) => {
+            token.cancel();
+            Err(Diagnostic::error(
+                format!("Timed out while {what}"),
+                format!("The operation did not finish within {}s. Raise the limit in the resource's \
+                         `timeouts` attribute if the system is just slow.", limit.as_secs()),
+            ).into())
+        }
+        _ = token.cancelled() => Err(Diagnostic::error(
+            format!("Cancelled while {what}"),
+            "Terraform asked the provider to stop (interrupt). The remote object may be partially changed; \
+             run `terraform plan` to see its state.",
+        ).into()),
+    }
+}
+
+/// Sets write-only attributes to null everywhere in `v` (they must never reach state).
+pub(crate) fn null_write_only(block: &Block, v: &mut Value) {
+    let Value::Object(map) = v else { return };
+    for a in &block.attributes {
+        if a.write_only {
+            map.insert(a.name.clone(), Value::Null);
+        } else if let (AttrKind::Nested(n), Some(slot)) = (&a.kind, map.get_mut(&a.name)) {
+            let inner = Block {
+                attributes: n.attributes.clone(),
+                ..Default::default()
+            };
+            match (n.nesting, slot) {
+                (ObjectNesting::Single, s) => null_write_only(&inner, s),
+                (_, Value::List(items)) | (_, Value::Set(items)) => {
+                    items.iter_mut().for_each(|i| null_write_only(&inner, i))
+                }
+                (_, Value::Map(items)) => {
+                    items.values_mut().for_each(|i| null_write_only(&inner, i))
+                }
+                _ => {}
+            }
+        }
+    }
+    for b in &block.blocks {
+        if let Some(slot) = map.get_mut(&b.name) {
+            match (b.nesting, slot) {
+                (BlockNesting::Single | BlockNesting::Group, s) => null_write_only(&b.block, s),
+                (_, Value::List(items)) | (_, Value::Set(items)) => {
+                    items.iter_mut().for_each(|i| null_write_only(&b.block, i))
+                }
+                (_, Value::Map(items)) => items
+                    .values_mut()
+                    .for_each(|i| null_write_only(&b.block, i)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs schema validators over known, non-null values of `config`.
+pub(crate) fn run_validators(
+    block: &Block,
+    config: &Value,
+    path: &mut AttrPath,
+    diags: &mut Diagnostics,
+) {
+    for a in &block.attributes {
+        let Some(v) = config.get(&a.name) else {
+            continue;
+        };
+        path.push(PathStep::Attr(a.name.clone()));
+        if v.is_known() && !v.is_null() {
+            for val in &a.validators {
+                val.run(v, path, diags);
+            }
+            if let AttrKind::Nested(n) = &a.kind {
+                let inner = Block {
+                    attributes: n.attributes.clone(),
+                    ..Default::default()
+                };
+                match n.nesting {
+                    ObjectNesting::Single => run_validators(&inner, v, path, diags),
+                    ObjectNesting::List => {
+                        for (i, e) in v.as_elements().unwrap_or(&[]).iter().enumerate() {
+                            path.push(PathStep::Index(i as i64));
+                            run_validators(&inner, e, path, diags);
+                            path.pop();
+                        }
+                    }
+                    ObjectNesting::Set => {
+                        for e in v.as_elements().unwrap_or(&[]) {
+                            run_validators(&inner, e, path, diags);
+                        }
+                    }
+                    ObjectNesting::Map => {
+                        if let Value::Map(m) = v {
+                            for (k, e) in m {
+                                path.push(PathStep::Key(k.clone()));
+                                run_validators(&inner, e, path, diags);
+                                path.pop();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        path.pop();
+    }
+    for b in &block.blocks {
+        let Some(v) = config.get(&b.name) else {
+            continue;
+        };
+        if !v.is_known() || v.is_null() {
+            continue;
+        }
+        path.push(PathStep::Attr(b.name.clone()));
+        match (b.nesting, v) {
+            (BlockNesting::Single | BlockNesting::Group, _) => {
+                run_validators(&b.block, v, path, diags)
+            }
+            (BlockNesting::List, Value::List(items)) => {
+                for (i, e) in items.iter().enumerate() {
+                    path.push(PathStep::Index(i as i64));
+                    run_validators(&b.block, e, path, diags);
+                    path.pop();
+                }
+            }
+            (BlockNesting::Set, Value::Set(items)) => {
+                for e in items {
+                    run_validators(&b.block, e, path, diags);
+                }
+            }
+            (BlockNesting::Map, Value::Map(m)) => {
+                for (k, e) in m {
+                    path.push(PathStep::Key(k.clone()));
+                    run_validators(&b.block, e, path, diags);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
+/// Full validation of a configuration value: schema validators, then the typed hook.
+fn validate_typed<M: DeserializeOwned>(
+    block: &Block,
+    config: &Value,
+    hook: impl FnOnce(&M, &mut Diagnostics),
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    run_validators(block, config, &mut Vec::new(), &mut diags);
+    match codec::from_value::<M>(config) {
+        Ok(m) => hook(&m, &mut diags),
+        // A model field that cannot hold unknown met an unknown: validate again when it is known.
+        Err(e) if is_unknown_error(&e) => {}
+        Err(e) => diags.push(Diagnostic::from_codec("Invalid configuration", &e)),
+    }
+    diags
+}
+
+/// What to import from.
+pub(crate) enum ImportFrom {
+    /// An import ID string.
+    Id(String),
+    /// An identity value (of the identity schema's type).
+    Identity(Value),
+}
+
+/// The result of a plan.
+pub(crate) struct PlannedChange {
+    pub planned: Value,
+    pub requires_replace: Vec<AttrPath>,
+}
+
+/// An object-safe managed resource.
+#[async_trait::async_trait]
+pub(crate) trait ErasedResource: Send + Sync {
+    fn schema(&self) -> &Schema;
+    fn value_type(&self) -> &Type;
+    fn identity_schema(&self) -> Option<&IdentitySchema>;
+    fn identity_type(&self) -> Option<&Type>;
+    fn validate(&self, config: &Value) -> Diagnostics;
+    async fn plan(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        proposed: &Value,
+        config: &Value,
+    ) -> Outcome<PlannedChange>;
+    /// Returns (new state, new identity).
+    async fn apply(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+    ) -> Outcome<(Value, Option<Value>)>;
+    /// Returns (new state or null when gone, identity).
+    async fn read(&self, ctx: &Context, state: &Value) -> Outcome<(Value, Option<Value>)>;
+    async fn import(&self, ctx: &Context, from: ImportFrom) -> Outcome<(Value, Option<Value>)>;
+    fn upgrade_state(&self, version: i64, json: &[u8]) -> Outcome<Value>;
+    fn upgrade_identity(&self, version: i64, json: &[u8]) -> Outcome<Value>;
+}
+
+pub(crate) struct ResourceAdapter<R: Resource> {
+    inner: R,
+    schema: Schema,
+    ty: Type,
+    identity: Option<(IdentitySchema, Type)>,
+}
+
+impl<R: Resource> ResourceAdapter<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        let schema = inner.schema();
+        let ty = schema.value_type();
+        let identity = inner.identity_schema().map(|s| {
+            let t = s.value_type();
+            (s, t)
+        });
+        Self {
+            inner,
+            schema,
+            ty,
+            identity,
+        }
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    /// Encodes the identity of a state model, if the resource has an identity schema.
+    fn identity_of(&self, m: &R::Model) -> Result<Option<Value>, Diagnostics> {
+        let Some((_, ity)) = &self.identity else {
+            return Ok(None);
+        };
+        match self.inner.identity(m) {
+            Some(id) => encode(&id, ity, "identity").map(Some),
+            None => Err(Diagnostic::error(
+                "Provider produced no identity",
+                format!(
+                    "The resource type {} declares an identity but returned none for an existing object. \
+                     This is a bug in the provider.",
+                    self.type_name()
+                ),
+            )
+            .into()),
+        }
+    }
+
+    /// Encodes a state model: wholly known, write-only attributes null.
+    fn finish_state(
+        &self,
+        m: &R::Model,
+        what: &str,
+    ) -> Result<(Value, Option<Value>), Diagnostics> {
+        let mut v = encode(m, &self.ty, what)?;
+        null_write_only(&self.schema.block, &mut v);
+        if !v.is_wholly_known() {
+            return Err(Diagnostic::error(
+                format!("Provider produced an incomplete {what}"),
+                format!(
+                    "The {} resource returned unknown values after {what}. This is a bug in the provider.",
+                    self.type_name()
+                ),
+            )
+            .into());
+        }
+        let id = self.identity_of(m)?;
+        Ok((v, id))
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: Resource> ErasedResource for ResourceAdapter<R> {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn value_type(&self) -> &Type {
+        &self.ty
+    }
+
+    fn identity_schema(&self) -> Option<&IdentitySchema> {
+        self.identity.as_ref().map(|(s, _)| s)
+    }
+
+    fn identity_type(&self) -> Option<&Type> {
+        self.identity.as_ref().map(|(_, t)| t)
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_typed::<R::Model>(&self.schema.block, config, |m, d| self.inner.validate(m, d))
+    }
+
+    async fn plan(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        proposed: &Value,
+        config: &Value,
+    ) -> Outcome<PlannedChange> {
+        let SchemaPlan {
+            planned,
+            requires_replace,
+        } = plan::plan(&self.schema.block, prior, proposed, config);
+        if planned.is_null() {
+            return (
+                Some(PlannedChange {
+                    planned,
+                    requires_replace,
+                }),
+                ctx.take_warnings(),
+            );
+        }
+        // The typed hook. Values that the model cannot represent (rare: unknown whole blocks) skip it.
+        let decoded = (|| -> Result<_, CodecError> {
+            let prior_m = if prior.is_null() {
+                None
+            } else {
+                Some(codec::from_value::<R::Model>(prior)?)
+            };
+            Ok((
+                prior_m,
+                codec::from_value::<R::Model>(config)?,
+                codec::from_value::<R::Model>(&planned)?,
+            ))
+        })();
+        let (prior_m, config_m, planned_m) = match decoded {
+            Ok(t) => t,
+            Err(e) if is_unknown_error(&e) => {
+                tracing::debug!(
+                    tf_resource_type = self.type_name(),
+                    path = %e.path_string(),
+                    "plan hook skipped: the model cannot hold an unknown value there"
+                );
+                return (
+                    Some(PlannedChange {
+                        planned,
+                        requires_replace,
+                    }),
+                    ctx.take_warnings(),
+                );
+            }
+            Err(e) => return fail(Diagnostic::from_codec("Invalid planned value", &e)),
+        };
+        let mut p = Plan {
+            prior: prior_m,
+            config: config_m,
+            planned: planned_m,
+            requires_replace,
+        };
+        if let Err(d) = self.inner.modify_plan(ctx, &mut p).await {
+            let mut all = ctx.take_warnings();
+            all.extend(d);
+            return (None, all);
+        }
+        let mut planned = match encode(&p.planned, &self.ty, "plan") {
+            Ok(v) => v,
+            Err(d) => return fail(d),
+        };
+        null_write_only(&self.schema.block, &mut planned);
+        (
+            Some(PlannedChange {
+                planned,
+                requires_replace: p.requires_replace,
+            }),
+            ctx.take_warnings(),
+        )
+    }
+
+    async fn apply(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+    ) -> Outcome<(Value, Option<Value>)> {
+        let r = async {
+            if planned.is_null() {
+                let state: R::Model = decode(prior, "prior state")?;
+                let limit = self.inner.timeouts(&state).delete;
+                guarded(ctx, limit, "deleting", self.inner.delete(ctx, state)).await?;
+                return Ok((Value::Null, None));
+            }
+            let plan_m: R::Model = decode(planned, "planned state")?;
+            if prior.is_null() {
+                let limit = self.inner.timeouts(&plan_m).create;
+                let new = guarded(ctx, limit, "creating", self.inner.create(ctx, plan_m)).await?;
+                self.finish_state(&new, "new state")
+            } else {
+                let prior_m: R::Model = decode(prior, "prior state")?;
+                let limit = self.inner.timeouts(&plan_m).update;
+                let new = guarded(
+                    ctx,
+                    limit,
+                    "updating",
+                    self.inner.update(ctx, prior_m, plan_m),
+                )
+                .await?;
+                self.finish_state(&new, "new state")
+            }
+        }
+        .await;
+        outcome(ctx, r)
+    }
+
+    async fn read(&self, ctx: &Context, state: &Value) -> Outcome<(Value, Option<Value>)> {
+        if state.is_null() {
+            return (Some((Value::Null, None)), Diagnostics::new());
+        }
+        let r = async {
+            let m: R::Model = decode(state, "state")?;
+            let limit = self.inner.timeouts(&m).read;
+            match guarded(ctx, limit, "reading", self.inner.read(ctx, m)).await? {
+                None => Ok((Value::Null, None)),
+                Some(m) => self.finish_state(&m, "state"),
+            }
+        }
+        .await;
+        outcome(ctx, r)
+    }
+
+    async fn import(&self, ctx: &Context, from: ImportFrom) -> Outcome<(Value, Option<Value>)> {
+        let r = async {
+            let limit = crate::framework::Timeouts::default().read;
+            let (m, given_identity) = match from {
+                ImportFrom::Id(id) => (
+                    guarded(ctx, limit, "importing", self.inner.import(ctx, &id)).await?,
+                    None,
+                ),
+                ImportFrom::Identity(v) => {
+                    let ident: R::Identity = decode(&v, "identity")?;
+                    (
+                        guarded(
+                            ctx,
+                            limit,
+                            "importing",
+                            self.inner.import_identity(ctx, ident),
+                        )
+                        .await?,
+                        Some(v),
+                    )
+                }
+            };
+            let mut v = encode(&m, &self.ty, "imported state")?;
+            null_write_only(&self.schema.block, &mut v);
+            // The imported object is partial until Terraform's read; an identity may not be computable yet.
+            let identity = match given_identity {
+                Some(i) => Some(i),
+                None => match &self.identity {
+                    Some((_, ity)) => match self.inner.identity(&m) {
+                        Some(id) => Some(encode(&id, ity, "identity")?),
+                        None => None,
+                    },
+                    None => None,
+                },
+            };
+            Ok((v, identity))
+        }
+        .await;
+        outcome(ctx, r)
+    }
+
+    fn upgrade_state(&self, version: i64, json: &[u8]) -> Outcome<Value> {
+        let current = self.schema.version;
+        if version > current {
+            return fail(Diagnostic::error(
+                "State written by a newer provider",
+                format!(
+                    "This {} was stored with schema version {version}, but this provider only knows version \
+                     {current}. Use the provider version that wrote the state (or newer).",
+                    self.type_name()
+                ),
+            ));
+        }
+        let bytes = if version < current {
+            let parsed: serde_json::Value = match serde_json::from_slice(json) {
+                Ok(v) => v,
+                Err(e) => {
+                    return fail(Diagnostic::error(
+                        "Stored state is not valid JSON",
+                        e.to_string(),
+                    ))
+                }
+            };
+            match self.inner.upgrade_state(version, parsed) {
+                Ok(v) => v.to_string().into_bytes(),
+                Err(d) => return fail(d),
+            }
+        } else {
+            json.to_vec()
+        };
+        match codec::decode_json(&bytes, &self.ty) {
+            Ok(mut v) => {
+                null_write_only(&self.schema.block, &mut v);
+                (Some(v), Diagnostics::new())
+            }
+            Err(e) => fail(Diagnostic::from_codec(
+                "Stored state does not match the resource schema",
+                &e,
+            )),
+        }
+    }
+
+    fn upgrade_identity(&self, version: i64, json: &[u8]) -> Outcome<Value> {
+        let Some((s, ty)) = &self.identity else {
+            return fail(Diagnostic::error(
+                "Resource has no identity",
+                format!(
+                    "The resource type {} has no identity schema.",
+                    self.type_name()
+                ),
+            ));
+        };
+        if version != s.version {
+            return fail(Diagnostic::error(
+                "Unsupported identity version",
+                format!(
+                    "The stored identity has version {version}; this provider knows version {}.",
+                    s.version
+                ),
+            ));
+        }
+        match codec::decode_json(json, ty) {
+            Ok(v) => (Some(v), Diagnostics::new()),
+            Err(e) => fail(Diagnostic::from_codec(
+                "Stored identity does not match the identity schema",
+                &e,
+            )),
+        }
+    }
+}
+
+fn outcome<T>(ctx: &Context, r: Result<T, Diagnostics>) -> Outcome<T> {
+    let mut diags = ctx.take_warnings();
+    match r {
+        Ok(v) => (Some(v), diags),
+        Err(d) => {
+            diags.extend(d);
+            (None, diags)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/// An object-safe data source.
+#[async_trait::async_trait]
+pub(crate) trait ErasedDataSource: Send + Sync {
+    fn schema(&self) -> &Schema;
+    fn value_type(&self) -> &Type;
+    fn validate(&self, config: &Value) -> Diagnostics;
+    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value>;
+}
+
+pub(crate) struct DataSourceAdapter<D: DataSource> {
+    inner: D,
+    schema: Schema,
+    ty: Type,
+}
+
+impl<D: DataSource> DataSourceAdapter<D> {
+    pub(crate) fn new(inner: D) -> Self {
+        let schema = inner.schema();
+        let ty = schema.value_type();
+        Self { inner, schema, ty }
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: DataSource> ErasedDataSource for DataSourceAdapter<D> {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn value_type(&self) -> &Type {
+        &self.ty
+    }
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_typed::<D::Model>(&self.schema.block, config, |m, d| self.inner.validate(m, d))
+    }
+    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value> {
+        let r = async {
+            let m: D::Model = decode(config, "data source configuration")?;
+            let out = guarded(ctx, self.inner.timeout(), "reading", self.inner.read(ctx, m)).await?;
+            let v = encode(&out, &self.ty, "data source result")?;
+            if !v.is_wholly_known() {
+                return Err(Diagnostic::error(
+                    "Provider produced an incomplete data source result",
+                    format!(
+                        "The {} data source returned unknown values. This is a bug in the provider.",
+                        self.type_name()
+                    ),
+                )
+                .into());
+            }
+            Ok(v)
+        }
+        .await;
+        outcome(ctx, r)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One encoded list event.
+pub(crate) struct ListEvent {
+    pub identity: Option<Value>,
+    pub display_name: String,
+    pub object: Option<Value>,
+    pub diagnostics: Diagnostics,
+}
+
+/// An object-safe list resource.
+#[async_trait::async_trait]
+pub(crate) trait ErasedListResource: Send + Sync {
+    fn schema(&self) -> &Schema;
+    fn value_type(&self) -> &Type;
+    fn validate(&self, config: &Value) -> Diagnostics;
+    /// Lists; `resource` is the managed resource of the same type name (for encoding).
+    async fn list(
+        &self,
+        ctx: &Context,
+        config: &Value,
+        req: ListRequest,
+        resource: Arc<dyn ErasedResource>,
+    ) -> Result<futures::stream::BoxStream<'static, ListEvent>, Diagnostics>;
+}
+
+pub(crate) struct ListAdapter<L: ListResource> {
+    inner: L,
+    schema: Schema,
+    ty: Type,
+}
+
+impl<L: ListResource> ListAdapter<L> {
+    pub(crate) fn new(inner: L) -> Self {
+        let schema = inner.schema();
+        let ty = schema.value_type();
+        Self { inner, schema, ty }
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: ListResource> ErasedListResource for ListAdapter<L> {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn value_type(&self) -> &Type {
+        &self.ty
+    }
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_typed::<L::Config>(&self.schema.block, config, |m, d| self.inner.validate(m, d))
+    }
+    async fn list(
+        &self,
+        ctx: &Context,
+        config: &Value,
+        req: ListRequest,
+        resource: Arc<dyn ErasedResource>,
+    ) -> Result<futures::stream::BoxStream<'static, ListEvent>, Diagnostics> {
+        let cfg: L::Config = decode(config, "list configuration")?;
+        let Some(ity) = resource.identity_type().cloned() else {
+            return Err(Diagnostic::error(
+                "List resource without identity",
+                format!(
+                    "The resource type {} has no identity schema, so it cannot be listed. This is a bug in \
+                     the provider.",
+                    self.type_name()
+                ),
+            )
+            .into());
+        };
+        let rty = resource.value_type().clone();
+        let block = resource.schema().block.clone();
+        let stream = self.inner.list(ctx, cfg, req).await?;
+        let include = req.include_resource_object;
+        Ok(stream
+            .map(move |item| match item {
+                Err(d) => ListEvent {
+                    identity: None,
+                    display_name: String::new(),
+                    object: None,
+                    diagnostics: d.into(),
+                },
+                Ok(item) => {
+                    let mut diagnostics = Diagnostics::new();
+                    let identity = match encode(&item.identity, &ity, "identity") {
+                        Ok(v) => Some(v),
+                        Err(d) => {
+                            diagnostics.extend(d);
+                            None
+                        }
+                    };
+                    let object = match item.object.filter(|_| include) {
+                        None => None,
+                        Some(m) => match encode(&m, &rty, "listed object") {
+                            Ok(mut v) => {
+                                null_write_only(&block, &mut v);
+                                Some(v)
+                            }
+                            Err(d) => {
+                                diagnostics.extend(d);
+                                None
+                            }
+                        },
+                    };
+                    ListEvent {
+                        identity,
+                        display_name: item.display_name,
+                        object,
+                        diagnostics,
+                    }
+                }
+            })
+            .boxed())
+    }
+}

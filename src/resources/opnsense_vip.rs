@@ -1,0 +1,416 @@
+//! `homelab_opnsense_vip`: a virtual IP (Interfaces › Virtual IPs): IP alias, CARP or proxy ARP.
+//!
+//! Every write carries the address (OPNsense blanks it otherwise), changes are applied with one coalesced
+//! `reconfigure` per batch, the interface is checked against the box's interfaces at plan time, and a CARP VIP
+//! without `vhid` gets the box's first unused one. OPNsense can change every field in place, so nothing forces
+//! replacement. The CARP password is stored in state (sensitive): OPNsense returns it in clear text on read, which
+//! is what lets drift on it be detected.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::opnsense_common::*;
+use crate::framework::*;
+use crate::opnsense::vip::{Vip, VipMode};
+use crate::opnsense::wire::WireEnum;
+
+pub const TYPE: &str = "homelab_opnsense_vip";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VipModel {
+    pub id: Tf<String>,
+    pub interface: Tf<String>,
+    pub mode: Tf<String>,
+    pub address: Tf<String>,
+    pub vhid: Tf<i64>,
+    pub password: Tf<String>,
+    pub advbase: Tf<i64>,
+    pub advskew: Tf<i64>,
+    pub gateway: Tf<String>,
+    pub noexpand: Tf<bool>,
+    pub nobind: Tf<bool>,
+    pub description: Tf<String>,
+}
+
+fn check_cidr(s: &str) -> Result<(), String> {
+    let fix = || format!("Use address/prefix, e.g. \"10.0.3.100/32\" (got {s:?}).");
+    let (a, b) = s.split_once('/').ok_or_else(fix)?;
+    let ip: IpAddr = a.parse().map_err(|_| fix())?;
+    let bits: u8 = b.parse().map_err(|_| fix())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if bits == 0 || bits > max {
+        return Err(fix());
+    }
+    Ok(())
+}
+
+fn to_vip(m: &VipModel) -> Vip {
+    Vip {
+        interface: m.interface.known().cloned().unwrap_or_default(),
+        mode: m
+            .mode
+            .known()
+            .and_then(|s| VipMode::from_wire(s))
+            .unwrap_or(VipMode::IpAlias),
+        network: m.address.known().cloned().unwrap_or_default(),
+        gateway: opt_str(&m.gateway),
+        noexpand: m.noexpand.known().copied().unwrap_or(false),
+        nobind: m.nobind.known().copied().unwrap_or(false),
+        password: opt_str(&m.password),
+        vhid: opt_num(&m.vhid),
+        advbase: opt_num(&m.advbase),
+        advskew: opt_num(&m.advskew),
+        description: opt_str(&m.description),
+    }
+}
+
+fn from_vip(uuid: Uuid, v: &Vip, prior: Option<&VipModel>) -> VipModel {
+    VipModel {
+        id: Tf::Known(uuid.to_string()),
+        interface: Tf::Known(v.interface.clone()),
+        mode: Tf::Known(v.mode.as_wire().to_string()),
+        address: keep_spelling(prior.map(|p| &p.address), Some(v.network.clone())),
+        vhid: tf_num(v.vhid),
+        password: tf_opt(v.password.clone()),
+        advbase: tf_num(v.advbase),
+        advskew: tf_num(v.advskew),
+        gateway: keep_spelling(prior.map(|p| &p.gateway), v.gateway.clone()),
+        noexpand: Tf::Known(v.noexpand),
+        nobind: Tf::Known(v.nobind),
+        description: tf_opt(v.description.clone()),
+    }
+}
+
+pub fn schema() -> Schema {
+    Schema::new(
+        "A virtual IP on OPNsense (Interfaces › Virtual IPs): an extra address on an interface, as a plain IP alias, \
+         a CARP address shared with a peer firewall, or proxy ARP. Changes are applied right away (one \
+         reconfigure per batch of VIP changes).",
+    )
+    .attribute(id_attribute("virtual IP"))
+    .attribute(
+        Attribute::string("interface")
+            .required()
+            .description(
+                "Interface key as OPNsense names it: `lan`, `wan`, `opt1`, … (see the `homelab_opnsense_interfaces` \
+                 data source). Checked against the firewall at plan time.",
+            ),
+    )
+    .attribute(
+        Attribute::string("mode")
+            .default_string("ipalias")
+            .validate(Validator::one_of(&["ipalias", "carp", "proxyarp"]))
+            .description("`ipalias` (default), `carp` (needs `password`; `vhid` is picked if unset) or `proxyarp`."),
+    )
+    .attribute(
+        Attribute::string("address")
+            .required()
+            .validate(Validator::string("an address with prefix length", check_cidr))
+            .description("Address with prefix length, e.g. `10.0.3.100/32` (the interface's subnet length for CARP)."),
+    )
+    .attribute(
+        Attribute::number("vhid")
+            .optional_computed()
+            .use_state_for_unknown()
+            .validate(Validator::int_between(1, 255))
+            .description("CARP virtual host id 1..255, unique per interface. Unset for CARP: the firewall's first \
+                          unused id is taken. Null for other modes."),
+    )
+    .attribute(
+        Attribute::string("password")
+            .optional()
+            .sensitive()
+            .description("CARP password (required for `mode = \"carp\"`). Stored in state, marked sensitive."),
+    )
+    .attribute(
+        Attribute::number("advbase")
+            .default_int(1)
+            .validate(Validator::int_between(1, 254))
+            .description("CARP advertisement base in seconds."),
+    )
+    .attribute(
+        Attribute::number("advskew")
+            .default_int(0)
+            .validate(Validator::int_between(0, 254))
+            .description("CARP advertisement skew (higher = less preferred master)."),
+    )
+    .attribute(Attribute::string("gateway").optional().description("Gateway for the VIP (rarely needed)."))
+    .attribute(
+        Attribute::bool("noexpand")
+            .default_bool(false)
+            .description("Proxy ARP only: do not expand the subnet into single addresses."),
+    )
+    .attribute(
+        Attribute::bool("nobind")
+            .default_bool(false)
+            .description("Do not let services bind to this address automatically."),
+    )
+    .attribute(
+        Attribute::string("description")
+            .optional()
+            .validate(description_validator())
+            .description("Free-text description."),
+    )
+}
+
+pub struct OpnsenseVip;
+
+async fn write(ctx: &Context, uuid: Uuid, mut plan: VipModel) -> Result<VipModel, Diagnostics> {
+    let c = client(ctx)?;
+    if plan.mode.known().map(String::as_str) == Some("carp") && !plan.vhid.is_known() {
+        let vhid = c
+            .vips()
+            .unused_vhid()
+            .await
+            .map_err(|e| diags(e, "Could not pick a free CARP vhid"))?;
+        plan.vhid = Tf::Known(vhid.into());
+    }
+    let vip = to_vip(&plan);
+    c.vip_put(uuid, &vip)
+        .await
+        .map_err(|e| diags(e, "Could not apply the virtual IP"))?;
+    let mut out = from_vip(uuid, &vip, Some(&plan));
+    if out.vhid.is_unknown() {
+        out.vhid = Tf::Null;
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Resource for OpnsenseVip {
+    type Model = VipModel;
+    type Identity = UuidIdentity;
+
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+    fn schema(&self) -> Schema {
+        schema()
+    }
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(uuid_identity_schema("virtual IP"))
+    }
+    fn identity(&self, state: &VipModel) -> Option<UuidIdentity> {
+        state.id.known().map(|id| UuidIdentity { id: id.clone() })
+    }
+    fn validate(&self, config: &VipModel, diags: &mut Diagnostics) {
+        if config.mode.known().map(String::as_str) == Some("carp") && config.password.is_null() {
+            diags.push(
+                Diagnostic::error(
+                    "CARP needs a password",
+                    "Set `password` for `mode = \"carp\"`.",
+                )
+                .at(attr("password")),
+            );
+        }
+        if config.mode.known().is_some_and(|m| m != "carp") && config.vhid.is_known() {
+            diags.push(
+                Diagnostic::error(
+                    "vhid is for CARP",
+                    "Remove `vhid` or set `mode = \"carp\"`.",
+                )
+                .at(attr("vhid")),
+            );
+        }
+    }
+    async fn modify_plan(
+        &self,
+        ctx: &Context,
+        plan: &mut Plan<VipModel>,
+    ) -> Result<(), Diagnostics> {
+        // vhid is only computed for CARP; other modes have none.
+        if plan.planned.mode.known().is_some_and(|m| m != "carp") && plan.config.vhid.is_null() {
+            plan.planned.vhid = Tf::Null;
+        }
+        let Some(iface) = plan.planned.interface.known().cloned() else {
+            return Ok(());
+        };
+        let Some(c) = client_if_ready(ctx) else {
+            return Ok(());
+        };
+        if let Ok(ifaces) = c.vips().interfaces().await {
+            if !ifaces.contains_key(&iface) {
+                let known = ifaces
+                    .iter()
+                    .map(|(k, v)| format!("{k} ({v})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Diagnostic::error(
+                    "Unknown interface",
+                    format!("The firewall has no interface {iface:?}. Known interfaces: {known}."),
+                )
+                .at(attr("interface"))
+                .into());
+            }
+        }
+        Ok(())
+    }
+    async fn create(&self, ctx: &Context, plan: VipModel) -> Result<VipModel, Diagnostics> {
+        write(ctx, Uuid::new_v4(), plan).await
+    }
+    async fn read(&self, ctx: &Context, state: VipModel) -> Result<Option<VipModel>, Diagnostics> {
+        let c = client(ctx)?;
+        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
+        let got = c
+            .vips()
+            .get(uuid)
+            .await
+            .map_err(|e| diags(e, "Could not read the virtual IP"))?;
+        Ok(got.map(|v| from_vip(uuid, &v, Some(&state))))
+    }
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: VipModel,
+        plan: VipModel,
+    ) -> Result<VipModel, Diagnostics> {
+        let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
+        write(ctx, uuid, plan).await
+    }
+    async fn delete(&self, ctx: &Context, state: VipModel) -> Result<(), Diagnostics> {
+        let c = client(ctx)?;
+        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
+        c.vip_delete(uuid)
+            .await
+            .map(|_| ())
+            .map_err(|e| diags(e, "Could not delete the virtual IP"))
+    }
+    async fn import(&self, ctx: &Context, id: &str) -> Result<VipModel, Diagnostics> {
+        let uuid = match Uuid::parse_str(id.trim()) {
+            Ok(u) => u,
+            Err(_) => {
+                // By address (`10.0.3.100/32` or `10.0.3.100`) or description.
+                let c = client(ctx)?;
+                let all = c
+                    .vips()
+                    .list()
+                    .await
+                    .map_err(|e| diags(e, "Could not list the virtual IPs"))?;
+                let hits: Vec<Uuid> = all
+                    .iter()
+                    .filter(|(_, v)| {
+                        v.as_ref().is_ok_and(|v| {
+                            v.network == id
+                                || v.network.split('/').next() == Some(id)
+                                || v.description.as_deref() == Some(id)
+                        })
+                    })
+                    .map(|(u, _)| *u)
+                    .collect();
+                match hits.as_slice() {
+                    [u] => *u,
+                    [] => {
+                        return Err(Diagnostic::error(
+                            "No virtual IP to import",
+                            format!("No virtual IP has the UUID, address or description {id:?}."),
+                        )
+                        .into())
+                    }
+                    _ => {
+                        return Err(Diagnostic::error(
+                            "Ambiguous virtual IP",
+                            format!("Several virtual IPs match {id:?}; import by UUID."),
+                        )
+                        .into())
+                    }
+                }
+            }
+        };
+        Ok(VipModel {
+            id: Tf::Known(uuid.to_string()),
+            ..Default::default()
+        })
+    }
+    async fn import_identity(
+        &self,
+        ctx: &Context,
+        identity: UuidIdentity,
+    ) -> Result<VipModel, Diagnostics> {
+        self.import(ctx, &identity.id).await
+    }
+}
+
+pub struct OpnsenseVipList;
+
+#[async_trait]
+impl ListResource for OpnsenseVipList {
+    type Resource = OpnsenseVip;
+    type Config = NoConfig;
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+    fn schema(&self) -> Schema {
+        Schema::new("Lists every virtual IP on the OPNsense.")
+    }
+    async fn list(
+        &self,
+        ctx: &Context,
+        _config: NoConfig,
+        req: ListRequest,
+    ) -> Result<ListStream<OpnsenseVip>, Diagnostics> {
+        let c = client(ctx)?;
+        let all = c
+            .vips()
+            .list()
+            .await
+            .map_err(|e| diags(e, "Could not list the virtual IPs"))?;
+        let mut items = Vec::new();
+        for (u, v) in all {
+            let v = v.map_err(|e| diags(e, "Could not read a virtual IP"))?;
+            let name = match &v.description {
+                Some(d) => format!("{} ({d})", v.network),
+                None => v.network.clone(),
+            };
+            items.push((
+                UuidIdentity { id: u.to_string() },
+                name,
+                req.include_resource_object.then(|| from_vip(u, &v, None)),
+            ));
+        }
+        Ok(list_stream::<OpnsenseVip>(items, req.limit))
+    }
+}
+
+pub fn register(r: &mut Registry) {
+    r.resource(OpnsenseVip);
+    r.list_resource(OpnsenseVipList);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::codec;
+
+    #[test]
+    fn cidr_rules() {
+        assert!(check_cidr("10.0.3.100/32").is_ok());
+        assert!(check_cidr("fd00::1/64").is_ok());
+        assert!(check_cidr("10.0.3.100").is_err());
+        assert!(check_cidr("10.0.3.100/33").is_err());
+        assert!(check_cidr("host/24").is_err());
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = VipModel {
+            id: Tf::Known(Uuid::nil().to_string()),
+            interface: Tf::Known("opt1".into()),
+            mode: Tf::Known("ipalias".into()),
+            address: Tf::Known("10.0.3.100/32".into()),
+            vhid: Tf::Null,
+            password: Tf::Null,
+            advbase: Tf::Known(1),
+            advskew: Tf::Known(0),
+            gateway: Tf::Null,
+            noexpand: Tf::Known(false),
+            nobind: Tf::Known(false),
+            description: Tf::Known("k3s control plane".into()),
+        };
+        assert_eq!(from_vip(Uuid::nil(), &to_vip(&m), Some(&m)), m);
+        let v = codec::to_value(&m, &schema().value_type()).unwrap();
+        assert_eq!(codec::from_value::<VipModel>(&v).unwrap(), m);
+        assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+}
