@@ -21,9 +21,9 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```
 //! use serde::{Deserialize, Serialize};
-//! use crate::framework::*;
+//! use terraform_provider_homelab::framework::*;
 //!
 //! #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 //! pub struct NoteModel {
@@ -60,7 +60,7 @@
 //!     }
 //!
 //!     async fn create(&self, ctx: &Context, mut plan: NoteModel) -> Result<NoteModel, Diagnostics> {
-//!         let client = ctx.provider()?;            // configured provider data
+//!         let _data = ctx.provider_opt();          // configured provider data, if any
 //!         plan.id = Tf::Known("n-1".into());       // ... call the API here ...
 //!         Ok(plan)
 //!     }
@@ -77,7 +77,10 @@
 //!         -> Result<NoteModel, Diagnostics> { self.import(ctx, &identity.id).await }
 //! }
 //!
-//! // in src/resources/mod.rs: registry.resource(note::Note);
+//! // in src/resources/mod.rs:
+//! let mut registry = Registry::new();
+//! registry.resource(Note);
+//! assert_eq!(registry.schemas().len(), 1);
 //! ```
 //!
 //! Rules of thumb for resource authors:
@@ -582,5 +585,124 @@ impl Registry {
             out.push((format!("list resource {n}"), l.schema().clone()));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_schema_is_described_and_consistent() {
+        let registry = crate::resources::registry();
+        let mut problems = Vec::new();
+        for (name, schema) in registry.schemas() {
+            problems.extend(
+                schema
+                    .problems()
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            );
+        }
+        for (name, r) in &registry.resources {
+            if let Some(id) = r.identity_schema() {
+                for a in &id.attributes {
+                    if a.description.trim().is_empty() {
+                        problems.push(format!(
+                            "resource {name}: identity attribute {} has no description",
+                            a.name
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, l) in &registry.list_resources {
+            match registry.resources.get(name) {
+                Some(r) if r.identity_schema().is_some() => {}
+                _ => problems.push(format!(
+                    "list resource {name}: needs a managed resource of the same name with an identity ({})",
+                    l.schema().block.description
+                )),
+            }
+        }
+        problems.extend(
+            crate::provider::schema()
+                .problems()
+                .into_iter()
+                .map(|p| format!("provider: {p}")),
+        );
+        assert!(
+            problems.is_empty(),
+            "schema problems:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn problems_catch_missing_descriptions_and_bad_flags() {
+        let s = Schema::new("x")
+            .attribute(Attribute::string("a").optional())
+            .attribute(Attribute::string("b").description("b"))
+            .attribute(
+                Attribute::string("c")
+                    .required()
+                    .computed()
+                    .description("c"),
+            )
+            .attribute(
+                Attribute::string("d")
+                    .optional()
+                    .use_state_for_unknown()
+                    .description("d"),
+            )
+            .block(NestedBlock::single("blk", Block::new("")));
+        let p = s.problems();
+        assert!(
+            p.iter().any(|x| x == "a: attribute has no description"),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x.starts_with("b: must be")), "{p:?}");
+        assert!(
+            p.iter().any(|x| x.starts_with("c: required excludes")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|x| x.starts_with("d: use_state_for_unknown")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|x| x == "blk: block has no description"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5d").is_err());
+        let t = Timeouts::from_model(
+            Timeouts::default(),
+            Some(&TimeoutsModel {
+                create: Tf::Known("2m".into()),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(t.create, Duration::from_secs(120));
+        assert_eq!(t.delete, Timeouts::default().delete);
+    }
+
+    #[tokio::test]
+    async fn context_cancellation_and_warnings() {
+        let parent = CancellationToken::new();
+        let ctx = Context::new(None, parent.child_token());
+        assert!(ctx.provider().is_err());
+        ctx.warn("w", "d");
+        assert_eq!(ctx.take_warnings().len(), 1);
+        assert!(ctx.take_warnings().is_empty());
+        parent.cancel();
+        assert!(ctx.is_cancelled());
     }
 }

@@ -6,3 +6,4 @@ pub mod opnsense;
 pub mod plugin;
 pub mod provider;
 pub mod resources;
+pub mod ssh;

@@ -9,13 +9,23 @@
 //! - [`process`]: running programs with deadlines, signals, process groups and `/proc` inspection;
 //! - [`terraform`]: one isolated Terraform world per test (working dir, CLI config with `dev_overrides`), commands
 //!   and the JSON documents Terraform prints (state, plan, schemas);
-//! - [`bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md`;
+//! - [`mod@bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md`;
 //! - [`fixture`]: HCL for the provider's test-only resource `homelab_test_fixture`;
 //! - [`steps`]: the terraform-plugin-testing–style step API (plan → apply → empty plans → import → destroy).
 //!
 //! Writing a new acceptance test: add `acceptance-tests/tests/<area>.rs`, loop over
-//! [`terraform::TerraformVersion::ALL`] (or pick the versions that have the feature), and build a
-//! [`steps::TestCase`]. Helpers for other areas (emulator, lab) live in their own modules here, one per area.
+//! [`terraform::TerraformVersion::selected`] (both versions unless narrowed while debugging; use the
+//! `has_*` methods to skip features a version lacks) and build a [`steps::TestCase`] — or drive a
+//! [`terraform::Terraform`] directly for anything the step API does not cover. Helpers for other areas (emulator,
+//! lab) live in their own modules here, one per area (add `pub mod <area>;` below).
+//!
+//! Rules every test follows: its own [`terraform::Terraform`] world (never a shared directory), no fixed ports or
+//! paths outside that world (so tests run in parallel), a deadline on every process (the helpers have one), and
+//! failure messages that carry Terraform's full output (the helpers' errors do).
+//!
+//! Environment (all set by `acceptance-tests/dev test`, see [`paths::vars`]): `HOMELAB_TERRAFORM_1_15`,
+//! `HOMELAB_TERRAFORM_1_0`, `HOMELAB_PROVIDER_DIR`, `HOMELAB_BIN_DIR`, `HOMELAB_SOAK`; for debugging
+//! `HOMELAB_KEEP_WORKDIRS=1` and `HOMELAB_TERRAFORM_VERSIONS=1.15`.
 
 pub mod bench;
 pub mod fixture;

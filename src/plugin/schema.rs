@@ -822,3 +822,120 @@ pub(crate) fn identity_to_proto(s: &IdentitySchema) -> pb::ResourceIdentitySchem
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Schema {
+        Schema::new("root")
+            .version(2)
+            .attribute(Attribute::string("id").computed().description("id"))
+            .attribute(
+                Attribute::set("tags", Type::String)
+                    .optional()
+                    .sensitive()
+                    .description("t"),
+            )
+            .attribute(
+                Attribute::string("wo")
+                    .optional()
+                    .write_only()
+                    .description("w")
+                    .deprecated("use x"),
+            )
+            .attribute(
+                Attribute::nested(
+                    "obj",
+                    ObjectNesting::List,
+                    vec![Attribute::number("n").required().description("n")],
+                )
+                .optional()
+                .description("o"),
+            )
+            .block(NestedBlock::single("one", Block::new("one")).items(0, 1))
+            .block(NestedBlock::single("req", Block::new("req")).items(1, 1))
+            .block(
+                NestedBlock::list(
+                    "many",
+                    Block::new("many").attribute(Attribute::bool("b").optional().description("b")),
+                )
+                .items(0, 3),
+            )
+    }
+
+    #[test]
+    fn value_type_includes_attributes_and_blocks() {
+        let t = sample().value_type();
+        let Type::Object(m) = t else {
+            panic!("not an object")
+        };
+        assert_eq!(m["tags"], Type::set(Type::String));
+        assert_eq!(m["obj"], Type::list(Type::object([("n", Type::Number)])));
+        assert_eq!(m["one"], Type::object(Vec::<(String, Type)>::new()));
+        assert_eq!(m["many"], Type::list(Type::object([("b", Type::Bool)])));
+    }
+
+    #[test]
+    fn proto_form() {
+        let p = to_proto(&sample());
+        assert_eq!(p.version, 2);
+        let b = p.block.unwrap();
+        assert_eq!(b.version, 2);
+        assert_eq!(b.description, "root");
+        let attr = |n: &str| b.attributes.iter().find(|a| a.name == n).unwrap().clone();
+        assert_eq!(attr("tags").r#type, br#"["set","string"]"#.to_vec());
+        assert!(attr("tags").sensitive && attr("tags").optional && !attr("tags").computed);
+        assert!(attr("id").computed);
+        let wo = attr("wo");
+        assert!(wo.write_only && wo.deprecated);
+        assert_eq!(wo.deprecation_message, "use x");
+        let obj = attr("obj");
+        assert!(obj.r#type.is_empty());
+        let nt = obj.nested_type.unwrap();
+        assert_eq!(nt.nesting, pb::schema::object::NestingMode::List as i32);
+        assert_eq!(nt.attributes[0].r#type, br#""number""#.to_vec());
+        let blk = |n: &str| {
+            b.block_types
+                .iter()
+                .find(|x| x.type_name == n)
+                .unwrap()
+                .clone()
+        };
+        use pb::schema::nested_block::NestingMode;
+        assert_eq!(blk("one").nesting, NestingMode::Single as i32);
+        assert_eq!(
+            (blk("one").min_items, blk("one").max_items),
+            (0, 0),
+            "single: min == max"
+        );
+        assert_eq!((blk("req").min_items, blk("req").max_items), (1, 1));
+        assert_eq!((blk("many").min_items, blk("many").max_items), (0, 3));
+        assert_eq!(blk("many").block.unwrap().attributes[0].description, "b");
+    }
+
+    #[test]
+    fn identity_proto_form() {
+        let s = IdentitySchema::new()
+            .attribute(IdentityAttribute::string("id", "the id"))
+            .attribute(IdentityAttribute::string("region", "r").optional_for_import());
+        let p = identity_to_proto(&s);
+        assert_eq!(p.identity_attributes.len(), 2);
+        assert!(p.identity_attributes[0].required_for_import);
+        assert!(p.identity_attributes[1].optional_for_import);
+        assert_eq!(p.identity_attributes[0].r#type, br#""string""#.to_vec());
+    }
+
+    #[test]
+    fn validators_report_on_paths_and_skip_other_kinds() {
+        let mut d = Diagnostics::new();
+        let path = vec![super::super::codec::PathStep::Attr("zone".into())];
+        Validator::one_of(&["a", "b"]).run(&Value::from("z"), &path, &mut d);
+        Validator::one_of(&["a", "b"]).run(&Value::from("a"), &path, &mut d);
+        Validator::int_between(1, 10).run(&Value::from(11), &path, &mut d);
+        Validator::int_between(1, 10).run(&Value::from(5), &path, &mut d);
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().all(|x| x.path.as_ref() == Some(&path)));
+        assert!(d.iter().next().unwrap().detail.contains("\"a\", \"b\""));
+    }
+}

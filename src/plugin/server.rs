@@ -998,3 +998,175 @@ impl pb::provider_server::Provider for ProviderService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::provider_server::Provider as _;
+
+    fn svc() -> ProviderService {
+        ProviderService::new(crate::resources::registry())
+    }
+
+    fn errors(d: &[pb::Diagnostic]) -> Vec<String> {
+        d.iter()
+            .filter(|x| x.severity == pb::diagnostic::Severity::Error as i32)
+            .map(|x| x.summary.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn capabilities_and_schema() {
+        let s = svc();
+        let r = s
+            .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let caps = r.server_capabilities.unwrap();
+        assert!(
+            caps.plan_destroy && !caps.get_provider_schema_optional && !caps.move_resource_state
+        );
+        let provider = r.provider.unwrap().block.unwrap();
+        let names: Vec<_> = provider
+            .block_types
+            .iter()
+            .map(|b| b.type_name.as_str())
+            .collect();
+        assert_eq!(names, ["opnsense", "ssh"]);
+        let m = s
+            .get_metadata(Request::new(pb::get_metadata::Request {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(m.resources.len(), r.resource_schemas.len());
+    }
+
+    #[tokio::test]
+    async fn unsupported_features_answer_with_diagnostics() {
+        let s = svc();
+        let d = s
+            .validate_ephemeral_resource_config(Request::new(Default::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert_eq!(errors(&d), ["Ephemeral resources not supported"]);
+        let d = s
+            .move_resource_state(Request::new(pb::move_resource_state::Request {
+                source_type_name: "x".into(),
+                target_type_name: "y".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert_eq!(errors(&d), ["Moving resource state is not supported"]);
+        let mut st = s
+            .invoke_action(Request::new(Default::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(st.next().await.unwrap().is_ok());
+        assert!(st.next().await.is_none());
+        let f = s
+            .call_function(Request::new(pb::call_function::Request {
+                name: "nope".into(),
+                arguments: vec![],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(f.error.unwrap().text.contains("nope"));
+    }
+
+    #[tokio::test]
+    async fn unknown_types_and_flatmap_state_are_clear_errors() {
+        let s = svc();
+        let d = s
+            .validate_resource_config(Request::new(pb::validate_resource_config::Request {
+                type_name: "homelab_nope".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert_eq!(errors(&d), ["Unknown resource type"]);
+        if let Some(name) = s.registry.resources.keys().next().cloned() {
+            let d = s
+                .upgrade_resource_state(Request::new(pb::upgrade_resource_state::Request {
+                    type_name: name,
+                    version: 0,
+                    raw_state: Some(pb::RawState {
+                        json: vec![],
+                        flatmap: [("id".to_string(), "x".to_string())].into(),
+                    }),
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .diagnostics;
+            assert_eq!(errors(&d), ["Legacy state format not supported"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_in_flight_contexts_but_not_later_ones() {
+        let s = svc();
+        let before = s.context();
+        s.stop_provider(Request::new(pb::stop_provider::Request {}))
+            .await
+            .unwrap();
+        assert!(before.is_cancelled());
+        assert!(!s.context().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn provider_validation_reports_paths_and_tolerates_unknowns() {
+        let s = svc();
+        let ty = s.provider_ty.clone();
+        let cfg = |url: Value| {
+            let v = Value::object([
+                (
+                    "opnsense",
+                    Value::object([
+                        ("url", url),
+                        ("api_key", Value::Null),
+                        ("api_secret", Value::Null),
+                        ("ca_cert_pem", Value::Null),
+                        ("insecure_skip_verify", Value::Null),
+                        ("timeout", Value::Null),
+                    ]),
+                ),
+                ("ssh", Value::Null),
+            ]);
+            pb::DynamicValue {
+                msgpack: codec::encode_msgpack(&v, &ty).unwrap(),
+                json: vec![],
+            }
+        };
+        let d = s.validate_provider(&cfg(Value::from("fw.lan")));
+        let first = d.iter().next().unwrap();
+        assert_eq!(
+            first.path,
+            Some(vec![
+                codec::PathStep::Attr("opnsense".into()),
+                codec::PathStep::Attr("url".into())
+            ])
+        );
+        assert!(s.validate_provider(&cfg(Value::Unknown)).is_empty());
+        let r = s
+            .configure_provider(Request::new(pb::configure_provider::Request {
+                terraform_version: "1.15.5".into(),
+                config: Some(cfg(Value::Unknown)),
+                client_capabilities: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(errors(&r.diagnostics).is_empty());
+        assert!(s.context().provider().is_ok());
+    }
+}

@@ -242,8 +242,10 @@ pub fn set_known(s: &StrSet) -> Option<BTreeSet<String>> {
     s.known()?.iter().map(|e| e.known().cloned()).collect()
 }
 
+/// A known set attribute (elements in sorted order, duplicates removed).
 pub fn set_of(items: impl IntoIterator<Item = String>) -> StrSet {
-    Tf::Known(items.into_iter().map(Tf::Known).collect())
+    let sorted: BTreeSet<String> = items.into_iter().collect();
+    Tf::Known(sorted.into_iter().map(Tf::Known).collect())
 }
 
 /// `new` as a set attribute, keeping `prior`'s spelling when it names the same items case-insensitively.

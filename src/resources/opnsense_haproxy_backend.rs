@@ -473,11 +473,7 @@ mod tests {
             enabled: Tf::Known(true),
             mode: Tf::Known("tcp".into()),
             algorithm: Tf::Known("roundrobin".into()),
-            servers: Tf::Known(
-                [Uuid::new_v4().to_string(), Uuid::new_v4().to_string()]
-                    .into_iter()
-                    .collect(),
-            ),
+            servers: set_of([Uuid::new_v4().to_string(), Uuid::new_v4().to_string()]),
             health_check: Tf::Known(Uuid::new_v4().to_string()),
             health_check_enabled: Tf::Known(true),
             health_check_log_status: Tf::Known(true),

@@ -697,6 +697,143 @@ mod tests {
         assert_eq!(resource_schema().problems(), Vec::<String>::new());
     }
 
+    use crate::plugin::adapter::{ErasedResource, ImportFrom, ResourceAdapter};
+    use crate::plugin::codec::{to_value, PathStep, Value};
+
+    fn config_value(r: &ResourceAdapter<Fixture>, store: &str, zone: &str) -> Value {
+        let m = FixtureModel {
+            store_path: Tf::Known(store.into()),
+            name: Tf::Known("n1".into()),
+            secret: Tf::Known("s3cr3t".into()),
+            zone: Tf::Known(zone.into()),
+            size: Tf::Known(2.5),
+            tags: Tf::Known(vec!["b".into(), "a".into()]),
+            settings: Some(Settings {
+                port: Tf::Known(80),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        to_value(&m, r.value_type()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn lifecycle_through_the_adapter() {
+        let dir = std::env::temp_dir().join(format!("fx-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("store.json").display().to_string();
+        let r = ResourceAdapter::new(Fixture);
+        let ctx = Context::new(None, CancellationToken::new());
+        let cfg = config_value(&r, &store, "a");
+
+        // Create plan: computed unknown, defaults filled, validators clean.
+        assert!(r.validate(&cfg).is_empty());
+        let (p, d) = r.plan(&ctx, &Value::Null, &cfg, &cfg).await;
+        assert!(!d.has_errors(), "{d}");
+        let planned = p.unwrap().planned;
+        assert_eq!(planned.get("id"), Some(&Value::Unknown));
+        assert_eq!(
+            planned.get("description"),
+            Some(&Value::from("managed by terraform"))
+        );
+        assert_eq!(
+            planned.get("settings").unwrap().get("protocol"),
+            Some(&Value::from("tcp"))
+        );
+
+        // Apply: wholly known state, identity.
+        let (out, d) = r.apply(&ctx, &Value::Null, &planned).await;
+        assert!(!d.has_errors(), "{d}");
+        let (state, identity) = out.unwrap();
+        assert!(state.is_wholly_known());
+        let id = state.get("id").unwrap().as_str().unwrap().to_string();
+        assert_eq!(
+            identity.unwrap().get("id").and_then(Value::as_str),
+            Some(id.as_str())
+        );
+
+        // Read back: identical. No-change plan: identical, no replacement.
+        let (out, _) = r.read(&ctx, &state).await;
+        assert_eq!(out.unwrap().0, state);
+        let (p, _) = r.plan(&ctx, &state, &state, &cfg).await;
+        let p = p.unwrap();
+        assert_eq!(p.planned, state);
+        assert!(p.requires_replace.is_empty());
+
+        // Zone change replaces.
+        let cfg_b = config_value(&r, &store, "b");
+        let mut proposed = cfg_b.clone();
+        if let (Value::Object(m), Value::Object(s)) = (&mut proposed, &state) {
+            for k in ["id", "revision", "description"] {
+                m.insert(k.into(), s[k].clone());
+            }
+            m.insert("settings".into(), s["settings"].clone());
+        }
+        let (p, _) = r.plan(&ctx, &state, &proposed, &cfg_b).await;
+        let p = p.unwrap();
+        assert_eq!(
+            p.requires_replace,
+            vec![vec![PathStep::Attr("zone".into())]]
+        );
+        assert_eq!(p.planned.get("id"), Some(&Value::Unknown));
+
+        // Invalid zone: diagnostic on the attribute.
+        let bad = config_value(&r, &store, "zz");
+        let d = r.validate(&bad);
+        assert_eq!(
+            d.iter().next().unwrap().path,
+            Some(vec![PathStep::Attr("zone".into())])
+        );
+
+        // Import by id and by identity, then delete; a second read says gone.
+        let (out, d) = r
+            .import(&ctx, ImportFrom::Id(format!("{store}|{id}")))
+            .await;
+        assert!(!d.has_errors(), "{d}");
+        assert_eq!(
+            out.unwrap().0.get("id").and_then(Value::as_str),
+            Some(id.as_str())
+        );
+        let ident = Value::object([("id", Value::from(id.as_str()))]);
+        std::env::set_var(STORE_ENV, &store);
+        let (out, d) = r.import(&ctx, ImportFrom::Identity(ident)).await;
+        assert!(!d.has_errors(), "{d}");
+        assert!(out.is_some());
+        let (out, d) = r.apply(&ctx, &state, &Value::Null).await;
+        assert!(!d.has_errors(), "{d}");
+        assert_eq!(out.unwrap().0, Value::Null);
+        let (out, _) = r.read(&ctx, &state).await;
+        assert_eq!(out.unwrap().0, Value::Null);
+        let secret_in_debug = format!("{d:?}");
+        assert!(!secret_in_debug.contains("s3cr3t"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancellation_interrupts_a_slow_create() {
+        let r = ResourceAdapter::new(Fixture);
+        let token = CancellationToken::new();
+        let ctx = Context::new(None, token.clone());
+        let mut m = FixtureModel {
+            store_path: Tf::Known("/nonexistent/never-written.json".into()),
+            name: Tf::Known("slow".into()),
+            apply_delay_ms: Tf::Known(60_000),
+            ..Default::default()
+        };
+        m.id = Tf::Unknown;
+        let planned = to_value(&m, r.value_type()).unwrap();
+        let t = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            t.cancel();
+        });
+        let started = std::time::Instant::now();
+        let (out, d) = r.apply(&ctx, &Value::Null, &planned).await;
+        assert!(out.is_none());
+        assert!(d.has_errors());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn import_ids() {
         assert_eq!(split_import_id("fx-1"), (Tf::Null, "fx-1".to_string()));

@@ -1258,7 +1258,25 @@ impl Lab {
                 }
             }
         }
-        write(&self.state.known_hosts, &s)
+        write(&self.state.known_hosts, &s)?;
+        // An ssh_config beside it, so a person can `ip netns exec hl-NAME-ws ssh -F .../ssh_config k8s-control-1`.
+        let mut c = String::new();
+        for h in &self.state.hosts {
+            c.push_str(&format!(
+                "Host {name} {ip}\n  HostName {ip}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {kh}\n  StrictHostKeyChecking yes\n\n",
+                name = h.name,
+                ip = h.ip,
+                key = self.state.ssh_key.display(),
+                kh = self.state.known_hosts.display()
+            ));
+        }
+        write(&self.ssh_config(), &c)
+    }
+
+    /// An ssh_config with a `Host` entry per lab host (root, the lab key, strict known_hosts).
+    pub fn ssh_config(&self) -> PathBuf {
+        self.state.dir.join("keys/ssh_config")
     }
 
     /// Human-readable description: hosts, addresses, state, how to reach them.
@@ -1285,8 +1303,9 @@ impl Lab {
             ));
         }
         s.push_str(&format!(
-            "  ssh: ip netns exec {} ssh -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes root@<ip>\n",
+            "  ssh: ip netns exec {} ssh -F {} HOST   (or: -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes root@IP)\n",
             self.state.ws_netns,
+            self.ssh_config().display(),
             self.state.ssh_key.display(),
             self.state.known_hosts.display()
         ));
@@ -1387,15 +1406,17 @@ fn cleanup_locked(root: &Path, name: &str) -> Result<(), Error> {
     pids.sort();
     pids.dedup();
     // All at once, then wait: hosts go down in parallel.
+    let namespaces: Vec<String> = pids.iter().filter_map(|p| ns::pid_ns_of(*p)).collect();
     for p in &pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*p),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    for p in pids {
-        ns::kill_host(p);
+    for p in &pids {
+        ns::kill_and_wait(*p);
     }
+    ns::wait_namespaces_empty(&namespaces, Duration::from_secs(5));
     for n in [format!("hl-{name}-sw"), format!("hl-{name}-ws")] {
         if ns::named_netns(&n).exists() {
             ns::run(

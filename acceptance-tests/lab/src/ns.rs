@@ -233,12 +233,18 @@ pub fn kill_and_wait(pid: i32) {
 pub fn kill_host(init: i32) {
     let ns = pid_ns_of(init);
     kill_and_wait(init);
-    let Some(ns) = ns else { return };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    if let Some(ns) = ns {
+        wait_namespaces_empty(&[ns], std::time::Duration::from_secs(5));
+    }
+}
+
+/// Waits until no live process is in any of the PID namespaces `namespaces` (`pid:[inode]` strings).
+pub fn wait_namespaces_empty(namespaces: &[String], timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         let left = all_pids()
             .into_iter()
-            .any(|p| alive(p, None) && pid_ns_of(p).as_deref() == Some(ns.as_str()));
+            .any(|p| alive(p, None) && pid_ns_of(p).is_some_and(|n| namespaces.contains(&n)));
         if !left {
             return;
         }

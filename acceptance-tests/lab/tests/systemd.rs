@@ -227,6 +227,20 @@ fn restart_policy_exec_start_pre_and_unit_changes() {
     );
     assert_eq!(text(&o), "inactive");
 
+    // A notify service that never says READY fails after TimeoutStartSec, and the blocking start says so.
+    unit(
+        "slow.service",
+        "[Service]\nType=notify\nExecStart=/bin/sleep 100\nTimeoutStartSec=1s\n",
+    );
+    let t0 = Instant::now();
+    let o = sh(&lab, host, "systemctl daemon-reload; systemctl start slow; echo $?; systemctl show -p Result --value slow");
+    assert_eq!(text(&o), "1\ntimeout");
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    assert_eq!(
+        text(&sh(&lab, host, "ps -eo args | grep -c '^/bin/sleep 100$'")),
+        "0"
+    );
+
     // Editing a unit without daemon-reload keeps the old definition and warns, like systemd.
     unit(
         "v.service",
@@ -247,6 +261,19 @@ fn restart_policy_exec_start_pre_and_unit_changes() {
     let j = lab.journal(host, "v").join("\n");
     assert_eq!(j.matches(": one").count(), 2, "{j}");
     assert_eq!(j.matches(": two").count(), 1, "{j}");
+
+    // User= runs the service as that user.
+    unit(
+        "asops.service",
+        "[Service]\nType=oneshot\nUser=ops\nExecStart=/bin/sh -c 'id -un; echo $HOME'\n",
+    );
+    let o = sh(
+        &lab,
+        host,
+        "systemctl daemon-reload; systemctl start asops; echo $?; journalctl -u asops -o cat",
+    );
+    assert!(text(&o).starts_with("0\n"), "{}", text(&o));
+    assert!(text(&o).contains("\nops\n/home/ops"), "{}", text(&o));
 
     // The same commands over ssh (PATH of an ssh session finds the stand-in).
     let o = ssh(

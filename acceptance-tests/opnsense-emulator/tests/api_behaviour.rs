@@ -413,3 +413,59 @@ async fn box_without_os_haproxy() {
         "0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vip_model_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path());
+    let api = Api::new(&emu);
+    let carp = json!({"vip": {"interface": "wan", "mode": "carp", "network": "203.0.113.10/24", "vhid": "7", "password": "p"}});
+    api.saved("interfaces/vip_settings/addItem", carp.clone())
+        .await;
+    let mut dup = carp.clone();
+    dup["vip"]["network"] = json!("203.0.113.11/24");
+    let r = api.post("interfaces/vip_settings/addItem", dup).await;
+    assert_eq!(
+        r["validations"]["vip.vhid"],
+        "VHID 7 is already in use on interface WAN. Pick a unique number on this interface."
+    );
+    let r = api
+        .post(
+            "interfaces/vip_settings/addItem",
+            json!({"vip": {"interface": "lan", "mode": "ipalias", "network": "192.168.1.0/24"}}),
+        )
+        .await;
+    assert_eq!(
+        r["validations"]["vip.network"],
+        json!(["The network address cannot be used for this VIP"])
+    );
+    let r = api.post("interfaces/vip_settings/addItem", json!({"vip": {"interface": "lan", "mode": "ipalias", "network": "192.168.1.9/32", "vhid": "9"}})).await;
+    assert!(
+        r["validations"]["vip.vhid"]
+            .as_str()
+            .unwrap()
+            .contains("VHID 9"),
+        "{r}"
+    );
+    assert_eq!(
+        api.get("interfaces/vip_settings/getUnusedVhid").await,
+        json!({"vhid": 1, "status": "ok"})
+    );
+    // the address is required on every set (the overlay blanks it otherwise)
+    let uuid = api
+        .saved(
+            "interfaces/vip_settings/addItem",
+            json!({"vip": {"interface": "lan", "mode": "ipalias", "network": "192.168.1.9/32"}}),
+        )
+        .await;
+    let r = api
+        .post(
+            &format!("interfaces/vip_settings/setItem/{uuid}"),
+            json!({"vip": {"descr": "x"}}),
+        )
+        .await;
+    assert_eq!(
+        r["validations"]["vip.network"],
+        json!(["A valid network address is required."])
+    );
+}

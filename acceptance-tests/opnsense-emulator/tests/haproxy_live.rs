@@ -88,6 +88,7 @@ async fn seed_like_config_is_rendered_accepted_live_and_passes_traffic() {
     );
 
     let cfg = emu.haproxy_cfg().expect("config deployed");
+    eprintln!("--- deployed haproxy.cfg ---\n{cfg}");
     for line in [
         "frontend k3s_api",
         "    bind 127.0.2.100:6443 name 127.0.2.100:6443 ",

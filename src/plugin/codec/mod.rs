@@ -20,6 +20,21 @@
 //!   null/unknown/known tri-state, `Option<T>` for plain nullable (an unknown is then an error), and ordinary
 //!   types for required known values.
 //!
+//! # Details worth knowing
+//!
+//! - `dynamic`: a known, non-null value in a `dynamic` slot decodes to [`Value::Dynamic`] (its concrete type and
+//!   the value); a wrapper that announces `"dynamic"` itself is transparent. On encode a plain value in a
+//!   `dynamic` slot is wrapped with its [`Value::implied_type`].
+//! - Sets are kept in canonical order (sorted by [`Value`]'s total order, deduplicated), so equal sets compare
+//!   equal and encode to the same bytes.
+//! - Numbers keep their exact representation ([`Number`]); integer model fields reject non-whole or out-of-range
+//!   numbers instead of truncating; `f64` fields are lossy for decimals like `0.1` that came as text, so use a
+//!   `String` field (it receives the exact decimal text) where a number must round-trip exactly.
+//! - Strings are passed through as given; Terraform normalises strings to Unicode NFC, so a provider should not
+//!   return a non-NFC variant of a configured string.
+//! - `Tf<T>` relies on the codec's own deserializer; inside `#[serde(flatten)]` or `#[serde(untagged)]` (which
+//!   buffer through serde's generic content) it degrades to `Option` semantics and unknowns become errors.
+//!
 //! # Errors
 //!
 //! [`CodecError`] has a structured [`Path`] (`Vec<PathStep>`) so callers can attach diagnostics to the attribute.

@@ -286,7 +286,6 @@ impl Supervisor {
         if u.stopping {
             return; // the stop job finishes the transition
         }
-        let ident = ident_of(&def);
         if exit != Exit::Code(0) {
             self.log(
                 name,
@@ -337,7 +336,6 @@ impl Supervisor {
         } else {
             self.log(name, &format!("{name}: Deactivated successfully."));
         }
-        let _ = ident;
         if restart {
             let now = Instant::now();
             u.start_times.push_back(now);
@@ -831,6 +829,31 @@ impl Supervisor {
                 Ok(())
             });
         }
+        // User=/Group=: looked up in the host's /etc/passwd and /etc/group, as systemd does.
+        if let Some(user) = def
+            .raw
+            .get("User")
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty() && *u != "root")
+        {
+            let (uid, gid, home) = lookup_user(user)
+                .ok_or_else(|| std::io::Error::other(format!("user {user} not found")))?;
+            let gid = match def
+                .raw
+                .get("Group")
+                .map(|g| g.trim())
+                .filter(|g| !g.is_empty())
+            {
+                Some(g) => lookup_group(g)
+                    .ok_or_else(|| std::io::Error::other(format!("group {g} not found")))?,
+                None => gid,
+            };
+            cmd.uid(uid)
+                .gid(gid)
+                .env("USER", user)
+                .env("LOGNAME", user)
+                .env("HOME", home);
+        }
         let child = cmd.spawn()?;
         let pid = child.id() as i32;
         drop(cmd);
@@ -1263,16 +1286,31 @@ fn describe(def: &Unit) -> String {
     }
 }
 
-fn ident_of(def: &Unit) -> String {
-    def.exec_start
-        .first()
-        .and_then(|e| e.argv.first())
-        .and_then(|p| {
-            Path::new(p)
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| def.name.clone())
+/// `(uid, gid, home)` of `user` (a name or a number) from /etc/passwd.
+fn lookup_user(user: &str) -> Option<(u32, u32, String)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() >= 6 && (f[0] == user || f[2] == user) {
+            Some((f[2].parse().ok()?, f[3].parse().ok()?, f[5].to_string()))
+        } else {
+            None
+        }
+    })
+}
+
+/// The gid of `group` (a name or a number) from /etc/group.
+fn lookup_group(group: &str) -> Option<u32> {
+    if let Ok(n) = group.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == group)
+            .then(|| f[2].parse().ok())
+            .flatten()
+    })
 }
 
 fn pump_output(reader: OwnedFd, dir: &Path, unit: &str, ident: &str, pid: i32) {

@@ -60,6 +60,7 @@ fn finish_validation(
     uuid: &str,
     values: &BTreeMap<String, String>,
     field: Validations,
+    interfaces: &[(String, String)],
 ) -> Validations {
     let mut out = Validations::default();
     let mut network_msgs: Vec<String> = Vec::new();
@@ -93,15 +94,9 @@ fn finish_validation(
                     u32::MAX << (32 - bits)
                 };
                 if ipn == ipn & mask {
-                    out.add(
-                        "vip.network",
-                        "You cannot use the network address for this VIP",
-                    );
+                    network_msgs.push("The network address cannot be used for this VIP".into());
                 } else if ipn == (ipn | !mask) {
-                    out.add(
-                        "vip.network",
-                        "You cannot use the broadcast address for this VIP",
-                    );
+                    network_msgs.push("The broadcast address cannot be used for this VIP".into());
                 }
             }
         }
@@ -121,7 +116,15 @@ fn finish_validation(
                 && i.get("interface") == iface
                 && i.get("vhid") == vhid
         }) {
-            out.add("vip.vhid", format!("VHID {vhid} is already in use on interface {iface}. Pick a unique number on this interface."));
+            let descr = interfaces
+                .iter()
+                .find(|(k, _)| k == iface)
+                .map(|(_, d)| d.as_str())
+                .unwrap_or(iface);
+            out.add(
+                "vip.vhid",
+                format!("VHID {vhid} is already in use on interface {descr}. Pick a unique number on this interface."),
+            );
         }
     } else if mode == "ipalias"
         && !vhid.is_empty()
@@ -258,7 +261,7 @@ fn upsert(app: &App, st: &mut State, req: &ApiRequest, uuid: Option<&str>) -> (A
         &ctx,
         "vip",
     );
-    let v = finish_validation(st, &new_uuid, &values, field_v);
+    let v = finish_validation(st, &new_uuid, &values, field_v, &app.cfg.interfaces);
     if !v.is_empty() {
         return (
             ApiResponse::json(json!({"result": "failed", "validations": v.to_json()})),

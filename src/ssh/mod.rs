@@ -1,0 +1,1 @@
+//! SSH transport for the k3s resources.
