@@ -455,3 +455,260 @@ fn seed_haproxy_configuration_passes_tcp_traffic() {
         );
     }
 }
+
+fn id_of(state: Option<&homelab_acceptance::terraform::State>, address: &str) -> Result<String, String> {
+    state
+        .and_then(|s| s.attr(address, "id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no id for {address} in the previous state"))
+}
+
+/// Drift both ways: a field changed in the UI plans an in-place update back; an object deleted in the UI plans a
+/// re-create; a duplicate name made in the UI is refused at plan with a diagnostic naming the other object.
+#[test]
+fn drift_is_detected_and_repaired() {
+    for version in TerraformVersion::ALL {
+        let (emu, _dir) = emulator(false);
+        let emu = Arc::new(emu);
+        let cfg = format!("{}{}", provider(&emu), server_hcl("web", "web-1", "127.0.0.11:8080".parse().unwrap()));
+        let (e1, e2, e3) = (emu.clone(), emu.clone(), emu.clone());
+        let addr = "homelab_opnsense_haproxy_server.web";
+        TestCase::new(version)
+            .step(Step::config(cfg.clone()).expect_action(addr, Action::Create))
+            .step(
+                Step::config(cfg.clone())
+                    .before(move |_, state| {
+                        let id = id_of(state, addr)?;
+                        let r = api(&e1, "POST", &format!("haproxy/settings/setServer/{id}"), Some(&serde_json::json!({"server": {"port": "9999", "description": "edited in the UI"}})));
+                        (r["result"] == "saved").then_some(()).ok_or(format!("out-of-band edit failed: {r}"))
+                    })
+                    .expect_action(addr, Action::Update)
+                    .check_attr(addr, "port", 8080),
+            )
+            .step(
+                Step::config(cfg.clone())
+                    .before(move |_, state| {
+                        let id = id_of(state, addr)?;
+                        let r = api(&e2, "POST", &format!("haproxy/settings/delServer/{id}"), None);
+                        (r["result"] == "deleted").then_some(()).ok_or(format!("out-of-band delete failed: {r}"))
+                    })
+                    .expect_action(addr, Action::Create),
+            )
+            .step(
+                Step::config(format!("{cfg}{}", server_hcl("dup", "web-2", "127.0.0.12:8080".parse().unwrap())))
+                    .before(move |_, _| {
+                        let r = api(&e3, "POST", "haproxy/settings/addServer", Some(&serde_json::json!({"server": {"name": "web-2", "address": "127.0.0.99", "port": "1"}})));
+                        (r["result"] == "saved").then_some(()).ok_or(format!("out-of-band add failed: {r}"))
+                    })
+                    .expect_error(r#"Duplicate HAProxy server name.*Another HAProxy server is already named "web-2""#),
+            )
+            .run();
+    }
+}
+
+/// Injected faults on the write path: 500s, delays and lost replies (the change saved, the answer dropped). The
+/// apply converges, with exactly one object per resource (a retried create never duplicates).
+#[test]
+fn faults_never_duplicate_or_orphan() {
+    let version = TerraformVersion::V1_15;
+    let (emu, _dir) = emulator(false);
+    let emu = Arc::new(emu);
+    let mut cfg = provider(&emu);
+    for i in 1..=3 {
+        cfg.push_str(&server_hcl(&format!("s{i}"), &format!("s-{i}"), format!("127.0.0.{}:80", 10 + i).parse().unwrap()));
+    }
+    let e1 = emu.clone();
+    let e2 = emu.clone();
+    TestCase::new(version)
+        .step(
+            Step::config(cfg)
+                .before(move |_, _| {
+                    e1.fail_next("haproxy/settings/setServer", FaultKind::DropAfter, 2);
+                    e1.fail_next("haproxy/settings/setServer", FaultKind::Status500, 2);
+                    e1.fail_next("haproxy/settings/get", FaultKind::Delay { ms: 300 }, 1);
+                    Ok(())
+                })
+                .check(move |_| {
+                    let model = api(&e2, "GET", "haproxy/settings/get", None);
+                    let servers = model["haproxy"]["servers"]["server"].as_object().map(|m| m.len()).unwrap_or(0);
+                    if servers != 3 {
+                        return Err(format!("expected exactly 3 servers after faults, found {servers}"));
+                    }
+                    Ok(())
+                }),
+        )
+        .run();
+}
+
+/// A change that fails haproxy's configtest is refused with haproxy's own message, nothing is deployed, the
+/// previous live configuration keeps serving traffic, and the saved configuration is reverted.
+#[test]
+fn configtest_failure_keeps_the_old_config_live() {
+    let version = TerraformVersion::V1_15;
+    let (emu, _dir) = emulator(false);
+    let emu = Arc::new(emu);
+    let echo = Echo::start("only");
+    let fe_port = free_port();
+    let prov = provider(&emu);
+    let server = server_hcl("a", "a-1", echo.addr);
+    let rest = format!(
+        r#"
+resource "homelab_opnsense_haproxy_backend" "b" {{
+  name    = "pool"
+  mode    = "tcp"
+  servers = ["{{SERVER}}"]
+}}
+resource "homelab_opnsense_haproxy_frontend" "f" {{
+  name            = "svc"
+  mode            = "tcp"
+  bind            = ["127.0.0.1:{fe_port}"]
+  default_backend = homelab_opnsense_haproxy_backend.b.id
+}}
+resource "homelab_opnsense_haproxy_settings" "s" {{}}
+"#
+    );
+    let frontend = format!("127.0.0.1:{fe_port}");
+    let (f1, f2) = (frontend.clone(), frontend.clone());
+    let e1 = emu.clone();
+    let e2 = emu.clone();
+    let live_before = Arc::new(std::sync::Mutex::new(String::new()));
+    let (l1, l2) = (live_before.clone(), live_before.clone());
+    let good = format!("{prov}{server}{}", rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id"));
+    let good2 = good.clone();
+    let bad_server = server.replace("}\n", "  advanced = \"bogus-keyword\"\n}\n");
+    let bad = format!("{prov}{bad_server}{}", rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id"));
+    TestCase::new(version)
+        .step(Step::config(good).check(move |_| {
+            roundtrip(&f1, "hello", Duration::from_secs(10))?;
+            *l1.lock().unwrap() = e1.haproxy_cfg().unwrap_or_default();
+            Ok(())
+        }))
+        .step(
+            Step::config(bad)
+                .expect_error(
+                    r"HAProxy configtest failed, nothing was deployed and the previous configuration stays live.*unknown keyword 'bogus-keyword'",
+                ),
+        )
+        // The failed change was reverted on the box: the old configuration plans empty, and still serves.
+        .step(Step::config(good2).named("old config still live").plan_only().before(move |_, _| {
+            let now = e2.haproxy_cfg().unwrap_or_default();
+            if now != *l2.lock().unwrap() {
+                return Err(format!("the live haproxy.cfg changed:\n{now}"));
+            }
+            roundtrip(&f2, "still there", Duration::from_secs(5)).map(|_| ())
+        }))
+        .run();
+}
+
+/// `terraform query` lists HAProxy servers and health checks made in the UI; the generated configuration imports
+/// them with no change and plans empty afterwards.
+#[test]
+fn query_lists_ui_objects_and_generated_config_imports_cleanly() {
+    use homelab_acceptance::terraform::PlanOutcome;
+    let version = TerraformVersion::V1_15;
+    let (emu, _dir) = emulator(false);
+    for (name, port) in [("ui-web-1", "8081"), ("ui-web-2", "8082")] {
+        let r = api(&emu, "POST", "haproxy/settings/addServer", Some(&serde_json::json!({"server": {"name": name, "address": "127.0.0.21", "port": port}})));
+        assert_eq!(r["result"], "saved", "{r}");
+    }
+    let r = api(&emu, "POST", "haproxy/settings/addHealthcheck", Some(&serde_json::json!({"healthcheck": {"name": "ui_check", "type": "tcp", "interval": "5s"}})));
+    assert_eq!(r["result"], "saved", "{r}");
+    let tf = Terraform::new(version).unwrap();
+    tf.require_provider().unwrap();
+    tf.write_config(&provider(&emu)).unwrap();
+    tf.write_file(
+        "all.tfquery.hcl",
+        "list \"homelab_opnsense_haproxy_server\" \"servers\" {\n  provider = homelab\n  include_resource = true\n}\n\
+         list \"homelab_opnsense_haproxy_healthcheck\" \"checks\" {\n  provider = homelab\n  include_resource = true\n}\n",
+    )
+    .unwrap();
+    tf.init().unwrap();
+    let listed = tf.query(&[]).unwrap();
+    assert!(listed.success(), "{listed}");
+    for name in ["ui-web-1", "ui-web-2", "ui_check"] {
+        assert!(listed.stdout.contains(name), "query must list {name}:\n{listed}");
+    }
+    let generated = tf.query(&["-generate-config-out=generated.tf"]).unwrap();
+    assert!(generated.success(), "{generated}");
+    tf.remove_file("all.tfquery.hcl").unwrap();
+    let plan = tf.plan(&["-out=import.tfplan"]).unwrap();
+    let saved = tf.show_plan("import.tfplan").unwrap();
+    let changes = saved.changes();
+    assert_eq!(
+        changes.iter().filter(|c| c.pointer("/change/importing").is_some()).count(),
+        3,
+        "{}\n{}",
+        plan.output(),
+        tf.read_file("generated.tf").unwrap_or_default()
+    );
+    assert!(
+        changes.iter().all(|c| c.pointer("/change/actions") == Some(&serde_json::json!(["no-op"]))),
+        "importing generated config must not change anything:\n{}\n{}",
+        plan.output(),
+        tf.read_file("generated.tf").unwrap_or_default()
+    );
+    assert!(tf.run(&["apply", "-no-color", "-input=false", "import.tfplan"]).unwrap().success());
+    assert!(matches!(tf.plan(&[]).unwrap(), PlanOutcome::Empty(_)), "plan after generated import not empty");
+    assert!(tf.destroy().unwrap().success());
+    let model = api(&emu, "GET", "haproxy/settings/get", None);
+    assert!(model["haproxy"]["servers"]["server"].as_object().map(|m| m.is_empty()).unwrap_or(true));
+}
+
+/// The firewall side of the seed: the VIP in a host alias, a rule letting the workers reach it, plus a CARP VIP
+/// whose vhid the firewall picks. Create, update, import, destroy; unknown interfaces are refused at plan.
+#[test]
+fn vip_alias_and_rule_lifecycle() {
+    for version in TerraformVersion::ALL {
+        let (emu, _dir) = emulator(false);
+        let prov = provider(&emu);
+        let body = |port: &str| {
+            format!(
+                r#"
+resource "homelab_opnsense_vip" "k3s" {{
+  interface = "opt1"
+  address   = "127.0.3.100/32"
+}}
+resource "homelab_opnsense_vip" "carp" {{
+  interface = "lan"
+  mode      = "carp"
+  address   = "127.0.4.1/24"
+  password  = "s3cret"
+}}
+resource "homelab_opnsense_firewall_alias" "lb" {{
+  name        = "K3s_Control_Plane_Loadbalancer"
+  type        = "host"
+  content     = [split("/", homelab_opnsense_vip.k3s.address)[0]]
+  description = "k3s API VIP"
+}}
+resource "homelab_opnsense_firewall_rule" "api" {{
+  description      = "workers to the k3s API"
+  interfaces       = ["opt1"]
+  protocol         = "TCP"
+  source           = "127.0.0.0/8"
+  destination      = homelab_opnsense_firewall_alias.lb.name
+  destination_port = "{port}"
+}}
+"#
+            )
+        };
+        TestCase::new(version)
+            .step(
+                Step::config(format!("{prov}{}", body("6443")))
+                    .expect_action("homelab_opnsense_firewall_rule.api", Action::Create)
+                    .check_attr_set("homelab_opnsense_vip.carp", "vhid")
+                    .check_attr_set("homelab_opnsense_firewall_rule.api", "sequence"),
+            )
+            .step(
+                Step::config(format!("{prov}{}", body("6444")))
+                    .expect_action("homelab_opnsense_firewall_rule.api", Action::Update),
+            )
+            .step(Step::import(ImportKind::Command, "homelab_opnsense_firewall_alias.lb").import_id("K3s_Control_Plane_Loadbalancer"))
+            .step(Step::import(ImportKind::Command, "homelab_opnsense_vip.carp"))
+            .step(
+                Step::config(format!("{prov}{}", body("6444").replace("interface = \"opt1\"", "interface = \"opt9\"")))
+                    .expect_error(r#"Unknown interface.*no interface "opt9""#),
+            )
+            .run();
+    }
+}

@@ -174,23 +174,24 @@ pub fn schema() -> Schema {
 
 pub struct FirewallRule;
 
-async fn write(ctx: &Context, uuid: Uuid, plan: RuleModel) -> Result<RuleModel, Diagnostics> {
+async fn write(ctx: &Context, uuid: Uuid, mut plan: RuleModel) -> Result<RuleModel, Diagnostics> {
     let c = client(ctx)?;
+    if !plan.sequence.is_known() {
+        // Append like the UI does (max + 100). Chosen here rather than left to OPNsense because an upsert by UUID
+        // does not get the add-time default on every version.
+        let all = c.rules().list().await.map_err(|e| diags(e, "Could not list the firewall rules"))?;
+        let max = all
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().and_then(|r| r.sequence))
+            .max()
+            .unwrap_or(0);
+        plan.sequence = Tf::Known(i64::from((max + 100).min(999_999)));
+    }
     let r = to_rule(&plan);
     c.rule_put(uuid, &r)
         .await
         .map_err(|e| diags(e, "Could not apply the firewall rule"))?;
-    let mut out = from_rule(uuid, &r, Some(&plan));
-    if r.sequence.is_none() {
-        // OPNsense chose the position: read it back.
-        let got = c
-            .rules()
-            .get(uuid)
-            .await
-            .map_err(|e| diags(e, "Could not read the firewall rule back"))?;
-        out.sequence = tf_num(got.and_then(|g| g.sequence).map(i64::from));
-    }
-    Ok(out)
+    Ok(from_rule(uuid, &r, Some(&plan)))
 }
 
 #[async_trait]

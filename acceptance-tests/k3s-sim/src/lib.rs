@@ -6,6 +6,20 @@
 //! pinning, a TLS supervisor on `:6443` with the sticky serving certificate, a real etcd for HA membership, a
 //! Kubernetes API subset that the real `kubectl` works against, and the agent's client-side load balancer. It is
 //! not Kubernetes: there are no pods, no kubelet and no CNI.
+//!
+//! Knobs (all optional; none exists in k3s):
+//! - `K3S_SIM_VERSION` (build time, read with `option_env!`): the version `k3s --version` and the Nodes report,
+//!   default `v1.31.5+k3s1`. `build-artifacts.sh DIR v1 v2 …` builds one binary per version into the layout
+//!   `install.sh` copies from (`INSTALL_K3S_SIM_ARTIFACTS=DIR`), so upgrades can be tested.
+//! - `K3S_SIM_ROOT`: prefix of every host path (loopback tests where "hosts" share one filesystem).
+//! - `K3S_SIM_LOCALHOST`: the address standing for `127.0.0.1` (kubeconfig server, etcd's local client URL, the
+//!   agent's `:6444` load balancer, the kubelet healthz) when hosts share one loopback.
+//! - `K3S_SIM_ETCD`, `K3S_SIM_ETCDCTL`, `K3S_SIM_KUBECTL`: the real binaries (default `/usr/bin/...`).
+//!
+//! Where the stand-in is simpler than k3s, on purpose: etcd peers and clients talk plain HTTP inside the lab;
+//! the bootstrap data is served (to the server token, over TLS) rather than stored encrypted; the single-server
+//! datastore `server/db/state.db` is a JSON document, not SQLite; agents post their own Node (through the load
+//! balancer) instead of running a kubelet; the Kubernetes API is the subset the provider and the seed use.
 
 pub mod agent;
 pub mod api;

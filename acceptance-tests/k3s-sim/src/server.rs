@@ -373,6 +373,8 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
             Store::Etcd(EtcdClient::new(vec![opts.client_url()]))
         }
         Mode::Join(url) => {
+            // A join that died half-way leaves an etcd dir without a name: start over, as a fresh member.
+            let _ = std::fs::remove_dir_all(db.join("etcd"));
             let name = format!("{node_name}-{}", &random_hex(4));
             let (child, client) =
                 join_etcd(url, &token_pw, &server_ca, &name, &ip, &paths, &log_file).await?;

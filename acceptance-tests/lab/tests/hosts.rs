@@ -115,6 +115,23 @@ fn ssh_sudo_hostnames_and_private_dirs() {
         Some("wrong-password\n"),
     );
     assert!(!o.status.success());
+    // Without sudo, ops may look at units but not change them.
+    let o = ssh(
+        &lab,
+        "k8s-worker-1",
+        "ops",
+        "systemctl is-active ssh; systemctl stop ssh; echo $?",
+        None,
+    );
+    assert_eq!(text(&o), "active\n1");
+    let o = ssh(
+        &lab,
+        "k8s-worker-1",
+        "ops",
+        "sudo -S -p '' systemctl is-active ssh",
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(text(&o), "active");
 
     // The lab network exists only inside the lab.
     // (The machine running the tests may itself sit on 192.0.2.0/24; the lab adds nothing to its namespace.)

@@ -246,17 +246,22 @@ fn restart_policy_exec_start_pre_and_unit_changes() {
         "v.service",
         "[Service]\nExecStart=/bin/sh -c 'echo one; sleep 100'\n",
     );
-    sh(&lab, host, "systemctl daemon-reload; systemctl start v");
+    // (Type=simple is active at once; the sleeps let each run print its line before the next restart.)
+    sh(
+        &lab,
+        host,
+        "systemctl daemon-reload; systemctl start v; sleep 0.3",
+    );
     unit(
         "v.service",
         "[Service]\nExecStart=/bin/sh -c 'echo two; sleep 100'\n",
     );
-    let o = sh(&lab, host, "systemctl restart v");
+    let o = sh(&lab, host, "systemctl restart v; sleep 0.3");
     assert!(String::from_utf8_lossy(&o.stderr).contains("changed on disk"));
     sh(
         &lab,
         host,
-        "systemctl daemon-reload; systemctl restart v; systemctl stop v",
+        "systemctl daemon-reload; systemctl restart v; sleep 0.3; systemctl stop v",
     );
     let j = lab.journal(host, "v").join("\n");
     assert_eq!(j.matches(": one").count(), 2, "{j}");

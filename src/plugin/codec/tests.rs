@@ -910,3 +910,61 @@ proptest! {
         let _ = decode_json(json.as_bytes(), &t);
     }
 }
+
+#[test]
+fn nested_models_with_unknowns_inside_collections() {
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    struct Member {
+        name: String,
+        id: Tf<String>,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Pool {
+        members: Tf<Vec<Member>>,
+        by_name: BTreeSet<Member>,
+        settings: Option<BTreeMap<String, Tf<i64>>>,
+    }
+    let member = ty(r#"["object",{"name":"string","id":"string"}]"#);
+    let t = Type::object([
+        ("members", Type::list(member.clone())),
+        ("by_name", Type::set(member)),
+        ("settings", Type::map(Type::Number)),
+    ]);
+    let m = Pool {
+        members: Tf::Known(vec![
+            Member {
+                name: "a".into(),
+                id: Tf::Unknown,
+            },
+            Member {
+                name: "b".into(),
+                id: Tf::Known("2".into()),
+            },
+        ]),
+        by_name: [
+            Member {
+                name: "z".into(),
+                id: Tf::Null,
+            },
+            Member {
+                name: "y".into(),
+                id: Tf::Unknown,
+            },
+        ]
+        .into(),
+        settings: Some(
+            [
+                ("x".to_string(), Tf::Unknown),
+                ("y".to_string(), Tf::Known(-4)),
+            ]
+            .into(),
+        ),
+    };
+    let v = to_value(&m, &t).unwrap();
+    let back = decode_msgpack(&encode_msgpack(&v, &t).unwrap(), &t).unwrap();
+    assert_eq!(back, v);
+    assert_eq!(from_value::<Pool>(&back).unwrap(), m);
+    // The same model read through a dynamic wrapper.
+    let wrapped = Value::Dynamic(t.clone(), Box::new(v));
+    assert_eq!(from_value::<Pool>(&wrapped).unwrap(), m);
+}

@@ -22,6 +22,29 @@ struct Opts {
     kill_all: bool,
 }
 
+/// True when `argv` only reads state (allowed for non-root callers, as polkit allows on a real host).
+pub fn read_only(argv: &[String]) -> bool {
+    let verb = argv
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
+    matches!(
+        verb,
+        None | Some(
+            "is-active"
+                | "is-failed"
+                | "is-enabled"
+                | "status"
+                | "show"
+                | "cat"
+                | "list-units"
+                | "list-unit-files"
+                | "show-environment"
+                | "is-system-running"
+        )
+    ) || argv.iter().any(|a| a == "--version")
+}
+
 /// Runs one `systemctl` invocation; returns its exit code.
 pub fn run(sup: &Supervisor, argv: &[String], out: &mut ReplyWriter) -> i32 {
     let mut opts = Opts {

@@ -1205,6 +1205,8 @@ impl Supervisor {
             std::fs::create_dir_all(parent)?;
         }
         let listener = UnixListener::bind(path)?;
+        // Everyone may connect (`systemctl status` works for any user); changes are refused to non-root callers.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             let me = self.clone();
@@ -1225,7 +1227,15 @@ impl Supervisor {
         let Ok(req) = serde_json::from_str::<Request>(&line) else {
             return;
         };
+        let uid = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
+            .map(|c| c.uid())
+            .unwrap_or(u32::MAX);
         let mut out = ReplyWriter { conn };
+        if uid != 0 && !super::ctl::read_only(&req.argv) {
+            out.err("Failed to connect to bus: Access denied (this command needs root; use sudo)");
+            out.send(Reply::Exit(1));
+            return;
+        }
         let code = super::ctl::run(self, &req.argv, &mut out);
         out.send(Reply::Exit(code));
     }
