@@ -456,7 +456,10 @@ fn seed_haproxy_configuration_passes_tcp_traffic() {
     }
 }
 
-fn id_of(state: Option<&homelab_acceptance::terraform::State>, address: &str) -> Result<String, String> {
+fn id_of(
+    state: Option<&homelab_acceptance::terraform::State>,
+    address: &str,
+) -> Result<String, String> {
     state
         .and_then(|s| s.attr(address, "id"))
         .and_then(Value::as_str)
@@ -471,7 +474,11 @@ fn drift_is_detected_and_repaired() {
     for version in TerraformVersion::ALL {
         let (emu, _dir) = emulator(false);
         let emu = Arc::new(emu);
-        let cfg = format!("{}{}", provider(&emu), server_hcl("web", "web-1", "127.0.0.11:8080".parse().unwrap()));
+        let cfg = format!(
+            "{}{}",
+            provider(&emu),
+            server_hcl("web", "web-1", "127.0.0.11:8080".parse().unwrap())
+        );
         let (e1, e2, e3) = (emu.clone(), emu.clone(), emu.clone());
         let addr = "homelab_opnsense_haproxy_server.web";
         TestCase::new(version)
@@ -516,7 +523,11 @@ fn faults_never_duplicate_or_orphan() {
     let emu = Arc::new(emu);
     let mut cfg = provider(&emu);
     for i in 1..=3 {
-        cfg.push_str(&server_hcl(&format!("s{i}"), &format!("s-{i}"), format!("127.0.0.{}:80", 10 + i).parse().unwrap()));
+        cfg.push_str(&server_hcl(
+            &format!("s{i}"),
+            &format!("s-{i}"),
+            format!("127.0.0.{}:80", 10 + i).parse().unwrap(),
+        ));
     }
     let e1 = emu.clone();
     let e2 = emu.clone();
@@ -531,9 +542,14 @@ fn faults_never_duplicate_or_orphan() {
                 })
                 .check(move |_| {
                     let model = api(&e2, "GET", "haproxy/settings/get", None);
-                    let servers = model["haproxy"]["servers"]["server"].as_object().map(|m| m.len()).unwrap_or(0);
+                    let servers = model["haproxy"]["servers"]["server"]
+                        .as_object()
+                        .map(|m| m.len())
+                        .unwrap_or(0);
                     if servers != 3 {
-                        return Err(format!("expected exactly 3 servers after faults, found {servers}"));
+                        return Err(format!(
+                            "expected exactly 3 servers after faults, found {servers}"
+                        ));
                     }
                     Ok(())
                 }),
@@ -574,10 +590,16 @@ resource "homelab_opnsense_haproxy_settings" "s" {{}}
     let e2 = emu.clone();
     let live_before = Arc::new(std::sync::Mutex::new(String::new()));
     let (l1, l2) = (live_before.clone(), live_before.clone());
-    let good = format!("{prov}{server}{}", rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id"));
+    let good = format!(
+        "{prov}{server}{}",
+        rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id")
+    );
     let good2 = good.clone();
     let bad_server = server.replace("}\n", "  advanced = \"bogus-keyword\"\n}\n");
-    let bad = format!("{prov}{bad_server}{}", rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id"));
+    let bad = format!(
+        "{prov}{bad_server}{}",
+        rest.replace("\"{SERVER}\"", "homelab_opnsense_haproxy_server.a.id")
+    );
     TestCase::new(version)
         .step(Step::config(good).check(move |_| {
             roundtrip(&f1, "hello", Duration::from_secs(10))?;
@@ -609,10 +631,24 @@ fn query_lists_ui_objects_and_generated_config_imports_cleanly() {
     let version = TerraformVersion::V1_15;
     let (emu, _dir) = emulator(false);
     for (name, port) in [("ui-web-1", "8081"), ("ui-web-2", "8082")] {
-        let r = api(&emu, "POST", "haproxy/settings/addServer", Some(&serde_json::json!({"server": {"name": name, "address": "127.0.0.21", "port": port}})));
+        let r = api(
+            &emu,
+            "POST",
+            "haproxy/settings/addServer",
+            Some(
+                &serde_json::json!({"server": {"name": name, "address": "127.0.0.21", "port": port}}),
+            ),
+        );
         assert_eq!(r["result"], "saved", "{r}");
     }
-    let r = api(&emu, "POST", "haproxy/settings/addHealthcheck", Some(&serde_json::json!({"healthcheck": {"name": "ui_check", "type": "tcp", "interval": "5s"}})));
+    let r = api(
+        &emu,
+        "POST",
+        "haproxy/settings/addHealthcheck",
+        Some(
+            &serde_json::json!({"healthcheck": {"name": "ui_check", "type": "tcp", "interval": "5s"}}),
+        ),
+    );
     assert_eq!(r["result"], "saved", "{r}");
     let tf = Terraform::new(version).unwrap();
     tf.require_provider().unwrap();
@@ -627,7 +663,10 @@ fn query_lists_ui_objects_and_generated_config_imports_cleanly() {
     let listed = tf.query(&[]).unwrap();
     assert!(listed.success(), "{listed}");
     for name in ["ui-web-1", "ui-web-2", "ui_check"] {
-        assert!(listed.stdout.contains(name), "query must list {name}:\n{listed}");
+        assert!(
+            listed.stdout.contains(name),
+            "query must list {name}:\n{listed}"
+        );
     }
     let generated = tf.query(&["-generate-config-out=generated.tf"]).unwrap();
     assert!(generated.success(), "{generated}");
@@ -636,23 +675,37 @@ fn query_lists_ui_objects_and_generated_config_imports_cleanly() {
     let saved = tf.show_plan("import.tfplan").unwrap();
     let changes = saved.changes();
     assert_eq!(
-        changes.iter().filter(|c| c.pointer("/change/importing").is_some()).count(),
+        changes
+            .iter()
+            .filter(|c| c.pointer("/change/importing").is_some())
+            .count(),
         3,
         "{}\n{}",
         plan.output(),
         tf.read_file("generated.tf").unwrap_or_default()
     );
     assert!(
-        changes.iter().all(|c| c.pointer("/change/actions") == Some(&serde_json::json!(["no-op"]))),
+        changes
+            .iter()
+            .all(|c| c.pointer("/change/actions") == Some(&serde_json::json!(["no-op"]))),
         "importing generated config must not change anything:\n{}\n{}",
         plan.output(),
         tf.read_file("generated.tf").unwrap_or_default()
     );
-    assert!(tf.run(&["apply", "-no-color", "-input=false", "import.tfplan"]).unwrap().success());
-    assert!(matches!(tf.plan(&[]).unwrap(), PlanOutcome::Empty(_)), "plan after generated import not empty");
+    assert!(tf
+        .run(&["apply", "-no-color", "-input=false", "import.tfplan"])
+        .unwrap()
+        .success());
+    assert!(
+        matches!(tf.plan(&[]).unwrap(), PlanOutcome::Empty(_)),
+        "plan after generated import not empty"
+    );
     assert!(tf.destroy().unwrap().success());
     let model = api(&emu, "GET", "haproxy/settings/get", None);
-    assert!(model["haproxy"]["servers"]["server"].as_object().map(|m| m.is_empty()).unwrap_or(true));
+    assert!(model["haproxy"]["servers"]["server"]
+        .as_object()
+        .map(|m| m.is_empty())
+        .unwrap_or(true));
 }
 
 /// The firewall side of the seed: the VIP in a host alias, a rule letting the workers reach it, plus a CARP VIP
@@ -703,12 +756,76 @@ resource "homelab_opnsense_firewall_rule" "api" {{
                 Step::config(format!("{prov}{}", body("6444")))
                     .expect_action("homelab_opnsense_firewall_rule.api", Action::Update),
             )
-            .step(Step::import(ImportKind::Command, "homelab_opnsense_firewall_alias.lb").import_id("K3s_Control_Plane_Loadbalancer"))
-            .step(Step::import(ImportKind::Command, "homelab_opnsense_vip.carp"))
+            .step(
+                Step::import(ImportKind::Command, "homelab_opnsense_firewall_alias.lb")
+                    .import_id("K3s_Control_Plane_Loadbalancer")
+                    .with_config(format!(
+                        "{prov}resource \"homelab_opnsense_firewall_alias\" \"lb\" {{\n  name = \"K3s_Control_Plane_Loadbalancer\"\n  type = \"host\"\n  content = [\"127.0.3.100\"]\n  description = \"k3s API VIP\"\n}}\n"
+                    )),
+            )
+            .step(
+                Step::import(ImportKind::Command, "homelab_opnsense_vip.carp").with_config(format!(
+                    "{prov}resource \"homelab_opnsense_vip\" \"carp\" {{\n  interface = \"lan\"\n  mode = \"carp\"\n  address = \"127.0.4.1/24\"\n  password = \"s3cret\"\n}}\n"
+                )),
+            )
             .step(
                 Step::config(format!("{prov}{}", body("6444").replace("interface = \"opt1\"", "interface = \"opt9\"")))
                     .expect_error(r#"Unknown interface.*no interface "opt9""#),
             )
             .run();
     }
+}
+
+/// Refresh costs O(types), not O(objects): a refreshed plan of N servers reads the whole HAProxy model a constant
+/// number of times (one per provider process walk), and creating N unlinked servers needs no reconfigure at all.
+#[test]
+fn refresh_is_flat_in_the_number_of_objects() {
+    let version = TerraformVersion::V1_15;
+    let mut reads = Vec::new();
+    for n in [3usize, 24] {
+        let (emu, _dir) = emulator(false);
+        let mut cfg = provider(&emu);
+        for i in 0..n {
+            cfg.push_str(&server_hcl(
+                &format!("s{i}"),
+                &format!("s-{i}"),
+                format!("127.0.1.{}:80", i + 1).parse().unwrap(),
+            ));
+        }
+        let tf = Terraform::new(version).unwrap();
+        tf.require_provider().unwrap();
+        tf.write_config(&cfg).unwrap();
+        tf.init().unwrap();
+        assert!(tf.apply(&[]).unwrap().success());
+        let count = |what: &str| emu.calls().iter().filter(|c| c.contains(what)).count();
+        assert_eq!(
+            count("service/reconfigure"),
+            0,
+            "unlinked servers need no reconfigure"
+        );
+        let before = count("haproxy/settings/get ");
+        let plan = tf.plan(&[]).unwrap();
+        assert!(
+            matches!(plan, homelab_acceptance::terraform::PlanOutcome::Empty(_)),
+            "{}",
+            plan.output()
+        );
+        let during = count("haproxy/settings/get ") - before;
+        let per_object = emu
+            .calls()
+            .iter()
+            .filter(|c| c.contains("getServer"))
+            .count();
+        assert_eq!(per_object, 0, "no per-object reads");
+        reads.push(during);
+        assert!(tf.destroy().unwrap().success());
+    }
+    eprintln!(
+        "whole-model reads per refreshed plan: N=3 → {}, N=24 → {}",
+        reads[0], reads[1]
+    );
+    assert!(
+        reads[1] <= reads[0] + 1 && reads[1] <= 3,
+        "refresh reads grow with N: {reads:?}"
+    );
 }

@@ -549,4 +549,140 @@ mod tests {
             .is_err());
         assert!(tls_config(&a, b.cert_der).is_ok());
     }
+
+    #[derive(Debug)]
+    struct PinnedServer {
+        der: Vec<u8>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    }
+
+    impl rustls::client::danger::ServerCertVerifier for PinnedServer {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &rustls::pki_types::ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            if end_entity.as_ref() == self.der.as_slice() {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(
+                    "unexpected server certificate".into(),
+                ))
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// A real TLS handshake against our acceptor: no client certificate is fine, the announced one is fine,
+    /// any other is refused.
+    #[tokio::test]
+    async fn tls_client_auth_is_optional_but_pinned() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let server = generate_server_cert().unwrap();
+        let host_cert = generate_server_cert().unwrap(); // stands in for the host's client certificate
+        let stranger = generate_server_cert().unwrap();
+        let cfg = tls_config(&server, host_cert.cert_der.clone()).unwrap();
+        let parent = std::env::temp_dir();
+        let (listener, path) = bind_socket(Some(&parent)).unwrap();
+        let mut conns = incoming(listener, Some(cfg));
+        // Echo one byte on every accepted connection.
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(Ok(mut c)) = conns.next().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    if c.read_exact(&mut b).await.is_ok() {
+                        let _ = c.write_all(&b).await;
+                        let _ = c.flush().await;
+                    }
+                });
+            }
+        });
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(server.cert_der.clone()))
+            .unwrap();
+        let client = |cert: Option<&ServerCert>| {
+            let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone());
+            let mut c = match cert {
+                None => b.with_no_client_auth(),
+                Some(c) => b
+                    .with_client_auth_cert(
+                        vec![CertificateDer::from(c.cert_der.clone())],
+                        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
+                    )
+                    .unwrap(),
+            };
+            c.alpn_protocols = vec![b"h2".to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(c))
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let echo = |connector: tokio_rustls::TlsConnector| {
+            let path = path.clone();
+            let name = name.clone();
+            async move {
+                let sock = UnixStream::connect(&path).await?;
+                let mut tls = connector.connect(name, sock).await?;
+                tls.write_all(b"x").await?;
+                tls.flush().await?;
+                let mut b = [0u8; 1];
+                tls.read_exact(&mut b).await?;
+                Ok::<_, std::io::Error>(b[0])
+            }
+        };
+        assert_eq!(
+            echo(client(None)).await.unwrap(),
+            b'x',
+            "no client cert must work"
+        );
+        assert_eq!(
+            echo(client(Some(&host_cert))).await.unwrap(),
+            b'x',
+            "the announced cert must work"
+        );
+        assert!(
+            echo(client(Some(&stranger))).await.is_err(),
+            "another cert must be refused"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
 }

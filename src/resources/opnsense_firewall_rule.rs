@@ -179,7 +179,11 @@ async fn write(ctx: &Context, uuid: Uuid, mut plan: RuleModel) -> Result<RuleMod
     if !plan.sequence.is_known() {
         // Append like the UI does (max + 100). Chosen here rather than left to OPNsense because an upsert by UUID
         // does not get the add-time default on every version.
-        let all = c.rules().list().await.map_err(|e| diags(e, "Could not list the firewall rules"))?;
+        let all = c
+            .rules()
+            .list()
+            .await
+            .map_err(|e| diags(e, "Could not list the firewall rules"))?;
         let max = all
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok().and_then(|r| r.sequence))

@@ -11,6 +11,10 @@
 //! `KillMode=control-group` kills; `KillMode=process` (k3s's choice) kills only the main process, and the rest keeps
 //! running exactly as on a real systemd host.
 //!
+//! Not modelled: cgroups and resource limits (`LimitNOFILE=`, `TasksMax=`, `Delegate=` are accepted and ignored),
+//! dependencies between units (`After=`/`Wants=`: enabled units simply start at boot), timers, sockets, `ExecReload=`.
+//! `User=`/`Group=` are honoured. Non-root callers may only read state (what polkit allows on a real host).
+//!
 //! `NOTIFY_SOCKET` is a datagram socket per unit start (`/run/systemd/notify/<unit>`), so a `READY=1` is attributed
 //! to the right unit without checking sender credentials, and a late datagram from a previous run cannot make a new
 //! run look ready.
