@@ -562,10 +562,7 @@ impl Registry {
     }
 
     /// Registers a list resource.
-    pub fn list_resource<L: ListResource>(&mut self, l: L) -> &mut Self
-    where
-        L::Resource: Resource,
-    {
+    pub fn list_resource<L: ListResource>(&mut self, l: L) -> &mut Self {
         let e = crate::plugin::adapter::ListAdapter::new(l);
         self.list_resources
             .insert(e.type_name().to_string(), Arc::new(e));

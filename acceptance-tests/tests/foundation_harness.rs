@@ -233,9 +233,7 @@ fn ctrl_c_interrupts_terraform_cleanly() {
 fn commands_time_out_instead_of_hanging() {
     let mut tf = Terraform::new(TerraformVersion::V1_15).unwrap();
     tf.set_timeout(Duration::from_secs(2));
-    // `console` waits for input forever when stdin never closes; `run` gives it /dev/null, so use apply's
-    // approval prompt through a pipe that is held open by a slow producer instead: simplest is a sleep in a
-    // provisioner.
+    // A provisioner that sleeps far longer than the deadline.
     tf.write_config(
         r#"resource "terraform_data" "slow" {
   provisioner "local-exec" {

@@ -829,3 +829,189 @@ fn refresh_is_flat_in_the_number_of_objects() {
         "refresh reads grow with N: {reads:?}"
     );
 }
+
+/// Over HTTPS with the firewall's certificate authority pinned through `ca_cert_pem`; with `TF_LOG=trace` the API
+/// secret appears nowhere in Terraform's output or logs.
+#[test]
+fn tls_with_pinned_ca_and_secret_never_logged() {
+    let version = TerraformVersion::V1_15;
+    let (emu, _dir) = emulator(true);
+    assert!(emu.url().starts_with("https://"));
+    let cfg = format!(
+        "{}{}",
+        provider(&emu),
+        server_hcl("web", "tls-1", "127.0.0.31:443".parse().unwrap())
+    );
+    let mut tf = Terraform::new(version).unwrap();
+    tf.require_provider().unwrap();
+    tf.set_env("TF_LOG", "trace");
+    tf.write_config(&cfg).unwrap();
+    tf.init().unwrap();
+    let apply = tf.apply(&[]).unwrap();
+    assert!(apply.success(), "{apply}");
+    let text = format!("{}{}", apply.stdout, apply.stderr);
+    assert!(
+        text.contains("homelab_opnsense_haproxy_server.web: Creation complete"),
+        "{apply}"
+    );
+    assert!(
+        !text.contains(SECRET),
+        "the API secret leaked into Terraform's output"
+    );
+    let destroy = tf.destroy().unwrap();
+    assert!(destroy.success(), "{destroy}");
+    assert!(!format!("{}{}", destroy.stdout, destroy.stderr).contains(SECRET));
+}
+
+/// Version awareness: a firewall older than 23.1 (no upsert by UUID, no VIP API) is refused with a clear message
+/// before anything is written.
+#[test]
+fn old_opnsense_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("config.json"),
+        KEY,
+        SECRET,
+    );
+    cfg.opnsense_version = "22.7.11".into();
+    let emu = Emulator::start(cfg).unwrap();
+    let hcl = format!(
+        "{}{}",
+        provider(&emu),
+        server_hcl("web", "old-1", "127.0.0.41:80".parse().unwrap())
+    );
+    TestCase::new(TerraformVersion::V1_15)
+        .step(Step::config(hcl).expect_error(r"OPNsense 22\.7\.11 is older than 23\.1"))
+        .run();
+    let model = api(&emu, "GET", "haproxy/settings/get", None);
+    assert!(model["haproxy"]["servers"]["server"]
+        .as_object()
+        .map(|m| m.is_empty())
+        .unwrap_or(true));
+}
+
+/// Measurements for docs/benchmarks.md (printed; bounds are loose so CI on 2 cores stays green): reconfigures of one
+/// apply that updates N servers all linked to one pool, and a no-op refreshed plan of the seed's OPNsense objects
+/// with 50 ms injected latency on every API call.
+#[test]
+fn measurements_reconfigures_and_latency() {
+    let version = TerraformVersion::V1_15;
+    for n in [10usize, 30] {
+        let (emu, _dir) = emulator(false);
+        let servers = |weight: u32| {
+            let mut hcl = String::new();
+            for i in 0..n {
+                hcl.push_str(&format!(
+                    "resource \"homelab_opnsense_haproxy_server\" \"s{i}\" {{\n  name = \"s-{i}\"\n  address = \"127.0.1.{}\"\n  port = 80\n  weight = {weight}\n}}\n",
+                    i + 1
+                ));
+            }
+            hcl
+        };
+        let tf = Terraform::new(version).unwrap();
+        tf.require_provider().unwrap();
+        tf.write_config(&format!("{}{}", provider(&emu), servers(1)))
+            .unwrap();
+        tf.init().unwrap();
+        assert!(tf.apply(&[]).unwrap().success());
+        let ids: Vec<String> = (0..n).map(|i| format!("homelab_opnsense_haproxy_server.s{i}.id")).collect();
+        let pool = format!(
+            "resource \"homelab_opnsense_haproxy_backend\" \"b\" {{\n  name = \"pool\"\n  mode = \"tcp\"\n  servers = [{}]\n}}\nresource \"homelab_opnsense_haproxy_settings\" \"s\" {{}}\n",
+            ids.join(", ")
+        );
+        tf.write_config(&format!("{}{}{pool}", provider(&emu), servers(1)))
+            .unwrap();
+        assert!(tf.apply(&[]).unwrap().success());
+        let count = || {
+            emu.calls()
+                .iter()
+                .filter(|c| c.contains("service/reconfigure"))
+                .count()
+        };
+        let before = count();
+        tf.write_config(&format!("{}{}{pool}", provider(&emu), servers(2)))
+            .unwrap();
+        let started = Instant::now();
+        let out = tf.apply(&[]).unwrap();
+        assert!(out.success(), "{out}");
+        let took = started.elapsed();
+        let reconfigures = count() - before;
+        eprintln!("MEASURE update of {n} linked servers: {reconfigures} haproxy reconfigures, apply {took:?}");
+        assert!(
+            reconfigures >= 1 && reconfigures <= n.div_ceil(5),
+            "{reconfigures} reconfigures for {n} servers"
+        );
+        let destroy = tf.destroy().unwrap();
+        assert!(destroy.success(), "{destroy}");
+    }
+
+    // The seed's OPNsense objects, refreshed with 50 ms latency on every call.
+    let (emu, _dir) = emulator(false);
+    let echoes = [Echo::start("a"), Echo::start("b"), Echo::start("c")];
+    let seed = Seed::new(&echoes, "127.0.3.101", free_port(), free_port());
+    let tf = Terraform::new(version).unwrap();
+    tf.require_provider().unwrap();
+    tf.write_config(&format!("{}{}", provider(&emu), seed.base()))
+        .unwrap();
+    tf.init().unwrap();
+    assert!(tf.apply(&[]).unwrap().success());
+    tf.write_config(&format!("{}{}", provider(&emu), seed.all()))
+        .unwrap();
+    assert!(tf.apply(&[]).unwrap().success());
+    let baseline = {
+        let t = Instant::now();
+        assert!(matches!(
+            tf.plan(&[]).unwrap(),
+            homelab_acceptance::terraform::PlanOutcome::Empty(_)
+        ));
+        t.elapsed()
+    };
+    emu.add_fault(opnsense_emulator::FaultRule::new(
+        None,
+        FaultKind::Delay { ms: 50 },
+    ));
+    let calls_before = emu.calls().len();
+    let t = Instant::now();
+    let plan = tf.plan(&[]).unwrap();
+    let took = t.elapsed();
+    let calls = emu.calls().len() - calls_before;
+    emu.clear_faults();
+    assert!(
+        matches!(plan, homelab_acceptance::terraform::PlanOutcome::Empty(_)),
+        "{}",
+        plan.output()
+    );
+    eprintln!("MEASURE no-op refreshed plan of the seed (8 objects): {baseline:?} without latency, {took:?} with 50 ms per call, {calls} API calls");
+    assert!(
+        took < Duration::from_secs(5),
+        "refreshed plan took {took:?}"
+    );
+    assert!(tf.destroy().unwrap().success());
+}
+
+/// The seed in a single apply (the pool references servers created in the same apply, so its `servers` set holds
+/// unknown elements at plan time). Ignored until the codec keeps distinct unknown set elements (see the report).
+#[test]
+#[ignore = "plugin codec collapses several unknown set elements into one (Value::set dedups unknowns)"]
+fn seed_in_one_apply() {
+    let (emu, _dir) = emulator(false);
+    let echoes = [Echo::start("a"), Echo::start("b"), Echo::start("c")];
+    let seed = Seed::new(&echoes, "127.0.3.102", free_port(), free_port());
+    let emu = Arc::new(emu);
+    let e = emu.clone();
+    TestCase::new(TerraformVersion::V1_15)
+        .step(
+            Step::config(format!("{}{}", provider(&emu), seed.all())).check(move |_| {
+                let reconfigures = e
+                    .calls()
+                    .iter()
+                    .filter(|c| c.contains("service/reconfigure"))
+                    .count();
+                (reconfigures <= 3)
+                    .then_some(())
+                    .ok_or(format!("{reconfigures} reconfigures in one apply"))
+            }),
+        )
+        .run();
+}

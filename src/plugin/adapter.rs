@@ -776,3 +776,172 @@ impl<L: ListResource> ErasedListResource for ListAdapter<L> {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{
+        Attribute, Context, Diagnostics, IdentityAttribute, NestedBlock, Resource, Schema, Tf,
+        Validator,
+    };
+    use serde::Deserialize;
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    struct M {
+        id: Tf<String>,
+        name: Tf<String>,
+        token: Tf<String>,
+        items: Vec<Item>,
+    }
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    struct Item {
+        port: Tf<i64>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Id {
+        id: String,
+    }
+
+    /// Schema version 2; version 1 called `name` `title`.
+    struct R;
+
+    #[async_trait::async_trait]
+    impl Resource for R {
+        type Model = M;
+        type Identity = Id;
+        fn type_name(&self) -> &'static str {
+            "homelab_t"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new("t")
+                .version(2)
+                .attribute(Attribute::string("id").computed().description("d"))
+                .attribute(Attribute::string("name").optional().description("d"))
+                .attribute(
+                    Attribute::string("token")
+                        .optional()
+                        .write_only()
+                        .description("d"),
+                )
+                .block(NestedBlock::list(
+                    "items",
+                    Block::new("d").attribute(
+                        Attribute::number("port")
+                            .optional()
+                            .validate(Validator::int_between(1, 10))
+                            .description("d"),
+                    ),
+                ))
+        }
+        fn identity_schema(&self) -> Option<IdentitySchema> {
+            Some(IdentitySchema::new().attribute(IdentityAttribute::string("id", "d")))
+        }
+        fn identity(&self, m: &M) -> Option<Id> {
+            m.id.known().map(|id| Id { id: id.clone() })
+        }
+        fn upgrade_state(
+            &self,
+            from: i64,
+            mut v: serde_json::Value,
+        ) -> Result<serde_json::Value, Diagnostics> {
+            assert_eq!(from, 1);
+            let title = v["title"].take();
+            v["name"] = title;
+            Ok(v)
+        }
+        async fn create(&self, _c: &Context, mut m: M) -> Result<M, Diagnostics> {
+            m.id = Tf::Known("new".into());
+            Ok(m)
+        }
+        async fn read(&self, _c: &Context, m: M) -> Result<Option<M>, Diagnostics> {
+            Ok(Some(m))
+        }
+        async fn update(&self, _c: &Context, _p: M, m: M) -> Result<M, Diagnostics> {
+            Ok(m)
+        }
+        async fn delete(&self, _c: &Context, _m: M) -> Result<(), Diagnostics> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn upgrade_current_old_and_future_versions() {
+        let r = ResourceAdapter::new(R);
+        let (v, d) = r.upgrade_state(2, br#"{"id":"a","name":"n","items":[{"port":3}]}"#);
+        assert!(d.is_empty(), "{d}");
+        let v = v.unwrap();
+        assert_eq!(v.get("name"), Some(&Value::from("n")));
+        assert_eq!(v.get("token"), Some(&Value::Null));
+        let (v, d) = r.upgrade_state(1, br#"{"id":"a","title":"old","items":[]}"#);
+        assert!(d.is_empty(), "{d}");
+        assert_eq!(v.unwrap().get("name"), Some(&Value::from("old")));
+        let (v, d) = r.upgrade_state(3, br#"{}"#);
+        assert!(v.is_none());
+        assert_eq!(
+            d.iter().next().unwrap().summary,
+            "State written by a newer provider"
+        );
+        let (v, d) = r.upgrade_identity(0, br#"{"id":"a"}"#);
+        assert!(d.is_empty());
+        assert_eq!(v.unwrap().get("id"), Some(&Value::from("a")));
+    }
+
+    #[test]
+    fn validators_point_into_list_blocks() {
+        let r = ResourceAdapter::new(R);
+        let cfg = codec::to_value(
+            &M {
+                items: vec![
+                    Item { port: Tf::Known(5) },
+                    Item {
+                        port: Tf::Known(50),
+                    },
+                    Item { port: Tf::Unknown },
+                ],
+                ..Default::default()
+            },
+            r.value_type(),
+        )
+        .unwrap();
+        let d = r.validate(&cfg);
+        assert_eq!(d.len(), 1, "{d}");
+        assert_eq!(
+            d.iter().next().unwrap().path,
+            Some(vec![
+                PathStep::Attr("items".into()),
+                PathStep::Index(1),
+                PathStep::Attr("port".into())
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn write_only_values_never_reach_plan_or_state() {
+        let r = ResourceAdapter::new(R);
+        let ctx = Context::new(None, tokio_util::sync::CancellationToken::new());
+        let cfg = codec::to_value(
+            &M {
+                token: Tf::Known("secret-token".into()),
+                ..Default::default()
+            },
+            r.value_type(),
+        )
+        .unwrap();
+        let (p, d) = r.plan(&ctx, &Value::Null, &cfg, &cfg).await;
+        assert!(!d.has_errors(), "{d}");
+        let planned = p.unwrap().planned;
+        assert_eq!(planned.get("token"), Some(&Value::Null));
+        // Even if a resource echoed it back, the framework nulls it in the new state.
+        let mut with_token = planned.clone();
+        if let Value::Object(m) = &mut with_token {
+            m.insert("token".into(), Value::from("secret-token"));
+        }
+        let (out, d) = r.apply(&ctx, &Value::Null, &with_token).await;
+        assert!(!d.has_errors(), "{d}");
+        let (state, identity) = out.unwrap();
+        assert_eq!(state.get("token"), Some(&Value::Null));
+        assert_eq!(identity.unwrap().get("id"), Some(&Value::from("new")));
+    }
+}

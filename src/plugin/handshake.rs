@@ -158,19 +158,26 @@ pub fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Longest socket path the kernel accepts (`sun_path` is 108 bytes including the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Creates a private (0700) directory holding `plugin.sock` and binds it.
+///
+/// The directory goes under `parent` (`PLUGIN_UNIX_SOCKET_DIR`) or the temp dir; if that would make the socket
+/// path longer than a unix socket allows (a deep `TMPDIR`), it falls back to `/tmp`.
 pub fn bind_socket(parent: Option<&Path>) -> Result<(UnixListener, PathBuf), HandshakeError> {
     use std::os::unix::fs::DirBuilderExt;
-    let parent = parent
+    let mut parent = parent
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
+    // "tf-homelab-" + pid (≤ 10) + "-" + 12 hex + "/plugin.sock"
+    if parent.as_os_str().len() + 1 + 11 + 10 + 1 + 12 + 12 > MAX_SOCKET_PATH {
+        parent = PathBuf::from("/tmp");
+    }
     let mut attempt = 0u32;
     let dir = loop {
-        let candidate = parent.join(format!(
-            "tf-homelab-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let rand = uuid::Uuid::new_v4().simple().to_string();
+        let candidate = parent.join(format!("tf-homelab-{}-{}", std::process::id(), &rand[..12]));
         match std::fs::DirBuilder::new().mode(0o700).create(&candidate) {
             Ok(()) => break candidate,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 5 => attempt += 1,
@@ -256,16 +263,14 @@ impl ClientCertVerifier for PinnedClientCert {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        // The server config allows TLS 1.3 only (see `tls_config`).
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -274,9 +279,14 @@ impl ClientCertVerifier for PinnedClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        // The certificate is the pinned one (checked in `verify_client_cert`). Verify with its raw public key:
+        // webpki's end-entity parsing would reject go-plugin's CA:TRUE certificate outright.
+        let spki = spki_of(cert.as_ref()).ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki),
             dss,
             &self.provider.signature_verification_algorithms,
         )
@@ -289,7 +299,45 @@ impl ClientCertVerifier for PinnedClientCert {
     }
 }
 
-/// Builds the rustls server configuration (ALPN h2) for AutoMTLS.
+/// Reads one DER TLV at the start of `b`: (tag, whole TLV, content).
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, hdr) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = hdr.checked_add(len)?;
+    Some((tag, b.get(..end)?, b.get(hdr..end)?))
+}
+
+/// The DER SubjectPublicKeyInfo of an X.509 certificate (seventh element of tbsCertificate when the version
+/// is present, sixth otherwise).
+fn spki_of(cert: &[u8]) -> Option<&[u8]> {
+    let (_, _, certificate) = der_tlv(cert)?;
+    let (_, _, tbs) = der_tlv(certificate)?;
+    let mut elements = Vec::new();
+    let mut rest = tbs;
+    while !rest.is_empty() {
+        let (tag, whole, _) = der_tlv(rest)?;
+        elements.push((tag, whole));
+        rest = &rest[whole.len()..];
+    }
+    let skip = if elements.first()?.0 == 0xa0 { 6 } else { 5 };
+    let (tag, spki) = *elements.get(skip)?;
+    (tag == 0x30).then_some(spki)
+}
+
+/// Builds the rustls server configuration (TLS 1.3, ALPN h2) for AutoMTLS.
 pub fn tls_config(
     server: &ServerCert,
     client_cert_der: Vec<u8>,
@@ -301,7 +349,7 @@ pub fn tls_config(
     });
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der.clone()));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| HandshakeError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![CertificateDer::from(server.cert_der.clone())], key)
@@ -529,6 +577,15 @@ mod tests {
         let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::remove_dir_all(dir).unwrap();
+
+        let deep = std::env::temp_dir().join("x".repeat(100));
+        let (_l, path) = bind_socket(Some(&deep)).unwrap();
+        assert!(
+            path.to_string_lossy().starts_with("/tmp/tf-homelab-"),
+            "{}",
+            path.display()
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -634,15 +691,18 @@ mod tests {
         });
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(server.cert_der.clone()))
-            .unwrap();
+        // Go trusts our CA:TRUE self-signed cert as its own root; rustls' webpki client would refuse a CA as an end
+        // entity, so the test client pins the exact server certificate instead (what go-plugin effectively does).
+        let pinned = Arc::new(PinnedServer {
+            der: server.cert_der.clone(),
+            provider: provider.clone(),
+        });
         let client = |cert: Option<&ServerCert>| {
             let b = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .unwrap()
-                .with_root_certificates(roots.clone());
+                .dangerous()
+                .with_custom_certificate_verifier(pinned.clone());
             let mut c = match cert {
                 None => b.with_no_client_auth(),
                 Some(c) => b

@@ -67,6 +67,16 @@ pub fn main_with_args(args: &[String]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let debug = args.iter().any(|a| a == "--debug");
+    // A panic anywhere ends the process, like a Go plugin: Terraform then reports that the provider crashed and
+    // prints the lines after "panic: " from our stderr as the provider's stack trace. Without this, a panicking
+    // request task would only drop its connection.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "panic: {info}\n\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
+        handshake::exit_now(2);
+    }));
     let env_get = |k: &str| std::env::var(k).ok();
     let mut level = super::log::level_from_env(env_get);
     if debug && level == tracing_subscriber::filter::LevelFilter::OFF {
@@ -170,6 +180,16 @@ async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
         tokio::spawn(async {
             while tokio::signal::ctrl_c().await.is_ok() {
                 tracing::debug!("interrupt received; waiting for Terraform to stop the provider");
+            }
+        });
+    }
+
+    // SIGTERM: leave no socket directory behind.
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::spawn(async move {
+            if term.recv().await.is_some() {
+                handshake::exit_now(143);
             }
         });
     }

@@ -384,6 +384,14 @@ async fn write<S: HaproxySpec>(
     if let Err(e) = c.haproxy_put(uuid, &obj, existed).await {
         if !existed {
             c.release_name(kind::<S>(), uuid);
+            // A failed create must not leave an object Terraform does not know about (it would block the next
+            // attempt as a duplicate). Validation failures saved nothing; a configtest failure was reverted.
+            if !matches!(
+                e,
+                Error::Validation { .. } | Error::Failed { .. } | Error::ConfigTest { .. }
+            ) {
+                let _ = c.haproxy().delete(kind::<S>(), uuid).await;
+            }
         }
         return Err(diags(e, &format!("Could not {verb} the {}", S::WHAT)));
     }
@@ -427,9 +435,10 @@ pub async fn hx_delete<S: HaproxySpec>(ctx: &Context, state: S::Model) -> Result
     let c = client(ctx)?;
     let id = S::id(&state).known().cloned().unwrap_or_default();
     let uuid = parse_uuid(&id, "id")?;
-    // A dependent being changed in the same apply may still hold a reference: wait a little for it.
-    let mut wait = Duration::from_millis(250);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // A dependent being changed in the same apply may still hold a reference: wait a little for it. Briefly: a
+    // waiting delete holds one of Terraform's parallelism slots, which the dependent's own change may need.
+    let mut wait = Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     loop {
         match c.haproxy_delete(kind::<S>(), uuid).await {
             Ok(_) => {

@@ -11,6 +11,7 @@ use super::opnsense_common::*;
 use crate::framework::*;
 use crate::opnsense::firewall::{Alias, AliasType};
 use crate::opnsense::wire::WireEnum;
+use crate::opnsense::Error;
 
 pub const TYPE: &str = "homelab_opnsense_firewall_alias";
 
@@ -100,12 +101,21 @@ pub fn schema() -> Schema {
 
 pub struct FirewallAlias;
 
-async fn write(ctx: &Context, uuid: Uuid, plan: AliasModel) -> Result<AliasModel, Diagnostics> {
+async fn write(
+    ctx: &Context,
+    uuid: Uuid,
+    plan: AliasModel,
+    creating: bool,
+) -> Result<AliasModel, Diagnostics> {
     let c = client(ctx)?;
     let a = to_alias(&plan);
-    c.alias_put(uuid, &a)
-        .await
-        .map_err(|e| diags(e, "Could not apply the firewall alias"))?;
+    if let Err(e) = c.alias_put(uuid, &a).await {
+        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
+            // No object Terraform does not know about.
+            let _ = c.aliases().delete(uuid).await;
+        }
+        return Err(diags(e, "Could not apply the firewall alias"));
+    }
     Ok(from_alias(uuid, &a, Some(&plan)))
 }
 
@@ -185,7 +195,7 @@ impl Resource for FirewallAlias {
         Ok(())
     }
     async fn create(&self, ctx: &Context, plan: AliasModel) -> Result<AliasModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan).await
+        write(ctx, Uuid::new_v4(), plan, true).await
     }
     async fn read(
         &self,
@@ -208,7 +218,7 @@ impl Resource for FirewallAlias {
         plan: AliasModel,
     ) -> Result<AliasModel, Diagnostics> {
         let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan).await
+        write(ctx, uuid, plan, false).await
     }
     async fn delete(&self, ctx: &Context, state: AliasModel) -> Result<(), Diagnostics> {
         let c = client(ctx)?;

@@ -12,6 +12,7 @@ use super::opnsense_common::*;
 use crate::framework::*;
 use crate::opnsense::firewall::{Direction, IpProtocol, Rule, RuleAction};
 use crate::opnsense::wire::WireEnum;
+use crate::opnsense::Error;
 
 pub const TYPE: &str = "homelab_opnsense_firewall_rule";
 
@@ -174,7 +175,12 @@ pub fn schema() -> Schema {
 
 pub struct FirewallRule;
 
-async fn write(ctx: &Context, uuid: Uuid, mut plan: RuleModel) -> Result<RuleModel, Diagnostics> {
+async fn write(
+    ctx: &Context,
+    uuid: Uuid,
+    mut plan: RuleModel,
+    creating: bool,
+) -> Result<RuleModel, Diagnostics> {
     let c = client(ctx)?;
     if !plan.sequence.is_known() {
         // Append like the UI does (max + 100). Chosen here rather than left to OPNsense because an upsert by UUID
@@ -192,9 +198,13 @@ async fn write(ctx: &Context, uuid: Uuid, mut plan: RuleModel) -> Result<RuleMod
         plan.sequence = Tf::Known(i64::from((max + 100).min(999_999)));
     }
     let r = to_rule(&plan);
-    c.rule_put(uuid, &r)
-        .await
-        .map_err(|e| diags(e, "Could not apply the firewall rule"))?;
+    if let Err(e) = c.rule_put(uuid, &r).await {
+        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
+            // No object Terraform does not know about.
+            let _ = c.rules().delete(uuid).await;
+        }
+        return Err(diags(e, "Could not apply the firewall rule"));
+    }
     Ok(from_rule(uuid, &r, Some(&plan)))
 }
 
@@ -260,7 +270,7 @@ impl Resource for FirewallRule {
         Ok(())
     }
     async fn create(&self, ctx: &Context, plan: RuleModel) -> Result<RuleModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan).await
+        write(ctx, Uuid::new_v4(), plan, true).await
     }
     async fn read(
         &self,
@@ -283,7 +293,7 @@ impl Resource for FirewallRule {
         plan: RuleModel,
     ) -> Result<RuleModel, Diagnostics> {
         let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan).await
+        write(ctx, uuid, plan, false).await
     }
     async fn delete(&self, ctx: &Context, state: RuleModel) -> Result<(), Diagnostics> {
         let c = client(ctx)?;

@@ -15,6 +15,7 @@ use super::opnsense_common::*;
 use crate::framework::*;
 use crate::opnsense::vip::{Vip, VipMode};
 use crate::opnsense::wire::WireEnum;
+use crate::opnsense::Error;
 
 pub const TYPE: &str = "homelab_opnsense_vip";
 
@@ -157,7 +158,12 @@ pub fn schema() -> Schema {
 
 pub struct OpnsenseVip;
 
-async fn write(ctx: &Context, uuid: Uuid, mut plan: VipModel) -> Result<VipModel, Diagnostics> {
+async fn write(
+    ctx: &Context,
+    uuid: Uuid,
+    mut plan: VipModel,
+    creating: bool,
+) -> Result<VipModel, Diagnostics> {
     let c = client(ctx)?;
     if plan.mode.known().map(String::as_str) == Some("carp") && !plan.vhid.is_known() {
         let vhid = c
@@ -168,9 +174,13 @@ async fn write(ctx: &Context, uuid: Uuid, mut plan: VipModel) -> Result<VipModel
         plan.vhid = Tf::Known(vhid.into());
     }
     let vip = to_vip(&plan);
-    c.vip_put(uuid, &vip)
-        .await
-        .map_err(|e| diags(e, "Could not apply the virtual IP"))?;
+    if let Err(e) = c.vip_put(uuid, &vip).await {
+        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
+            // No object Terraform does not know about.
+            let _ = c.vips().delete(uuid).await;
+        }
+        return Err(diags(e, "Could not apply the virtual IP"));
+    }
     let mut out = from_vip(uuid, &vip, Some(&plan));
     if out.vhid.is_unknown() {
         out.vhid = Tf::Null;
@@ -248,7 +258,7 @@ impl Resource for OpnsenseVip {
         Ok(())
     }
     async fn create(&self, ctx: &Context, plan: VipModel) -> Result<VipModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan).await
+        write(ctx, Uuid::new_v4(), plan, true).await
     }
     async fn read(&self, ctx: &Context, state: VipModel) -> Result<Option<VipModel>, Diagnostics> {
         let c = client(ctx)?;
@@ -267,7 +277,7 @@ impl Resource for OpnsenseVip {
         plan: VipModel,
     ) -> Result<VipModel, Diagnostics> {
         let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan).await
+        write(ctx, uuid, plan, false).await
     }
     async fn delete(&self, ctx: &Context, state: VipModel) -> Result<(), Diagnostics> {
         let c = client(ctx)?;

@@ -19,6 +19,8 @@
 //! | `settings { port, protocol, generated }` | nested block with a default and a computed value |
 //! | `timeouts { create, ... }` | per-resource timeouts |
 //!
+//! `name = "__panic__"` makes create panic, to test how Terraform reports a crashing provider.
+//!
 //! Import IDs: `<id>` (store from the environment) or `<store_path>|<id>`.
 
 use std::collections::BTreeMap;
@@ -33,6 +35,9 @@ use crate::framework::*;
 pub const TYPE_NAME: &str = "homelab_test_fixture";
 /// Environment variable naming the store file when `store_path` is not set.
 pub const STORE_ENV: &str = "HOMELAB_TEST_FIXTURE_STORE";
+
+/// A `name` that makes create panic (to test how a crashing provider is reported).
+pub const PANIC_NAME: &str = "__panic__";
 
 /// Registers the resource, data source and list resource.
 pub fn register(r: &mut Registry) {
@@ -406,6 +411,9 @@ impl Resource for Fixture {
     }
 
     async fn create(&self, ctx: &Context, plan: FixtureModel) -> Result<FixtureModel, Diagnostics> {
+        if plan.name.known().map(String::as_str) == Some(PANIC_NAME) {
+            panic!("the test fixture was asked to panic");
+        }
         delay(ctx, &plan).await?;
         let path = store_path(&plan.store_path)?;
         let _g = STORE_LOCK.lock().await;

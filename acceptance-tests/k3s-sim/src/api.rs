@@ -523,19 +523,12 @@ fn select(items: Vec<Value>, q: &std::collections::HashMap<String, String>) -> V
 
 #[allow(clippy::result_large_err)]
 async fn all_nodes(c: &Cluster) -> Result<Vec<Value>, Response> {
-    let mut v: Vec<Value> = c
-        .store
-        .list_json("/registry/minions/")
+    let v: Vec<Value> = load_nodes(&c.store)
         .await
         .map_err(internal)?
         .into_iter()
         .map(present_node)
         .collect();
-    v.sort_by(|a, b| {
-        a["metadata"]["name"]
-            .as_str()
-            .cmp(&b["metadata"]["name"].as_str())
-    });
     Ok(v)
 }
 
@@ -585,7 +578,7 @@ async fn get_node(
     if let Err(r) = kube_auth(&peer) {
         return r;
     }
-    match c.store.get_json(&node_key(&name)).await {
+    match load_node(&c.store, &name).await {
         Ok(Some(n)) => {
             let n = present_node(n);
             if wants_table(&h) {
@@ -667,10 +660,17 @@ async fn patch_node(
     } else {
         merge_patch(&mut node, &patch);
     }
+    if let Some(o) = node.as_object_mut() {
+        o.remove("status");
+    }
     if let Err(e) = c.store.put_json(&key, &node).await {
         return internal(e);
     }
-    json_ok(present_node(node))
+    match load_node(&c.store, &name).await {
+        Ok(Some(n)) => json_ok(present_node(n)),
+        Ok(None) => not_found("nodes", &name),
+        Err(e) => internal(e),
+    }
 }
 
 /// Delete a Node; for a server with an etcd member, remove the member first (k3s's member controller), and
@@ -713,6 +713,7 @@ async fn delete_node(
         }
     }
     let _ = c.store.delete(&node_password_key(&name)).await;
+    let _ = c.store.delete(&node_status_key(&name)).await;
     if let Err(e) = c.store.delete(&key).await {
         return internal(e);
     }
@@ -838,7 +839,7 @@ async fn delete_secret(
 
 /// Addresses (`ip:port`) of servers whose heartbeat is fresh: the `default/kubernetes` endpoints.
 pub async fn server_endpoints(c: &Cluster) -> Result<Vec<String>, crate::store::StoreError> {
-    let nodes = c.store.list_json("/registry/minions/").await?;
+    let nodes = load_nodes(&c.store).await?;
     let mut out = vec![];
     for n in nodes {
         if n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] != "true" {
@@ -930,7 +931,56 @@ async fn heartbeat(Extension(peer): Extension<Peer>, State(c): S, body: Bytes) -
     }
 }
 
-/// Create or refresh a Node, keeping creation time, uid, spec and existing labels.
+fn node_status_key(name: &str) -> String {
+    format!("/registry/minions-status/{name}")
+}
+
+/// A Node with its status, which lives under its own key: heartbeats write only the status key, so they never
+/// race with a `kubectl cordon`/`label` that rewrites the object on another server.
+pub async fn load_node(
+    store: &Store,
+    name: &str,
+) -> Result<Option<Value>, crate::store::StoreError> {
+    let Some(mut n) = store.get_json(&node_key(name)).await? else {
+        return Ok(None);
+    };
+    if let Some(st) = store.get_json(&node_status_key(name)).await? {
+        n["status"] = st;
+    }
+    Ok(Some(n))
+}
+
+/// All Nodes with their status, sorted by name.
+pub async fn load_nodes(store: &Store) -> Result<Vec<Value>, crate::store::StoreError> {
+    let mut statuses: std::collections::HashMap<String, Value> = store
+        .list("/registry/minions-status/")
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.rsplit('/').next()?.to_string();
+            Some((name, serde_json::from_slice(&v).ok()?))
+        })
+        .collect();
+    let mut nodes = store.list_json("/registry/minions/").await?;
+    for n in nodes.iter_mut() {
+        let name = n["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(st) = statuses.remove(&name) {
+            n["status"] = st;
+        }
+    }
+    nodes.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    Ok(nodes)
+}
+
+/// Create a Node, or refresh one: its status always; its labels and annotations only when the node brings new
+/// ones (a restart with other `--node-label`s); spec, creation time and uid are kept.
 pub async fn upsert_node(
     store: &Store,
     mut node: Value,
@@ -940,23 +990,37 @@ pub async fn upsert_node(
         .unwrap_or_default()
         .to_string();
     let key = node_key(&name);
-    let now = crate::log::now_rfc3339();
-    if let Some(old) = store.get_json(&key).await? {
-        node["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
-        node["metadata"]["uid"] = old["metadata"]["uid"].clone();
-        if let Some(spec) = old.get("spec") {
-            node["spec"] = spec.clone();
+    let status = node
+        .as_object_mut()
+        .and_then(|o| o.remove("status"))
+        .unwrap_or(Value::Null);
+    let mut obj = match store.get_json(&key).await? {
+        Some(mut old) => {
+            let before = old.clone();
+            for field in ["labels", "annotations"] {
+                if !node["metadata"][field].is_object() {
+                    continue;
+                }
+                let mut merged = old["metadata"][field].clone();
+                merge_patch(&mut merged, &node["metadata"][field]);
+                old["metadata"][field] = merged;
+            }
+            if old != before {
+                store.put_json(&key, &old).await?;
+            }
+            old
         }
-        let mut labels = old["metadata"]["labels"].clone();
-        merge_patch(&mut labels, &node["metadata"]["labels"]);
-        node["metadata"]["labels"] = labels;
-    } else {
-        node["metadata"]["creationTimestamp"] = json!(now);
-        node["metadata"]["uid"] = json!(crate::pki::random_hex(16));
-        crate::info!("Registered node {name}");
-    }
-    store.put_json(&key, &node).await?;
-    Ok(node)
+        None => {
+            node["metadata"]["creationTimestamp"] = json!(crate::log::now_rfc3339());
+            node["metadata"]["uid"] = json!(crate::pki::random_hex(16));
+            store.put_json(&key, &node).await?;
+            crate::info!("Registered node {name}");
+            node
+        }
+    };
+    store.put_json(&node_status_key(&name), &status).await?;
+    obj["status"] = status;
+    Ok(obj)
 }
 
 #[cfg(test)]
@@ -973,6 +1037,36 @@ mod tests {
             "node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/etcd": "true"}}});
         assert_eq!(roles(&n), "control-plane,etcd,master");
         assert_eq!(roles(&json!({"metadata": {}})), "<none>");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_touch_only_the_status_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::File(crate::store::FileStore::open(dir.path().join("s.db")).unwrap());
+        let node = json!({"metadata": {"name": "w1", "labels": {"a": "1"}}, "spec": {},
+            "status": {"conditions": [{"type": "Ready", "lastHeartbeatTime": "t1"}]}});
+        upsert_node(&store, node.clone()).await.unwrap();
+        // kubectl cordon on another server rewrites the object...
+        let mut obj = store
+            .get_json("/registry/minions/w1")
+            .await
+            .unwrap()
+            .unwrap();
+        obj["spec"]["unschedulable"] = json!(true);
+        store.put_json("/registry/minions/w1", &obj).await.unwrap();
+        let before = store.get("/registry/minions/w1").await.unwrap();
+        // ...and a heartbeat computed from older data must not undo it.
+        let mut hb = node.clone();
+        hb["status"]["conditions"][0]["lastHeartbeatTime"] = json!("t2");
+        upsert_node(&store, hb).await.unwrap();
+        assert_eq!(store.get("/registry/minions/w1").await.unwrap(), before);
+        let n = load_node(&store, "w1").await.unwrap().unwrap();
+        assert_eq!(n["spec"]["unschedulable"], json!(true));
+        assert_eq!(
+            n["status"]["conditions"][0]["lastHeartbeatTime"],
+            json!("t2")
+        );
+        assert_eq!(load_nodes(&store).await.unwrap().len(), 1);
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! `systemctl` is a recording stub on PATH here (the real stand-in lives in the lab); what is tested is which calls
 //! the script makes and what it leaves on disk.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
 const K3S: &str = env!("CARGO_BIN_EXE_k3s");
+
+/// The version the test "upgrades" to (same length as the default build's).
+const NEXT: &str = "v1.32.1+k3s1";
 
 struct World {
     dir: tempfile::TempDir,
@@ -33,16 +38,19 @@ impl World {
             std::fs::Permissions::from_mode(0o755),
         )
         .unwrap();
-        // Two "releases": the second differs by a trailing byte (ELF ignores it), so its hash differs.
+        // Two "releases": this build, and a copy whose compiled-in version string is swapped for one of the
+        // same length (what build-artifacts.sh would produce with K3S_SIM_VERSION, without a second build).
         let art = w.dir.path().join("art");
-        for (v, extra) in [("v1.31.5+k3s1", &b""[..]), ("v1.32.1+k3s1", &b"\n"[..])] {
+        for v in [k3s_sim::VERSION, NEXT] {
             std::fs::create_dir_all(art.join(v)).unwrap();
-            let mut bin = std::fs::read(K3S).unwrap();
-            bin.extend_from_slice(extra);
-            std::fs::write(art.join(v).join("k3s"), bin).unwrap();
+            std::fs::write(art.join(v).join("k3s"), common::with_version(v)).unwrap();
         }
         std::fs::create_dir_all(art.join("channels")).unwrap();
-        std::fs::write(art.join("channels/stable"), "v1.31.5+k3s1\n").unwrap();
+        std::fs::write(
+            art.join("channels/stable"),
+            format!("{}\n", k3s_sim::VERSION),
+        )
+        .unwrap();
         w
     }
 
@@ -106,7 +114,7 @@ fn server_install_rerun_and_restart_decision() {
     assert!(o.status.success(), "{}", out(&o));
     let text = out(&o);
     assert!(
-        text.contains("[INFO]  Using v1.31.5+k3s1 as release"),
+        text.contains(&format!("[INFO]  Using {} as release", k3s_sim::VERSION)),
         "{text}"
     );
     assert!(text.contains("[INFO]  systemd: Starting k3s"), "{text}");

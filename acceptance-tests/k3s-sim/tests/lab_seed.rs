@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use homelab_lab::{Lab, LabSpec};
 
-const K3S: &str = env!("CARGO_BIN_EXE_k3s");
+mod common;
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
 const VIP: &str = "192.0.2.50";
+/// The version k8s-control-2 is upgraded to.
+const NEXT: &str = "v1.31.6+k3s1";
 
 struct Guard {
     lab: Option<Lab>,
@@ -114,19 +117,23 @@ fn haproxy(lab: &Lab, dir: &Path, servers: &[(&str, &str)]) -> Child {
 
 /// The artifact directory install.sh "downloads" from: under the target dir, which lab hosts can read.
 fn artifacts() -> PathBuf {
-    let target = Path::new(K3S).parent().unwrap().parent().unwrap();
+    let target = Path::new(common::K3S).parent().unwrap().parent().unwrap();
     let dir = target.join("k3s-sim-lab-artifacts");
     let v = dir.join(k3s_sim::VERSION);
     std::fs::create_dir_all(&v).unwrap();
     std::fs::create_dir_all(dir.join("channels")).unwrap();
     let tmp = v.join("k3s.tmp");
-    std::fs::copy(K3S, &tmp).unwrap();
+    std::fs::copy(common::K3S, &tmp).unwrap();
     std::fs::rename(&tmp, v.join("k3s")).unwrap();
     std::fs::write(
         dir.join("channels/stable"),
         format!("{}\n", k3s_sim::VERSION),
     )
     .unwrap();
+    let next = dir.join(NEXT);
+    std::fs::create_dir_all(&next).unwrap();
+    std::fs::write(next.join("k3s.tmp"), common::with_version(NEXT)).unwrap();
+    std::fs::rename(next.join("k3s.tmp"), next.join("k3s")).unwrap();
     dir
 }
 
@@ -309,6 +316,24 @@ fn seed_story_in_the_lab() {
         lbjson.contains("\"ServerURL\": \"https://192.0.2.50:6443\""),
         "{lbjson}"
     );
+
+    // Upgrade k8s-control-2 by re-running the installer with the same settings and a new version.
+    let out = install(
+        "k8s-control-2",
+        &format!("INSTALL_K3S_VERSION={NEXT} K3S_URL=https://192.0.2.2:6443 INSTALL_K3S_EXEC='server --disable servicelb --tls-san 192.0.2.50'"),
+        &token,
+    );
+    assert!(
+        out.contains("Installing k3s to /usr/local/bin/k3s"),
+        "{out}"
+    );
+    let nodes = text(&kubectl(lab, &kc, &["get", "nodes"]));
+    let line = nodes
+        .lines()
+        .find(|l| l.starts_with("k8s-control-2"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains(NEXT) && line.contains(" Ready "), "{nodes}");
 
     // Lose k8s-control-1: the cluster and the workers keep working.
     g.lab.as_mut().unwrap().stop_host("k8s-control-1").unwrap();

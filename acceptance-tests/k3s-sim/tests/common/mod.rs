@@ -311,3 +311,27 @@ pub fn kubeconfig_for(src: &Path, url: &str, dest: &Path) {
         .join("\n");
     std::fs::write(dest, out).unwrap();
 }
+
+/// This crate's `k3s` binary with every occurrence of its compiled-in version string replaced by `v` (same
+/// length): what `build-artifacts.sh` produces with `K3S_SIM_VERSION=v`, without a second build in tests.
+pub fn with_version(v: &str) -> Vec<u8> {
+    let bin = std::fs::read(K3S).unwrap();
+    let from = k3s_sim::VERSION.as_bytes();
+    assert_eq!(
+        from.len(),
+        v.len(),
+        "replacement version must have the same length"
+    );
+    let mut out = Vec::with_capacity(bin.len());
+    let mut i = 0;
+    while i < bin.len() {
+        if bin[i..].starts_with(from) {
+            out.extend_from_slice(v.as_bytes());
+            i += from.len();
+        } else {
+            out.push(bin[i]);
+            i += 1;
+        }
+    }
+    out
+}
