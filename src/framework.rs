@@ -89,6 +89,11 @@
 //! - `create`/`update` must return a wholly known model that keeps every configured value exactly as planned.
 //! - `read` returns what exists remotely (drift) but should keep the user's spelling where the API normalises.
 //! - Never put attribute values into diagnostics or logs; name the attribute instead.
+//! - Prefer nested blocks to nested attributes: Terraform 1.0.x crashes planning a null nested attribute.
+//! - Provider configuration: `ctx.provider()?.opnsense()?` gives the resolved OPNsense settings (or a diagnostic
+//!   that says how to configure them); `ProviderData::cached` builds a per-process client once.
+//! - Long operations should watch `ctx.cancellation()` (Ctrl-C) — the framework also drops the future on
+//!   cancel or timeout, so code after an `.await` may never run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -915,7 +915,9 @@ fn measurements_reconfigures_and_latency() {
             .unwrap();
         tf.init().unwrap();
         assert!(tf.apply(&[]).unwrap().success());
-        let ids: Vec<String> = (0..n).map(|i| format!("homelab_opnsense_haproxy_server.s{i}.id")).collect();
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("homelab_opnsense_haproxy_server.s{i}.id"))
+            .collect();
         let pool = format!(
             "resource \"homelab_opnsense_haproxy_backend\" \"b\" {{\n  name = \"pool\"\n  mode = \"tcp\"\n  servers = [{}]\n}}\nresource \"homelab_opnsense_haproxy_settings\" \"s\" {{}}\n",
             ids.join(", ")
@@ -1014,4 +1016,58 @@ fn seed_in_one_apply() {
             }),
         )
         .run();
+}
+
+/// One server through create, in-place update (port), import by UUID and by name (and on 1.15 by import block
+/// and by resource identity), data sources, destroy.
+#[test]
+fn server_lifecycle_import_and_data_sources() {
+    for version in TerraformVersion::ALL {
+        let (emu, _dir) = emulator(false);
+        let addr = "homelab_opnsense_haproxy_server.web";
+        let cfg = format!(
+            "{}{}{}",
+            provider(&emu),
+            server_hcl("web", "web-1", "127.0.0.11:6443".parse().unwrap()),
+            "data \"homelab_opnsense_interfaces\" \"all\" {}\ndata \"homelab_opnsense_haproxy_status\" \"s\" {}\n"
+        );
+        let cfg2 = cfg.replace("6443", "6444");
+        let mut case = TestCase::new(version)
+            .step(
+                Step::config(cfg)
+                    .expect_action(addr, Action::Create)
+                    .check_attr(addr, "mode", "active")
+                    .check_attr(addr, "port", 6443)
+                    .check_attr_set(addr, "id")
+                    .check_attr(
+                        "data.homelab_opnsense_interfaces.all",
+                        "by_description.K3S",
+                        "opt1",
+                    )
+                    .check_attr(
+                        "data.homelab_opnsense_haproxy_status.s",
+                        "opnsense_version",
+                        "26.7.2",
+                    )
+                    .check_attr(
+                        "data.homelab_opnsense_haproxy_status.s",
+                        "haproxy_plugin_version",
+                        "5.1",
+                    ),
+            )
+            .step(
+                Step::config(cfg2)
+                    .expect_action(addr, Action::Update)
+                    .check_attr(addr, "port", 6444),
+            )
+            .step(Step::import(ImportKind::Command, addr))
+            .step(Step::import(ImportKind::Command, addr).import_id("web-1"));
+        if version.has_import_blocks() {
+            case = case.step(Step::import(ImportKind::BlockWithId, addr));
+        }
+        if version.has_identity() {
+            case = case.step(Step::import(ImportKind::BlockWithIdentity, addr));
+        }
+        case.run();
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`handshake`]: how Terraform starts the plugin (cookie, socket, AutoMTLS, the stdout line);
 //! - [`server`]: the `tfplugin6.Provider` gRPC service, routing RPCs to registered resources;
-//! - [`adapter`] + [`plan`]: typed framework traits ↔ cty values, schema-driven planning;
+//! - `adapter` + [`plan`]: typed framework traits ↔ cty values, schema-driven planning;
 //! - [`schema`], [`diagnostics`]: the plain-Rust schema and diagnostic types (and their protobuf forms);
 //! - [`codec`]: cty values and their msgpack/JSON encodings;
 //! - [`log`]: the JSON log lines Terraform parses from stderr.

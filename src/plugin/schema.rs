@@ -1,7 +1,7 @@
 //! Schema builders: attributes, nested attributes and nested blocks, with the behaviour Terraform and the
 //! framework attach to them (required/optional/computed, sensitive, write-only, plan modifiers, validators).
 //!
-//! Resources build a [`Schema`] with these plain Rust types; only [`to_proto`] (used by the server) knows the
+//! Resources build a [`Schema`] with these plain Rust types; only `to_proto` (used by the server) knows the
 //! protobuf form. The same schema drives the codec: [`Block::value_type`] is the cty object type Terraform
 //! encodes values against, so model, schema and wire format cannot drift apart.
 //!

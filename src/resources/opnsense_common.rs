@@ -380,6 +380,15 @@ async fn write<S: HaproxySpec>(
         return Err(duplicate_diag(S::WHAT, &name, &others));
     }
     S::check(&obj, &model)?;
+    if matches!(kind::<S>(), Kind::Backend | Kind::Frontend)
+        && model.settings().is_ok_and(|g| !g.enabled)
+    {
+        ctx.warn(
+            "HAProxy is disabled on the firewall",
+            "The change is saved, but HAProxy's service is disabled, so nothing serves it (and every reconfigure \
+             keeps it stopped). Enable it with a `homelab_opnsense_haproxy_settings` resource.",
+        );
+    }
     let verb = if existed { "update" } else { "create" };
     if let Err(e) = c.haproxy_put(uuid, &obj, existed).await {
         if !existed {

@@ -255,6 +255,12 @@ fn seed_ha_story_on_loopback() {
         "{m:?}"
     );
 
+    // Deleting a running agent's Node: it registers again (k3s-io/k3s#2770).
+    kubectl_ok(&kc2, &["delete", "node", "k8s-worker-1"]);
+    eventually(20, "the running agent to re-register", || {
+        kubectl_ok(&kc2, &["get", "nodes"]).contains("k8s-worker-1")
+    });
+
     // The removed member cannot come back with its old data (k3s-io/k3s#13498).
     s1.start(
         "server",

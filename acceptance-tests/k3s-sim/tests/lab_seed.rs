@@ -363,6 +363,30 @@ fn seed_story_in_the_lab() {
         hb() != before
     });
 
+    // k8s-control-1 boots again: its enabled unit starts, it rejoins etcd with its data, the workers take it back.
+    g.lab.as_mut().unwrap().start_host("k8s-control-1").unwrap();
+    let lab = g.lab.as_ref().unwrap();
+    eventually(
+        90,
+        "k8s-control-1 back in the workers' load balancer",
+        || {
+            let j = text(&ssh(lab, "k8s-worker-1", "journalctl -u k3s-agent", ""));
+            let removed = j.rfind(
+                "Removing server from load balancer k3s-agent-load-balancer: 192.0.2.2:6443",
+            );
+            let added =
+                j.rfind("Adding server to load balancer k3s-agent-load-balancer: 192.0.2.2:6443");
+            matches!((removed, added), (Some(r), Some(a)) if a > r)
+        },
+    );
+    let nodes = text(&kubectl(lab, &kc, &["get", "nodes"]));
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("k8s-control-1") && l.contains(" Ready ")),
+        "{nodes}"
+    );
+
     // Uninstall really removes a worker's k3s.
     ssh_ok(
         lab,
