@@ -1071,3 +1071,65 @@ fn server_lifecycle_import_and_data_sources() {
         case.run();
     }
 }
+
+/// Safe delete: a server a UI-made backend still uses is not deleted; destroy fails with a diagnostic naming the
+/// backend, the server stays (in OPNsense and in state), and destroy succeeds once the reference is gone.
+#[test]
+fn refused_delete_is_a_clear_diagnostic_and_loses_nothing() {
+    let version = TerraformVersion::V1_15;
+    let (emu, _dir) = emulator(false);
+    let tf = Terraform::new(version).unwrap();
+    tf.require_provider().unwrap();
+    tf.write_config(&format!(
+        "{}{}",
+        provider(&emu),
+        server_hcl("web", "web-1", "127.0.0.51:80".parse().unwrap())
+    ))
+    .unwrap();
+    tf.init().unwrap();
+    assert!(tf.apply(&[]).unwrap().success());
+    let id = tf
+        .state()
+        .unwrap()
+        .attr("homelab_opnsense_haproxy_server.web", "id")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    let r = api(
+        &emu,
+        "POST",
+        "haproxy/settings/addBackend",
+        Some(
+            &serde_json::json!({"backend": {"name": "ui_pool", "mode": "tcp", "linkedServers": id}}),
+        ),
+    );
+    assert_eq!(r["result"], "saved", "{r}");
+    let destroy = tf.destroy().unwrap();
+    assert!(!destroy.success(), "{destroy}");
+    let text = homelab_acceptance::terraform::normalize_diagnostics(&destroy.stderr);
+    assert!(
+        text.contains("The HAProxy server is still in use") && text.contains("ui_pool"),
+        "{destroy}"
+    );
+    assert!(tf
+        .state()
+        .unwrap()
+        .attr("homelab_opnsense_haproxy_server.web", "id")
+        .is_some());
+    let model = api(&emu, "GET", "haproxy/settings/get", None);
+    assert!(
+        model["haproxy"]["servers"]["server"].get(&id).is_some(),
+        "the server must still exist"
+    );
+    let backend = r["uuid"].as_str().unwrap();
+    assert_eq!(
+        api(
+            &emu,
+            "POST",
+            &format!("haproxy/settings/delBackend/{backend}"),
+            None
+        )["result"],
+        "deleted"
+    );
+    assert!(tf.destroy().unwrap().success());
+}

@@ -663,6 +663,13 @@ async fn patch_node(
     if let Some(o) = node.as_object_mut() {
         o.remove("status");
     }
+    if node["metadata"]["annotations"]["etcd.k3s.cattle.io/remove"] == "true" {
+        if let Err(e) = remove_etcd_member(&c, &node).await {
+            return internal(e);
+        }
+        let name_ann = node["metadata"]["annotations"]["etcd.k3s.cattle.io/node-name"].clone();
+        node["metadata"]["annotations"]["etcd.k3s.cattle.io/removed-node-name"] = name_ann;
+    }
     if let Err(e) = c.store.put_json(&key, &node).await {
         return internal(e);
     }
@@ -689,28 +696,8 @@ async fn delete_node(
         Ok(None) => return not_found("nodes", &name),
         Err(e) => return internal(e),
     };
-    if let (Some(etcd), Some(member)) = (
-        &c.etcd,
-        node["metadata"]["annotations"]["etcd.k3s.cattle.io/node-name"].as_str(),
-    ) {
-        match etcd.member_list().await {
-            Ok(members) => {
-                if let Some(m) = members.iter().find(|m| m.name == member) {
-                    crate::info!(
-                        "Removing name={} id={} address={} from etcd",
-                        m.name,
-                        m.id,
-                        node["metadata"]["annotations"]["etcd.k3s.cattle.io/node-address"]
-                            .as_str()
-                            .unwrap_or("")
-                    );
-                    if let Err(e) = etcd.member_remove(m.id).await {
-                        return internal(format!("failed to remove etcd member {member}: {e}"));
-                    }
-                }
-            }
-            Err(e) => return internal(e),
-        }
+    if let Err(e) = remove_etcd_member(&c, &node).await {
+        return internal(e);
     }
     let _ = c.store.delete(&node_password_key(&name)).await;
     let _ = c.store.delete(&node_status_key(&name)).await;
@@ -721,6 +708,30 @@ async fn delete_node(
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": name, "kind": "nodes", "uid": node["metadata"]["uid"]}}),
     )
+}
+
+/// Remove the etcd member a server Node carries in its annotations (what k3s's member controller does on Node
+/// deletion or on the `etcd.k3s.cattle.io/remove=true` annotation). No member, no etcd: nothing to do.
+async fn remove_etcd_member(c: &Cluster, node: &Value) -> Result<(), String> {
+    let ann = &node["metadata"]["annotations"];
+    let (Some(etcd), Some(member)) = (&c.etcd, ann["etcd.k3s.cattle.io/node-name"].as_str()) else {
+        return Ok(());
+    };
+    let members = etcd.member_list().await.map_err(|e| e.to_string())?;
+    if let Some(m) = members.iter().find(|m| m.name == member) {
+        crate::info!(
+            "Removing name={} id={} address={} from etcd",
+            m.name,
+            m.id,
+            ann["etcd.k3s.cattle.io/node-address"]
+                .as_str()
+                .unwrap_or("")
+        );
+        etcd.member_remove(m.id)
+            .await
+            .map_err(|e| format!("failed to remove etcd member {member}: {e}"))?;
+    }
+    Ok(())
 }
 
 async fn list_pods(
