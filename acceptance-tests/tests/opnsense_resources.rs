@@ -993,9 +993,8 @@ fn measurements_reconfigures_and_latency() {
 }
 
 /// The seed in a single apply (the pool references servers created in the same apply, so its `servers` set holds
-/// unknown elements at plan time). Ignored until the codec keeps distinct unknown set elements (see the report).
+/// unknown elements at plan time, and cty keeps every unknown element of a set).
 #[test]
-#[ignore = "plugin codec collapses several unknown set elements into one (Value::set dedups unknowns)"]
 fn seed_in_one_apply() {
     let (emu, _dir) = emulator(false);
     let echoes = [Echo::start("a"), Echo::start("b"), Echo::start("c")];

@@ -477,7 +477,8 @@ fn encode(
         (Type::Set(et), Value::Set(items)) => {
             let mut sorted: Vec<&Value> = items.iter().collect();
             sorted.sort();
-            sorted.dedup();
+            // Unknown elements never collapse (see `Value::set`).
+            sorted.dedup_by(|a, b| a == b && a.is_wholly_known());
             rmp::encode::write_array_len(out, len32(sorted.len(), path)?)
                 .map_err(|_| too_large(path))?;
             for (i, item) in sorted.into_iter().enumerate() {

@@ -40,7 +40,9 @@ impl Value {
     /// A set value: sorts and deduplicates `items` into canonical order.
     pub fn set(mut items: Vec<Value>) -> Value {
         items.sort();
-        items.dedup();
+        // Only wholly known duplicates collapse: two unknown elements may turn out to be different values (cty
+        // keeps every unknown element of a set), and merging them would shrink a planned set.
+        items.dedup_by(|a, b| a == b && a.is_wholly_known());
         Value::Set(items)
     }
 
@@ -289,6 +291,14 @@ impl From<i64> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_keeps_every_unknown_element() {
+        let s = Value::set(vec![Value::Unknown, Value::string("a"), Value::Unknown, Value::string("a")]);
+        let Value::Set(items) = &s else { unreachable!() };
+        assert_eq!(items.iter().filter(|v| v.is_unknown()).count(), 2);
+        assert_eq!(items.iter().filter(|v| **v == Value::string("a")).count(), 1);
+    }
 
     #[test]
     fn set_is_canonical() {
