@@ -11,34 +11,66 @@
 //! every run, so the file never goes stale. Benchmarks are never run as timed tests.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::paths;
 use crate::process;
 use crate::terraform::{required_providers, Error, Result, Terraform, TerraformVersion};
 
-/// One way of running Terraform: version, configuration files and the command.
+/// One measured command: a Terraform command in a prepared working directory, or (for the provider's own
+/// start-up) a program timed until its first line on stdout.
 #[derive(Clone)]
-pub struct Scenario {
-    pub version: TerraformVersion,
-    /// `main.tf`.
-    pub config: String,
-    /// The Terraform arguments, e.g. `["plan", "-no-color", "-input=false"]`.
-    pub args: Vec<String>,
-    /// Whether the command must exit 0 (plans here use no `-detailed-exitcode`).
-    pub must_succeed: bool,
+pub enum Scenario {
+    Terraform {
+        version: TerraformVersion,
+        /// `main.tf`.
+        config: String,
+        /// The Terraform arguments, e.g. `["plan", "-no-color", "-input=false"]`.
+        args: Vec<String>,
+    },
+    /// `program` with exactly `env`, timed from spawn to its first stdout line, then killed.
+    FirstLine {
+        program: PathBuf,
+        env: Vec<(String, String)>,
+    },
 }
 
 impl Scenario {
+    /// A Terraform command (it must exit 0).
     pub fn new(version: TerraformVersion, config: impl Into<String>, args: &[&str]) -> Scenario {
-        Scenario {
+        Scenario::Terraform {
             version,
             config: config.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
-            must_succeed: true,
+        }
+    }
+
+    /// The provider binary started as Terraform starts it (magic cookie, protocol 6, AutoMTLS client cert),
+    /// timed until its handshake line.
+    pub fn provider_handshake() -> Scenario {
+        Scenario::FirstLine {
+            program: paths::provider_binary(),
+            env: vec![
+                (
+                    "TF_PLUGIN_MAGIC_COOKIE".to_string(),
+                    MAGIC_COOKIE.to_string(),
+                ),
+                ("PLUGIN_PROTOCOL_VERSIONS".to_string(), "6,5".to_string()),
+            ],
+        }
+    }
+
+    /// A trivial program timed the same way (the cost of spawning any process and reading a line).
+    pub fn trivial_program() -> Scenario {
+        Scenario::FirstLine {
+            program: PathBuf::from("/bin/echo"),
+            env: Vec::new(),
         }
     }
 }
+
+const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
 /// A benchmark row: subject versus baseline.
 #[derive(Clone)]
@@ -73,6 +105,15 @@ const FIXTURE: &str = "resource \"homelab_test_fixture\" \"bench\" {\n  name = \
 pub fn comparisons() -> Vec<Comparison> {
     use TerraformVersion::{V1_0, V1_15};
     vec![
+        Comparison {
+            id: "handshake",
+            what: "provider process start → handshake line on stdout (AutoMTLS: server certificate made) vs \
+                   `/bin/echo` started the same way",
+            subject: Scenario::provider_handshake(),
+            baseline: Scenario::trivial_program(),
+            target: None,
+            provider_rss: false,
+        },
         Comparison {
             id: "schema-1.15",
             what: "provider start + handshake + `providers schema -json` (Terraform 1.15.5)",
@@ -155,27 +196,112 @@ impl RowResult {
     }
 }
 
-struct Prepared {
-    tf: Terraform,
-    args: Vec<String>,
-    must_succeed: bool,
+enum Prepared {
+    Terraform {
+        tf: Terraform,
+        args: Vec<String>,
+    },
+    FirstLine {
+        program: PathBuf,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// A client certificate like the one Terraform passes in `PLUGIN_CLIENT_CERT` (made with the openssl CLI).
+fn client_cert_pem() -> Result<String> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+        ])
+        .output()
+        .map_err(|e| Error::Check(format!("running openssl to make a client certificate: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Check(format!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn prepare(s: &Scenario) -> Result<Prepared> {
-    let tf = Terraform::new(s.version)?;
-    tf.write_config(&s.config)?;
-    tf.init()?;
-    Ok(Prepared {
-        tf,
-        args: s.args.clone(),
-        must_succeed: s.must_succeed,
-    })
+    match s {
+        Scenario::Terraform {
+            version,
+            config,
+            args,
+        } => {
+            let tf = Terraform::new(*version)?;
+            tf.write_config(config)?;
+            tf.init()?;
+            Ok(Prepared::Terraform {
+                tf,
+                args: args.clone(),
+            })
+        }
+        Scenario::FirstLine { program, env } => {
+            let mut env = env.clone();
+            if env.iter().any(|(k, _)| k == "TF_PLUGIN_MAGIC_COOKIE") {
+                // AutoMTLS, as Terraform does it: the provider then makes its own server certificate.
+                env.push(("PLUGIN_CLIENT_CERT".to_string(), client_cert_pem()?));
+            }
+            Ok(Prepared::FirstLine {
+                program: program.clone(),
+                env,
+            })
+        }
+    }
+}
+
+/// Spawns `program` with exactly `env` and returns the time until its first stdout line (then kills it).
+fn first_line(program: &Path, env: &[(String, String)]) -> Result<f64> {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(program)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Check(format!("starting {}: {e}", program.display())))?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .map_err(|e| Error::Check(format!("reading {}: {e}", program.display())));
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    let _ = child.kill();
+    let _ = child.wait();
+    if read? == 0 {
+        return Err(Error::Check(format!(
+            "{} printed nothing",
+            program.display()
+        )));
+    }
+    Ok(elapsed)
 }
 
 /// Runs the scenario once: wall time and (if asked) the provider's peak RSS in KiB.
 fn sample(p: &Prepared, watch_rss: bool) -> Result<(f64, Option<u64>)> {
+    let (tf, args) = match p {
+        Prepared::Terraform { tf, args } => (tf, args),
+        Prepared::FirstLine { program, env } => return Ok((first_line(program, env)?, None)),
+    };
     let started = Instant::now();
-    let mut running = p.tf.spawn(&p.args)?;
+    let mut running = tf.spawn(args)?;
     let mut peak: Option<u64> = None;
     if watch_rss {
         let pid = running.pid();
@@ -188,9 +314,9 @@ fn sample(p: &Prepared, watch_rss: bool) -> Result<(f64, Option<u64>)> {
             false
         });
     }
-    let out = p.tf.wait(running)?;
+    let out = tf.wait(running)?;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-    if p.must_succeed && !out.success() {
+    if !out.success() {
         return Err(Error::Command {
             message: "benchmark command failed".to_string(),
             output: Box::new(out),
@@ -300,6 +426,13 @@ pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String 
             rss
         );
     }
+    md.push_str(
+        "\nReading the numbers: subject minus baseline is what the provider adds. Terraform starts a provider \
+         process more than once per command (for `validate` and `plan`: once for the schemas, again for the \
+         operation; count the `starting plugin` lines under `TF_LOG=debug`), and every start includes \
+         Terraform's own AutoMTLS key generation and gRPC set-up. The `handshake` row isolates the provider's \
+         own share of one start.\n",
+    );
     md.push_str(
         "\n## Reproduce\n\n```sh\nsudo ./acceptance-tests/dev bench            # all rows, rewrites this file\n\
          sudo ./acceptance-tests/dev bench --runs 31  # more samples\n\

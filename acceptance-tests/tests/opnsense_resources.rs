@@ -708,8 +708,11 @@ fn query_lists_ui_objects_and_generated_config_imports_cleanly() {
         .unwrap_or(true));
 }
 
+const OLD_SOURCE: &str = "source           = \"127.0.0.0/8\"";
+
 /// The firewall side of the seed: the VIP in a host alias, a rule letting the workers reach it, plus a CARP VIP
-/// whose vhid the firewall picks. Create, update, import, destroy; unknown interfaces are refused at plan.
+/// whose vhid the firewall picks. Create, update, import, destroy; an interface network
+/// (`opt1`) as source; unknown interfaces are refused at plan.
 #[test]
 fn vip_alias_and_rule_lifecycle() {
     for version in TerraformVersion::ALL {
@@ -752,9 +755,15 @@ resource "homelab_opnsense_firewall_rule" "api" {{
                     .check_attr_set("homelab_opnsense_vip.carp", "vhid")
                     .check_attr_set("homelab_opnsense_firewall_rule.api", "sequence"),
             )
+            // An interface network as source (core's NetworkAliasField accepts every interface key of the box).
             .step(
-                Step::config(format!("{prov}{}", body("6444")))
-                    .expect_action("homelab_opnsense_firewall_rule.api", Action::Update),
+                Step::config(format!("{prov}{}", body("6444").replace(OLD_SOURCE, "source           = \"opt1\"")))
+                    .expect_action("homelab_opnsense_firewall_rule.api", Action::Update)
+                    .check_attr("homelab_opnsense_firewall_rule.api", "source", "opt1"),
+            )
+            .step(
+                Step::config(format!("{prov}{}", body("6444").replace(OLD_SOURCE, "source           = \"opt9\"")))
+                    .expect_error(r#"Unknown interface network.*"opt9""#),
             )
             .step(
                 Step::import(ImportKind::Command, "homelab_opnsense_firewall_alias.lb")
@@ -1130,5 +1139,79 @@ fn refused_delete_is_a_clear_diagnostic_and_loses_nothing() {
         )["result"],
         "deleted"
     );
+    assert!(tf.destroy().unwrap().success());
+}
+
+/// `homelab_opnsense_haproxy_status` shows haproxy's live view (os-haproxy's `haproxy/statistics/counters`, served
+/// from the real haproxy's admin socket): in a pool with a TCP health check, a server whose port is closed is DOWN
+/// with a failed L4 check, and a listening one is UP.
+#[test]
+fn status_data_source_shows_a_down_server() {
+    let (emu, _dir) = emulator(false);
+    let echo = Echo::start("up");
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let fe_port = free_port();
+    let cfg = format!(
+        "{}{}{}resource \"homelab_opnsense_haproxy_healthcheck\" \"c\" {{\n  name = \"fast\"\n  type = \"tcp\"\n  interval = \"500ms\"\n}}\n\
+resource \"homelab_opnsense_haproxy_backend\" \"b\" {{\n  name = \"pool\"\n  mode = \"tcp\"\n  servers = [homelab_opnsense_haproxy_server.alive.id, homelab_opnsense_haproxy_server.dead.id]\n  health_check = homelab_opnsense_haproxy_healthcheck.c.id\n}}\n\
+resource \"homelab_opnsense_haproxy_frontend\" \"f\" {{\n  name = \"pool\"\n  mode = \"tcp\"\n  bind = [\"127.0.0.1:{fe_port}\"]\n  default_backend = homelab_opnsense_haproxy_backend.b.id\n}}\n\
+resource \"homelab_opnsense_haproxy_settings\" \"s\" {{\n  enabled = true\n}}\n",
+        provider(&emu),
+        server_hcl("alive", "alive", echo.addr),
+        server_hcl("dead", "dead", dead),
+    );
+    let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
+    tf.require_provider().unwrap();
+    tf.write_config(&cfg).unwrap();
+    tf.init().unwrap();
+    let out = tf.apply(&[]).unwrap();
+    assert!(out.success(), "{out}");
+    // haproxy marks the server DOWN after `fall` (3) failed checks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = api(&emu, "GET", "haproxy/statistics/counters", None);
+        let dead_row = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["id"] == "pool/dead");
+        if dead_row.is_some_and(|r| r["status"] == "DOWN") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "haproxy never marked the dead server DOWN: {rows}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let with_ds = format!("{cfg}data \"homelab_opnsense_haproxy_status\" \"s\" {{\n  depends_on = [homelab_opnsense_haproxy_frontend.f]\n}}\n");
+    tf.write_config(&with_ds).unwrap();
+    let out = tf.apply(&[]).unwrap();
+    assert!(out.success(), "{out}");
+    let state = tf.state().unwrap();
+    let ds = "data.homelab_opnsense_haproxy_status.s";
+    assert_eq!(state.attr(ds, "running"), Some(&Value::Bool(true)));
+    assert_eq!(
+        state.attr(ds, "server_status.pool/dead").and_then(Value::as_str),
+        Some("DOWN"),
+        "{:?}",
+        state.values(ds)
+    );
+    assert_eq!(
+        state.attr(ds, "server_status.pool/alive").and_then(Value::as_str),
+        Some("UP")
+    );
+    let servers = state.attr(ds, "servers").and_then(Value::as_array).unwrap();
+    let dead_row = servers.iter().find(|s| s["name"] == "dead").unwrap();
+    assert_eq!(dead_row["up"], Value::Bool(false));
+    assert_eq!(dead_row["backend"], "pool");
+    assert!(
+        dead_row["check_status"]
+            .as_str()
+            .is_some_and(|c| c.contains("L4CON")),
+        "{dead_row}"
+    );
+    let backends = state.attr(ds, "backends").and_then(Value::as_array).unwrap();
+    assert!(backends.iter().any(|b| b["name"] == "pool" && b["up"] == Value::Bool(true)));
     assert!(tf.destroy().unwrap().success());
 }

@@ -993,6 +993,13 @@ impl Haproxy {
         }
     }
 
+    /// Live counters of every proxy and server (`haproxy/statistics/counters`). Empty when haproxy is not running.
+    pub async fn statistics(&self) -> Result<Vec<StatRow>> {
+        Ok(parse_counters(
+            &self.t.get("haproxy/statistics/counters").await?,
+        ))
+    }
+
     pub async fn status(&self) -> Result<ServiceStatus> {
         let v = self.t.get("haproxy/service/status").await?;
         Ok(
@@ -1004,6 +1011,63 @@ impl Haproxy {
             },
         )
     }
+}
+
+/// One row of `haproxy/statistics/counters` (haproxy's `show stat`): a frontend, a backend or a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatRow {
+    /// Proxy name (the frontend or backend name).
+    pub proxy: String,
+    /// `FRONTEND`, `BACKEND` or the server name.
+    pub service: String,
+    /// haproxy's status: `UP`, `DOWN`, `MAINT`, `no check`, `OPEN`, `UP 1/3` (going down), …
+    pub status: String,
+    /// Last health check result (`L4OK`, `L4CON`, `L7STS`, …; a leading `* ` while a check is running), `None`
+    /// without checks.
+    pub check_status: Option<String>,
+    /// haproxy's words for the last check (`check_desc`), `None` when empty.
+    pub check_description: Option<String>,
+    pub weight: Option<u32>,
+    /// Seconds since the last status change.
+    pub last_change: Option<u64>,
+    /// Current sessions.
+    pub sessions: Option<u64>,
+}
+
+impl StatRow {
+    pub fn is_server(&self) -> bool {
+        self.service != "FRONTEND" && self.service != "BACKEND"
+    }
+}
+
+/// Parses `haproxy/statistics/counters`. The plugin's script returns the CSV rows as objects and `[null]` for blank
+/// lines, and `null` (no JSON) when haproxy is not running; only complete rows are kept.
+pub fn parse_counters(v: &Value) -> Vec<StatRow> {
+    let Some(rows) = v.as_array() else {
+        return Vec::new();
+    };
+    let field = |o: &Obj, k: &str| {
+        o.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    rows.iter()
+        .filter_map(Value::as_object)
+        .filter_map(|o| {
+            Some(StatRow {
+                proxy: field(o, "pxname")?,
+                service: field(o, "svname")?,
+                status: field(o, "status").unwrap_or_default(),
+                check_status: field(o, "check_status"),
+                check_description: field(o, "check_desc"),
+                weight: field(o, "weight").and_then(|s| s.parse().ok()),
+                last_change: field(o, "lastchg").and_then(|s| s.parse().ok()),
+                sessions: field(o, "scur").and_then(|s| s.parse().ok()),
+            })
+        })
+        .collect()
 }
 
 /// Whether configtest output means "do not deploy" (the UI's rule: any `ALERT`).
@@ -1127,6 +1191,25 @@ mod tests {
             Server::attribute_of("checkInterval"),
             Some("check_interval")
         );
+    }
+
+    #[test]
+    fn statistics_rows() {
+        let v = serde_json::json!([
+            {"pxname": "k3s", "svname": "k3s-1", "status": "DOWN", "check_status": "L4CON",
+             "check_desc": "Connection refused", "weight": "1", "lastchg": "4", "scur": "0", "": "",
+             "id": "k3s/k3s-1"},
+            {"pxname": "k3s", "svname": "BACKEND", "status": "DOWN", "check_status": "", "weight": "0"},
+            [null], [null]
+        ]);
+        let rows = parse_counters(&v);
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].is_server() && !rows[1].is_server());
+        assert_eq!(rows[0].status, "DOWN");
+        assert_eq!(rows[0].check_status.as_deref(), Some("L4CON"));
+        assert_eq!(rows[0].last_change, Some(4));
+        assert_eq!(rows[1].check_status, None);
+        assert!(parse_counters(&Value::Null).is_empty());
     }
 
     #[test]

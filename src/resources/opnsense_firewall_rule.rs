@@ -255,16 +255,37 @@ impl Resource for FirewallRule {
         };
         if let Ok(known) = c.vips().interfaces().await {
             let unknown: Vec<&String> = ifaces.iter().filter(|i| !known.contains_key(*i)).collect();
+            let names = || known.keys().cloned().collect::<Vec<_>>().join(", ");
             if !unknown.is_empty() {
                 return Err(Diagnostic::error(
                     "Unknown interface",
                     format!(
                         "The firewall has no interface {unknown:?}; known: {}.",
-                        known.keys().cloned().collect::<Vec<_>>().join(", ")
+                        names()
                     ),
                 )
                 .at(attr("interfaces"))
                 .into());
+            }
+            // Interface networks (`opt1`) and addresses (`opt1ip`) are valid sources/destinations only for
+            // interfaces the box has (core's NetworkAliasField); anything else is an address or an alias name.
+            for (field, value) in [
+                ("source", &plan.planned.source),
+                ("destination", &plan.planned.destination),
+            ] {
+                let Some(v) = value.known() else { continue };
+                let base = v.strip_suffix("ip").unwrap_or(v);
+                if looks_like_interface(base) && !known.contains_key(base) {
+                    return Err(Diagnostic::error(
+                        "Unknown interface network",
+                        format!(
+                            "{v:?} names an interface network the firewall does not have; known interfaces: {}.",
+                            names()
+                        ),
+                    )
+                    .at(attr(field))
+                    .into());
+                }
             }
         }
         Ok(())
@@ -390,6 +411,14 @@ impl ListResource for FirewallRuleList {
         }
         Ok(list_stream::<FirewallRule>(items, req.limit))
     }
+}
+
+/// OPNsense's interface keys: `lan`, `wan` and `opt<N>`.
+fn looks_like_interface(s: &str) -> bool {
+    s == "lan"
+        || s == "wan"
+        || s.strip_prefix("opt")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub fn register(r: &mut Registry) {

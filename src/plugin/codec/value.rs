@@ -294,10 +294,20 @@ mod tests {
 
     #[test]
     fn set_keeps_every_unknown_element() {
-        let s = Value::set(vec![Value::Unknown, Value::string("a"), Value::Unknown, Value::string("a")]);
-        let Value::Set(items) = &s else { unreachable!() };
+        let s = Value::set(vec![
+            Value::Unknown,
+            Value::string("a"),
+            Value::Unknown,
+            Value::string("a"),
+        ]);
+        let Value::Set(items) = &s else {
+            unreachable!()
+        };
         assert_eq!(items.iter().filter(|v| v.is_unknown()).count(), 2);
-        assert_eq!(items.iter().filter(|v| **v == Value::string("a")).count(), 1);
+        assert_eq!(
+            items.iter().filter(|v| **v == Value::string("a")).count(),
+            1
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ const CRUD: Crud = Crud {
     default_sort: &["sequence"],
 };
 
+/// What core's `NetworkAliasField` (`source_net`/`destination_net` in `Firewall/Filter.xml`) accepts: `any`,
+/// `(self)`, every interface of the box by key (`lan`, `opt1`: its network) and `<key>ip` (its address), the name
+/// of any non-port alias, and an address or CIDR.
 fn valid_target(st: &State, interfaces: &[(String, String)], v: &str) -> bool {
     let plain = v;
     plain == "any"
@@ -37,11 +40,12 @@ fn valid_target(st: &State, interfaces: &[(String, String)], v: &str) -> bool {
             .alias
             .items("aliases.alias")
             .iter()
-            .any(|a| a.get("name") == plain)
+            .any(|a| a.get("name") == plain && a.get("type") != "port")
         || ["bogons", "bogonsv6", "virusprot", "sshlockout"].contains(&plain)
 }
 
 fn extra(
+    app: &App,
     st: &State,
     _c: &Crud,
     _uuid: &str,
@@ -65,7 +69,7 @@ fn extra(
     }
     for (f, what) in [("source_net", "source"), ("destination_net", "destination")] {
         for item in get(f).split(',').filter(|s| !s.is_empty()) {
-            if !valid_target(st, &default_interfaces(), item) {
+            if !valid_target(st, &app.cfg.interfaces, item) {
                 v.add(
                     format!("rule.{f}"),
                     format!("{item} is not a valid {what} IP address or alias."),
@@ -73,11 +77,6 @@ fn extra(
             }
         }
     }
-}
-
-/// Model checks run without the controller's config, so interface names are checked against the default box.
-fn default_interfaces() -> Vec<(String, String)> {
-    vec![("wan".into(), "WAN".into()), ("lan".into(), "LAN".into())]
 }
 
 pub async fn handle(app: &App, req: &ApiRequest, action: &str, params: &[String]) -> ApiResponse {

@@ -9,6 +9,7 @@ pub mod alias;
 pub mod core;
 pub mod filter;
 pub mod haproxy;
+pub mod statistics;
 pub mod vip;
 
 use serde_json::{json, Map, Value};
@@ -46,6 +47,7 @@ pub async fn dispatch(app: &App, req: &ApiRequest) -> ApiResponse {
         ("haproxy", "settings") => haproxy::settings(app, req, &action, &params).await,
         ("haproxy", "service") => haproxy::service(app, req, &action).await,
         ("haproxy", "export") => haproxy::export(app, req, &action, &params).await,
+        ("haproxy", "statistics") => statistics::handle(app, req, &action).await,
         ("interfaces", "vipsettings") => vip::handle(app, req, &action, &params).await,
         ("firewall", "alias") => alias::handle(app, req, &action, &params).await,
         ("firewall", "filter") => filter::handle(app, req, &action, &params).await,
@@ -70,9 +72,10 @@ pub struct Crud {
     pub default_sort: &'static [&'static str],
 }
 
-/// Extra model-level validation (OPNsense's `Model::performValidation`), called after field validation.
+/// Extra model-level validation (OPNsense's `Model::performValidation`), called after field validation. It gets the
+/// app so checks can see the box's configuration (its interfaces), as the real models read `config.xml`.
 pub type ExtraValidation =
-    fn(&State, &Crud, &str, &std::collections::BTreeMap<String, String>, &mut Validations);
+    fn(&App, &State, &Crud, &str, &std::collections::BTreeMap<String, String>, &mut Validations);
 
 impl Crud {
     pub fn section_def(&self) -> &'static Section {
@@ -167,7 +170,7 @@ impl Crud {
         }
         let mut v = model::validate(sec, &values, None, &self.ctx(st, app), self.wrapper);
         if let Some(extra) = extra {
-            extra(st, self, uuid.unwrap_or(""), &values, &mut v);
+            extra(app, st, self, uuid.unwrap_or(""), &values, &mut v);
         }
         if !v.is_empty() {
             return (
@@ -223,7 +226,7 @@ impl Crud {
             self.wrapper,
         );
         if let Some(extra) = extra {
-            extra(st, self, uuid, &values, &mut v);
+            extra(app, st, self, uuid, &values, &mut v);
         }
         if !v.is_empty() {
             return (
