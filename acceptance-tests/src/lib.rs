@@ -28,6 +28,7 @@
 //! `HOMELAB_KEEP_WORKDIRS=1` and `HOMELAB_TERRAFORM_VERSIONS=1.15`.
 
 pub mod bench;
+pub mod bench_opnsense;
 pub mod fixture;
 pub mod paths;
 pub mod process;

@@ -10,7 +10,9 @@
 //!   `filesystem_mirror`, so an unknown provider fails at once instead of dialling a registry. The machine's
 //!   `TF_CLI_CONFIG_FILE` (which points at a missing file here) and every other inherited `TF_*`/`OPNSENSE_*`
 //!   variable are removed; `CHECKPOINT_DISABLE=1` and `TF_IN_AUTOMATION=1` are always set;
-//! - every command runs with a deadline (see [`crate::process`]) and in its own process group.
+//! - every command runs with a deadline (see [`crate::process`]) and in its own process group, with `TMPDIR`
+//!   inside the world, so whatever Terraform or the provider leave behind (e.g. the socket directory of a provider
+//!   a test killed with SIGKILL) disappears with the world.
 //!
 //! Version differences are explicit in [`TerraformVersion`]: 1.0.3 has no `terraform_data`, no `import {}` blocks,
 //! no `query`, and cannot `init` under `dev_overrides` (the harness skips `init` there).
@@ -225,7 +227,8 @@ impl Terraform {
         let workdir = root.path().join("work");
         let provider_dir = root.path().join("provider");
         let mirror = root.path().join("empty-mirror");
-        for dir in [&workdir, &provider_dir, &mirror] {
+        let tmp = root.path().join("tmp");
+        for dir in [&workdir, &provider_dir, &mirror, &tmp] {
             std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
         // A symlink, not a copy: cheap, and a rebuilt provider is picked up; a missing binary fails in Terraform
@@ -360,6 +363,7 @@ impl Terraform {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TMPDIR", self.root.path().join("tmp"))
             .env(paths::vars::TFVENV, paths::tfvenv());
         for (k, v) in &self.env {
             match v {

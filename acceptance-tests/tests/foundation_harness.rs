@@ -92,6 +92,13 @@ fn lifecycle_of_terraform_data_through_steps() {
                 .ignore(&["input", "output", "triggers_replace"])
                 .expect_non_empty_plan(),
         )
+        .step(
+            // No resource block: Terraform writes it (`input = null`), so the import is a clean no-op.
+            Step::import(ImportKind::BlockWithId, "terraform_data.a")
+                .with_config("")
+                .generate_config()
+                .ignore(&["input", "output", "triggers_replace"]),
+        )
         .check_destroy(|_, last| {
             last.attr("terraform_data.a", "id")
                 .map(|_| ())

@@ -204,7 +204,24 @@ impl Client {
             delete_path(kind, uuid)
         };
         let permit = self.haproxy_co.begin().await;
+        let runtime = if existed_before && kind == Kind::Server {
+            self.weight_only_change(uuid, &obj.to_wire()).await
+        } else {
+            None
+        };
         self.haproxy.put(uuid, obj).await?;
+        if !existed_before && matches!(kind, Kind::Server | Kind::Healthcheck) {
+            // A server or health check is rendered only inside a backend that links it, and nothing can link a
+            // UUID that did not exist until now (Terraform creates the backend after it): live as saved.
+            return Ok(());
+        }
+        if let Some(targets) = runtime {
+            // Live through the runtime API; the permit still holds deploys off, so no reload of the old rendering
+            // can undo it. Any refusal falls back to the normal configtest → reconfigure below.
+            if self.set_runtime_weights(&targets).await {
+                return Ok(());
+            }
+        }
         permit
             .commit(Change {
                 target: Target::Haproxy(kind, uuid),
@@ -212,6 +229,71 @@ impl Client {
             })
             .live()
             .await
+    }
+
+    /// When the update of server `uuid` to `new` changes nothing but its weight and the server is rendered, the
+    /// `(backend, server, weight)` runtime calls that make it live without a reload: haproxy applies a weight at
+    /// runtime, and os-haproxy exposes that as `haproxy/maintenance/serverWeight` (its maintenance page). This keeps
+    /// bulk weight changes (draining, rebalancing) free of reconfigures, which matter because Terraform's
+    /// parallelism bounds how many changes one reconfigure can carry (see [`super::coalesce`]).
+    async fn weight_only_change(
+        &self,
+        uuid: Uuid,
+        new: &serde_json::Map<String, Value>,
+    ) -> Option<Vec<(String, String, u16)>> {
+        use super::haproxy::Server;
+        let model = self.haproxy.model().await.ok()?;
+        if !model.settings().ok()?.enabled {
+            return None;
+        }
+        let prev: Server = model.get(uuid).ok()??;
+        let next = Server::from_wire(new).ok()?;
+        let same_but_weight = Server {
+            weight: next.weight,
+            ..prev.clone()
+        } == next;
+        if prev.weight == next.weight || !same_but_weight || !next.enabled {
+            return None;
+        }
+        let backends = model.backends_rendering_server(uuid);
+        if backends.is_empty() {
+            return None;
+        }
+        // haproxy's default weight is 1, which is what OPNsense renders for an unset weight.
+        let weight = next.weight.unwrap_or(1);
+        Some(
+            backends
+                .into_iter()
+                .map(|b| (b, next.name.clone(), weight))
+                .collect(),
+        )
+    }
+
+    async fn set_runtime_weights(&self, targets: &[(String, String, u16)]) -> bool {
+        for (backend, server, weight) in targets {
+            let body = json!({"backend": backend, "server": server, "weight": weight.to_string()});
+            match self
+                .t
+                .post(
+                    "haproxy/maintenance/serverWeight",
+                    Some(&body),
+                    Idempotency::Idempotent,
+                )
+                .await
+            {
+                Ok(v) if v.get("status").and_then(Value::as_str) == Some("ok") => {}
+                other => {
+                    tracing::debug!(
+                        ?other,
+                        backend,
+                        server,
+                        "runtime weight refused; reconfiguring instead"
+                    );
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Delete a HAProxy object and return once the removal is live. `Ok(false)` when it was already gone.

@@ -796,6 +796,21 @@ impl Model {
         }
     }
 
+    /// Names of the enabled backends that link server `uuid` (where haproxy runs it under the backend's name).
+    pub fn backends_rendering_server(&self, uuid: Uuid) -> Vec<String> {
+        let needle = uuid.to_string();
+        self.items(Kind::Backend)
+            .into_iter()
+            .filter(|(_, b)| text(b, "enabled") != "0")
+            .filter(|(_, b)| {
+                selected_all(b, "linkedServers")
+                    .iter()
+                    .any(|s| s == &needle)
+            })
+            .map(|(_, b)| text(b, "name"))
+            .collect()
+    }
+
     /// Backends and frontends that reference `uuid` (for "in use" diagnostics).
     pub fn referrers(&self, uuid: Uuid) -> Vec<(Kind, Uuid, String)> {
         let needle = uuid.to_string();

@@ -30,7 +30,11 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.id))
         .collect();
-    if rows.is_empty() {
+    if rows.is_empty()
+        && !only
+            .iter()
+            .any(|o| homelab_acceptance::bench_opnsense::IDS.contains(&o.as_str()))
+    {
         bail!("no benchmark row matches {only:?}");
     }
     let mut results = Vec::new();
@@ -49,6 +53,10 @@ fn main() -> Result<()> {
         );
         results.push(r);
     }
+    // OPNsense rows and counts (helper H, issue 5): see acceptance-tests/src/bench_opnsense.rs.
+    let (opnsense_rows, opnsense_md) =
+        homelab_acceptance::bench_opnsense::run(runs, &only).context("OPNsense benchmarks")?;
+    results.extend(opnsense_rows);
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -56,6 +64,7 @@ fn main() -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let md = bench::render_markdown(&results, &date, &bench::machine_description());
+    let md = md.replacen("\n## Reproduce", &format!("{opnsense_md}\n## Reproduce"), 1);
     match output {
         Some(path) => {
             std::fs::write(&path, md).with_context(|| format!("writing {path}"))?;

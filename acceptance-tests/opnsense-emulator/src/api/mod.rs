@@ -9,6 +9,7 @@ pub mod alias;
 pub mod core;
 pub mod filter;
 pub mod haproxy;
+pub mod maintenance;
 pub mod statistics;
 pub mod vip;
 
@@ -48,6 +49,7 @@ pub async fn dispatch(app: &App, req: &ApiRequest) -> ApiResponse {
         ("haproxy", "service") => haproxy::service(app, req, &action).await,
         ("haproxy", "export") => haproxy::export(app, req, &action, &params).await,
         ("haproxy", "statistics") => statistics::handle(app, req, &action).await,
+        ("haproxy", "maintenance") => maintenance::handle(app, req, &action).await,
         ("interfaces", "vipsettings") => vip::handle(app, req, &action, &params).await,
         ("firewall", "alias") => alias::handle(app, req, &action, &params).await,
         ("firewall", "filter") => filter::handle(app, req, &action, &params).await,

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::request::{ApiRequest, ApiResponse};
 
 /// One admin-socket command, its raw answer, or `None` when haproxy is not there to answer.
-async fn socket_command(sock: &Path, command: &str) -> Option<String> {
+pub(crate) async fn socket_command(sock: &Path, command: &str) -> Option<String> {
     let run = async {
         let mut s = tokio::net::UnixStream::connect(sock).await.ok()?;
         s.write_all(format!("{command}\n").as_bytes()).await.ok()?;
