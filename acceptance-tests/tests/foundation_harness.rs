@@ -220,7 +220,12 @@ fn ctrl_c_interrupts_terraform_cleanly() {
     );
     assert_eq!(out.code, Some(1), "{out}");
     let text = normalize_diagnostics(&out.combined());
-    assert!(text.contains("Interrupt received"), "{out}");
+    // Terraform prints "Interrupt received" when its handler wins the race; when the group's SIGINT reaches the
+    // provisioner's child first, the apply fails with the child's "signal: interrupt" instead. Both are a clean stop.
+    assert!(
+        text.contains("Interrupt received") || text.contains("signal: interrupt"),
+        "{out}"
+    );
     // The state is readable and the resource is tainted (the provisioner did not finish), so a new plan replaces it.
     let state = tf.state().unwrap();
     assert!(

@@ -102,6 +102,17 @@ impl Client {
         Rules { t: self.t.clone() }
     }
 
+    /// A HAProxy write is coming (Terraform planned a create or update of a HAProxy object): the batch being collected
+    /// waits for it. Paired with [`Client::haproxy_write_arrived`].
+    pub fn expect_haproxy_write(&self) {
+        self.haproxy_co.expect();
+    }
+
+    /// The announced HAProxy write arrived (called when a create or update starts, whatever its outcome).
+    pub fn haproxy_write_arrived(&self) {
+        self.haproxy_co.arrived();
+    }
+
     /// Reconfigure batches per service so far (for tests and benchmarks).
     pub fn deploy_batches(&self) -> BTreeMap<&'static str, u64> {
         [

@@ -5,11 +5,20 @@
 //! each must return only once its change is live. So every write registers here; a single runner task waits for a
 //! short quiet period, then takes the batch and deploys it once (for HAProxy: configtest → reconfigure).
 //!
+//! Why batches are bounded by Terraform's parallelism: Terraform holds one of its `parallelism` (default 10) slots
+//! for a resource's whole node execution, `ApplyResourceChange` included (`ContextGraphWalker.Execute`), and a
+//! resource returns only once its change is live. So at most `parallelism` changes can wait for one deploy, and K
+//! changes that need a reload at one dependency level need at least ⌈K/parallelism⌉ deploys. To reach that bound
+//! even when Terraform dispatches the slots slowly (a loaded machine), resources announce a planned change when
+//! Terraform re-plans them in the apply walk ([`Coalescer::expect`]), right before applying, and a batch waits for
+//! announced writes (bounded by `max_wait`). Changes haproxy can take at runtime (server weights) skip the deploy
+//! altogether (see `Client::haproxy_put`).
+//!
 //! Exactness: writers hold a shared permit of a gate while writing; the runner takes the gate exclusively while it
 //! deploys. A batch therefore contains exactly the writes saved before its configtest, no write lands between
 //! configtest and reconfigure, and a failed batch can be reverted before anyone writes again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +94,8 @@ struct Inner {
     deployer: Arc<dyn Deployer>,
     timing: Timing,
     batches: AtomicU64,
+    /// Writes announced by [`Coalescer::expect`] that have not arrived yet.
+    expected: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -113,6 +124,7 @@ impl Coalescer {
                 deployer,
                 timing,
                 batches: AtomicU64::new(0),
+                expected: AtomicUsize::new(0),
             }),
         }
     }
@@ -123,6 +135,20 @@ impl Coalescer {
             inner: self.inner.clone(),
             _guard: self.inner.gate.clone().read_owned().await,
         }
+    }
+
+    /// Announce a write that is about to come (Terraform planned a change and will apply it next): the batch being
+    /// collected waits for it (up to `max_wait`) instead of deploying without it.
+    pub fn expect(&self) {
+        self.inner.expected.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An announced write has arrived (or will not come). Never goes below zero.
+    pub fn arrived(&self) {
+        let _ = self
+            .inner
+            .expected
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Batches deployed so far.
@@ -193,7 +219,8 @@ async fn run(inner: Arc<Inner>) {
         loop {
             tokio::time::sleep(inner.timing.quiet).await;
             let now = len();
-            if now == last || start.elapsed() >= inner.timing.max_wait {
+            let announced = inner.expected.load(Ordering::SeqCst) > 0;
+            if (now == last && !announced) || start.elapsed() >= inner.timing.max_wait {
                 break;
             }
             last = now;
@@ -328,6 +355,31 @@ mod tests {
         for t in [t1, t2, t3] {
             assert!(matches!(t.live().await, Err(Error::ConfigTest { .. })));
         }
+        assert_eq!(*rec.batches.lock().unwrap(), vec![2, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_waits_for_announced_writes() {
+        let rec = Arc::new(Recorder {
+            batches: Mutex::new(vec![]),
+            fail: false,
+            inside: AtomicUsize::new(0),
+        });
+        let co = Coalescer::new(rec.clone(), timing());
+        // Two writes announced; the second arrives well after the quiet period (40 ms) but within max_wait.
+        co.expect();
+        co.expect();
+        co.arrived();
+        let t1 = co.begin().await.commit(change());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        co.arrived();
+        let t2 = co.begin().await.commit(change());
+        t1.live().await.unwrap();
+        t2.live().await.unwrap();
+        assert_eq!(*rec.batches.lock().unwrap(), vec![2]);
+        // Never below zero: an extra arrival does not make later batches wait.
+        co.arrived();
+        co.begin().await.commit(change()).live().await.unwrap();
         assert_eq!(*rec.batches.lock().unwrap(), vec![2, 1]);
     }
 

@@ -335,15 +335,24 @@ fn duplicate_diag(what: &str, name: &str, others: &[Uuid]) -> Diagnostics {
     .into()
 }
 
-/// Plan-time duplicate check (where the live box is reachable and the name is known).
+/// Plan-time duplicate check (where the live box is reachable and the name is known). Also announces a planned
+/// create or update to the reconfigure coalescer: in the apply walk Terraform re-plans a resource right before
+/// applying it, so the batch being collected can wait for this write instead of going live without it.
 pub async fn hx_modify_plan<S: HaproxySpec>(
     ctx: &Context,
     plan: &mut Plan<S::Model>,
 ) -> Result<(), Diagnostics> {
-    let Some(name) = S::name(&plan.planned).known().cloned() else {
+    let Some(c) = client_if_ready(ctx) else {
         return Ok(());
     };
-    let Some(c) = client_if_ready(ctx) else {
+    let changes = match &plan.prior {
+        None => true,
+        Some(prior) => serde_json::to_value(prior).ok() != serde_json::to_value(&plan.planned).ok(),
+    };
+    if changes {
+        c.expect_haproxy_write();
+    }
+    let Some(name) = S::name(&plan.planned).known().cloned() else {
         return Ok(());
     };
     let own = plan
@@ -369,6 +378,7 @@ async fn write<S: HaproxySpec>(
     existed: bool,
 ) -> Result<S::Model, Diagnostics> {
     let c = client(ctx)?;
+    c.haproxy_write_arrived();
     let obj = S::to_obj(plan)?;
     let name = <S::Obj as HaproxyObject>::name(&obj).to_string();
     let model = c

@@ -305,10 +305,23 @@ fn one_learner_at_a_time() {
     s2.wait_ready(60);
     assert_eq!(members(&s1).len(), 2);
     // The remove annotation takes the member out without deleting the Node (k3s-io/k3s#9817); c2's etcd stops.
-    kubectl_ok(
-        &s1.kubeconfig(),
-        &["annotate", "node", "c2", "etcd.k3s.cattle.io/remove=true"],
-    );
+    // etcd may refuse ("unhealthy cluster") while the new member is too fresh; k3s retries, so do we.
+    eventually(40, "the member removal", || {
+        let o = kubectl(
+            &s1.kubeconfig(),
+            &[
+                "annotate",
+                "--overwrite",
+                "node",
+                "c2",
+                "etcd.k3s.cattle.io/remove=true",
+            ],
+        );
+        if !o.status.success() {
+            eprintln!("{}", stderr(&o));
+        }
+        o.status.success()
+    });
     assert_eq!(members(&s1).len(), 1);
     assert_eq!(s2.wait_exit(30), 1);
     assert!(kubectl_ok(&s1.kubeconfig(), &["get", "nodes"]).contains("c2"));

@@ -1,0 +1,6 @@
+import {
+  to = homelab_opnsense_haproxy_healthcheck.k3s_api
+  identity = {
+    id = "7a3f0e6c-52d1-4b8e-a0c4-9e1f27d85b36"
+  }
+}

@@ -1,0 +1,6 @@
+import {
+  to = homelab_opnsense_haproxy_settings.this
+  identity = {
+    id = "haproxy"
+  }
+}
