@@ -469,3 +469,49 @@ async fn vip_model_checks() {
         json!(["A valid network address is required."])
     );
 }
+
+/// Sources and destinations accept what core's `NetworkAliasField` accepts (`Firewall/Filter.xml`): `any`,
+/// `(self)`, every interface of this box by key (its network) or `<key>ip` (its address), non-port aliases, and
+/// addresses/CIDRs; an interface the box does not have and a port alias are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_sources_are_the_boxs_interfaces_aliases_and_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = opnsense_emulator::Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("state.json"),
+        "key",
+        "secret",
+    );
+    cfg.interfaces = vec![
+        ("wan".into(), "WAN".into()),
+        ("lan".into(), "LAN".into()),
+        ("opt1".into(), "K3S".into()),
+    ];
+    let emu = opnsense_emulator::Emulator::start(cfg).unwrap();
+    let api = Api::new(&emu);
+    api.saved(
+        "firewall/alias/addItem",
+        json!({"alias": {"name": "api_ports", "type": "port", "content": "6443"}}),
+    )
+    .await;
+    for ok in ["opt1", "opt1ip", "lan", "(self)", "any", "10.0.3.0/24"] {
+        api.saved(
+            "firewall/filter/addRule",
+            json!({"rule": {"interface": "opt1", "source_net": ok, "destination_net": "opt1ip"}}),
+        )
+        .await;
+    }
+    for bad in ["opt9", "api_ports"] {
+        let r = api
+            .post(
+                "firewall/filter/addRule",
+                json!({"rule": {"interface": "opt1", "source_net": bad}}),
+            )
+            .await;
+        assert_eq!(
+            r["validations"]["rule.source_net"],
+            format!("{bad} is not a valid source IP address or alias."),
+            "{r}"
+        );
+    }
+}
