@@ -7,14 +7,16 @@
 //!   50 `terraform_data`; a no-op refreshed plan of the seed's OPNsense objects with 50 ms injected latency on every
 //!   API call against the same plan without latency (the target is an absolute < 1 s);
 //! - counts: API calls per refreshed plan as N grows (expected flat per type: one whole-model read serves every
-//!   HAProxy object), and haproxy reconfigures per apply as N grows (creating a pool of N servers, updating all N
-//!   servers of the pool, and the same update with `-parallelism` above N).
+//!   HAProxy object), and haproxy reconfigures per apply as N grows (creating a pool of N servers; changing the
+//!   weight of all N, which goes live through os-haproxy's runtime API without any reconfigure; changing the port of
+//!   all N, which needs configtest → reconfigure, at the default parallelism and with `-parallelism` above N).
 //!
-//! Why the update count grows with N at Terraform's default parallelism: Terraform holds one of its `parallelism`
-//! (10) slots for the whole execution of a resource node, `ApplyResourceChange` included
+//! Why the port-change count grows with N at Terraform's default parallelism: Terraform holds one of its
+//! `parallelism` (10) slots for the whole execution of a resource node, `ApplyResourceChange` included
 //! (`ContextGraphWalker.Execute` in `internal/terraform/graph_walk_context.go`), and each resource returns only
-//! once its change is live. So at most 10 changes can be waiting for one reconfigure, and N changes at one
-//! dependency level need at least ⌈N/10⌉; the coalescer reaches that bound, and with `-parallelism` ≥ N it is one.
+//! once its change is live. So at most 10 changes can be waiting for one reconfigure, and N reload-needing changes
+//! at one dependency level need at least ⌈N/10⌉; the coalescer reaches that bound (see `src/opnsense/coalesce.rs`),
+//! and with `-parallelism` ≥ N it is one.
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -227,6 +227,29 @@ fn restart_policy_exec_start_pre_and_unit_changes() {
     );
     assert_eq!(text(&o), "inactive");
 
+    // A missing program behind '-' is ignored, as k3s's `ExecStartPre=-/sbin/modprobe br_netfilter` needs on a host
+    // without kmod; without '-' it fails the start. Neither may wedge the supervisor.
+    unit(
+        "premissing.service",
+        "[Service]\nExecStartPre=-/nonexistent/modprobe br_netfilter\nExecStart=/bin/sleep 100\n",
+    );
+    let o = sh(
+        &lab,
+        host,
+        "systemctl daemon-reload; systemctl start premissing; echo $?; systemctl is-active premissing; systemctl stop premissing",
+    );
+    assert_eq!(text(&o), "0\nactive");
+    unit(
+        "premissing2.service",
+        "[Service]\nExecStartPre=/nonexistent/modprobe br_netfilter\nExecStart=/bin/sleep 100\n",
+    );
+    let o = sh(
+        &lab,
+        host,
+        "systemctl daemon-reload; systemctl start premissing2; echo $?; systemctl is-failed premissing2",
+    );
+    assert_eq!(text(&o), "1\nfailed");
+
     // A notify service that never says READY fails after TimeoutStartSec, and the blocking start says so.
     unit(
         "slow.service",

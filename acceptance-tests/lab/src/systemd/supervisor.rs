@@ -813,9 +813,13 @@ impl Supervisor {
         env: &BTreeMap<String, String>,
         notify: Option<&Path>,
     ) -> std::io::Result<i32> {
+        // A missing program must be found out here, not by `spawn`: when exec fails, the standard library waits for
+        // the failed child itself, but this process is PID 1 and its reaper may collect that child first, which
+        // makes `spawn` panic. k3s's unit has `ExecStartPre=-/sbin/modprobe ...`, so hosts without kmod hit this.
+        let program = resolve_program(&argv[0], env.get("PATH").map(String::as_str))?;
         let (reader, writer) = nix::unistd::pipe().map_err(std::io::Error::from)?;
         let writer2 = writer.try_clone()?;
-        let mut cmd = Command::new(&argv[0]);
+        let mut cmd = Command::new(&program);
         cmd.args(&argv[1..])
             .env_clear()
             .envs(env)
@@ -1405,4 +1409,35 @@ fn kill_session(main: i32, grace: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
     signal_unit(main, Signal::SIGKILL);
+}
+
+/// Resolves a unit's program the way exec would (an absolute or relative path as given, else the first executable
+/// match on `PATH`), so that a missing program is an ordinary error instead of a failed exec.
+fn resolve_program(program: &str, path: Option<&str>) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    let not_found = || {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{program}: No such file or directory"),
+        )
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return if executable(p) {
+            Ok(p.to_path_buf())
+        } else {
+            Err(not_found())
+        };
+    }
+    path.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(not_found)
 }

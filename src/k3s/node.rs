@@ -1,0 +1,588 @@
+//! The remote command sequences for one k3s node (server or agent), each idempotent.
+//!
+//! Every function takes an open [`Session`]; privileged commands go through `run_sudo`/`exec_sudo` (root runs them
+//! directly). Secrets (the token inside `config.yaml`, the install binary) travel on stdin via
+//! [`Session::upload`]; what we put on command lines is only non-secret (version, unit names, node names).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ssh::{quote, Session, SshError};
+
+/// Where k3s keeps its config file.
+pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+/// The installed binary.
+pub const K3S_BIN: &str = "/usr/local/bin/k3s";
+/// Where we put the install script on the host.
+pub const INSTALL_SCRIPT_PATH: &str = "/usr/local/bin/k3s-install.sh";
+/// The server's secure (CA-pinned) join token.
+pub const TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/token";
+/// The admin kubeconfig k3s writes on servers.
+pub const KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
+/// The agent's client-side load balancer state.
+pub const AGENT_LB_PATH: &str = "/var/lib/rancher/k3s/agent/etc/k3s-agent-load-balancer.json";
+
+/// Errors of node operations. None carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum K3sError {
+    /// The SSH transport failed (or a command exited non-zero).
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The unit or node did not become ready in time.
+    #[error("{unit} on {host} did not become ready within {waited:?} (last state: {state}); last journal lines:\n{journal}")]
+    NotReady {
+        host: String,
+        unit: String,
+        waited: Duration,
+        state: String,
+        journal: String,
+    },
+    /// The install script failed.
+    #[error("installing k3s on {host} failed (exit {status}):\n{output}")]
+    Install {
+        host: String,
+        status: u32,
+        output: String,
+    },
+    /// The host says something we cannot interpret.
+    #[error("unexpected answer from {host}: {detail}")]
+    Unexpected { host: String, detail: String },
+}
+
+/// Server or agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl Role {
+    /// The systemd unit the install script creates.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Role::Server => "k3s",
+            Role::Agent => "k3s-agent",
+        }
+    }
+    /// The k3s sub-command (first word of `INSTALL_K3S_EXEC`).
+    pub fn command(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+    /// The uninstall script the install script writes.
+    pub fn uninstall_script(self) -> &'static str {
+        match self {
+            Role::Server => "/usr/local/bin/k3s-uninstall.sh",
+            Role::Agent => "/usr/local/bin/k3s-agent-uninstall.sh",
+        }
+    }
+}
+
+/// Where the install script (and optionally the binary) comes from.
+#[derive(Clone, Debug, Default)]
+pub struct InstallSource {
+    /// The script's content, uploaded to the host. `None`: the host downloads `script_url` with curl.
+    pub script: Option<Vec<u8>>,
+    /// URL the host downloads the script from when `script` is `None` (default `https://get.k3s.io`).
+    pub script_url: Option<String>,
+    /// A k3s binary uploaded to the host (air-gap install; implies `INSTALL_K3S_SKIP_DOWNLOAD=true`).
+    pub binary: Option<Vec<u8>>,
+    /// Extra non-secret `INSTALL_K3S_*` environment for the script (e.g. a mirror).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Validates an extra install environment variable name: `INSTALL_K3S_*` only (secrets belong in config.yaml).
+pub fn check_install_env_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name.starts_with("INSTALL_K3S_");
+    if !ok {
+        return Err(format!(
+            "{name:?} is not allowed: only INSTALL_K3S_* variables (upper case) can be passed to the install \
+             script; k3s settings (token, server, ...) belong in config.yaml"
+        ));
+    }
+    if matches!(
+        name,
+        "INSTALL_K3S_EXEC" | "INSTALL_K3S_SKIP_START" | "INSTALL_K3S_VERSION"
+    ) {
+        return Err(format!(
+            "{name} is set by the provider (use the resource's attributes instead)"
+        ));
+    }
+    Ok(())
+}
+
+/// What a quick look at the host finds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Probe {
+    /// `k3s --version` field 3 (e.g. `v1.31.5+k3s1`), if the binary is installed.
+    pub version: Option<String>,
+    /// Units present (`k3s`, `k3s-agent`).
+    pub units: Vec<String>,
+    /// `systemctl is-active` of the role's unit.
+    pub active: String,
+    /// `systemctl is-enabled` of the role's unit.
+    pub enabled: String,
+    /// The raw config.yaml, if present.
+    pub config: Option<Vec<u8>>,
+    /// The host name.
+    pub hostname: String,
+}
+
+impl Probe {
+    /// Whether k3s in this role is installed at all.
+    pub fn installed(&self, role: Role) -> bool {
+        self.version.is_some() && self.units.iter().any(|u| u == role.unit())
+    }
+}
+
+/// Splits `@@name` sections of a probe script's output.
+fn sections(out: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut cur: Option<String> = None;
+    let mut buf = String::new();
+    for line in out.split_inclusive('\n') {
+        if let Some(name) = line.strip_prefix("@@") {
+            if let Some(c) = cur.take() {
+                map.insert(c, std::mem::take(&mut buf));
+            }
+            cur = Some(name.trim().to_string());
+            continue;
+        }
+        if cur.is_some() {
+            buf.push_str(line);
+        }
+    }
+    if let Some(c) = cur {
+        map.insert(c, buf);
+    }
+    map
+}
+
+/// Parses `k3s version v1.31.5+k3s1 (56ec5dd4)` → `v1.31.5+k3s1`.
+pub fn parse_version(s: &str) -> Option<String> {
+    let line = s.lines().next()?;
+    let mut w = line.split_whitespace();
+    (w.next()? == "k3s" && w.next()? == "version").then_some(())?;
+    w.next().map(str::to_string)
+}
+
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let t: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if t.is_empty() {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(t).ok()
+}
+
+/// Reads the node's basic state in one round trip.
+pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
+    let unit = role.unit();
+    let script = format!(
+        "echo @@version; test -x {K3S_BIN} && {K3S_BIN} --version 2>/dev/null | head -n1\n\
+         echo @@units; for u in k3s k3s-agent; do test -f /etc/systemd/system/$u.service && echo $u; done\n\
+         echo @@active; systemctl is-active {unit} 2>/dev/null\n\
+         echo @@enabled; systemctl is-enabled {unit} 2>/dev/null\n\
+         echo @@config; test -f {CONFIG_PATH} && base64 -w0 {CONFIG_PATH} && echo\n\
+         echo @@hostname; hostname\n\
+         exit 0\n"
+    );
+    let out = session.run_sudo(&script, None).await?.stdout_str();
+    let s = sections(&out);
+    let get = |k: &str| s.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    Ok(Probe {
+        version: parse_version(&get("version")),
+        units: get("units").lines().map(str::to_string).collect(),
+        active: get("active"),
+        enabled: get("enabled"),
+        config: s.get("config").and_then(|c| decode_b64(c)),
+        hostname: get("hostname"),
+    })
+}
+
+/// Renders config.yaml (as JSON, which YAML parsers accept) from its keys. Deterministic: keys sorted.
+pub fn render_config(cfg: &BTreeMap<String, serde_json::Value>) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(cfg).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Parses a config.yaml we wrote (JSON). `None` for anything else (hand-written YAML): treated as drift.
+pub fn parse_config(raw: &[u8]) -> Option<BTreeMap<String, serde_json::Value>> {
+    serde_json::from_slice(raw).ok()
+}
+
+/// Writes config.yaml (0600, atomically) if its content differs. Returns whether it changed.
+pub async fn write_config(
+    session: &Session,
+    content: &[u8],
+    current: Option<&[u8]>,
+) -> Result<bool, K3sError> {
+    if current == Some(content) {
+        return Ok(false);
+    }
+    session
+        .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
+        .await?;
+    session.upload(content, CONFIG_PATH, 0o600).await?;
+    Ok(true)
+}
+
+/// Runs the install script with `INSTALL_K3S_SKIP_START=true` (the unit is started by [`start`]).
+pub async fn install(
+    session: &Session,
+    role: Role,
+    version: Option<&str>,
+    source: &InstallSource,
+) -> Result<(), K3sError> {
+    let mut env: Vec<(String, String)> = vec![
+        ("INSTALL_K3S_SKIP_START".into(), "true".into()),
+        ("INSTALL_K3S_EXEC".into(), role.command().into()),
+    ];
+    if let Some(v) = version {
+        env.push(("INSTALL_K3S_VERSION".into(), v.into()));
+    }
+    if let Some(bin) = &source.binary {
+        session
+            .run_sudo("install -d -m 0755 /usr/local/bin", None)
+            .await?;
+        session.upload(bin, K3S_BIN, 0o755).await?;
+        env.push(("INSTALL_K3S_SKIP_DOWNLOAD".into(), "true".into()));
+    }
+    for (k, v) in &source.env {
+        env.push((k.clone(), v.clone()));
+    }
+    match &source.script {
+        Some(script) => {
+            session
+                .run_sudo("install -d -m 0755 /usr/local/bin", None)
+                .await?;
+            session.upload(script, INSTALL_SCRIPT_PATH, 0o755).await?;
+        }
+        None => {
+            let url = source
+                .script_url
+                .clone()
+                .unwrap_or_else(|| "https://get.k3s.io".into());
+            session
+                .run_sudo(
+                    &format!(
+                        "set -e; install -d -m 0755 /usr/local/bin; curl -sfL {} -o {INSTALL_SCRIPT_PATH}.tmp; \
+                         chmod 755 {INSTALL_SCRIPT_PATH}.tmp; mv -f {INSTALL_SCRIPT_PATH}.tmp {INSTALL_SCRIPT_PATH}",
+                        quote(&url)
+                    ),
+                    None,
+                )
+                .await?;
+        }
+    }
+    let assignments: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    // `env -u` keeps any K3S_* the login environment might carry out of the unit's env file.
+    let cmd = format!(
+        "env -u K3S_TOKEN -u K3S_URL {} sh {INSTALL_SCRIPT_PATH} 2>&1",
+        assignments.join(" ")
+    );
+    let out = session.exec_sudo(&cmd, None).await?;
+    if !out.success() {
+        let text = out.stdout_str();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        return Err(K3sError::Install {
+            host: session.host().to_string(),
+            status: out.exit_status,
+            output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(())
+}
+
+/// Starts (or restarts) the unit without waiting for it (`--no-block`).
+pub async fn start(session: &Session, role: Role, restart: bool) -> Result<(), K3sError> {
+    let verb = if restart { "restart" } else { "start" };
+    session
+        .run_sudo(
+            &format!(
+                "systemctl daemon-reload; systemctl enable {u} >/dev/null 2>&1; systemctl {verb} --no-block {u}",
+                u = role.unit()
+            ),
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The last `n` journal lines of the unit (best effort).
+pub async fn journal_tail(session: &Session, role: Role, n: u32) -> String {
+    match session
+        .exec_sudo(
+            &format!("journalctl -u {} -n {n} --no-pager 2>&1", role.unit()),
+            None,
+        )
+        .await
+    {
+        Ok(o) => o.stdout_str(),
+        Err(e) => format!("(journal unavailable: {e})"),
+    }
+}
+
+/// Polls until the unit is active and (servers) the node reports Ready, or (agents) the load balancer file exists.
+pub async fn wait_ready(
+    session: &Session,
+    role: Role,
+    node_name: &str,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), K3sError> {
+    let unit = role.unit();
+    let check = match role {
+        Role::Server => format!(
+            "s=$(systemctl is-active {unit} 2>/dev/null); echo \"unit=$s\"; [ \"$s\" = active ] || exit 0\n\
+             r=$({K3S_BIN} kubectl get node {n} -o 'jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}' 2>/dev/null)\n\
+             echo \"ready=$r\"\n",
+            n = quote(node_name)
+        ),
+        Role::Agent => format!(
+            "s=$(systemctl is-active {unit} 2>/dev/null); echo \"unit=$s\"; [ \"$s\" = active ] || exit 0\n\
+             test -s {AGENT_LB_PATH} && echo ready=True\nexit 0\n"
+        ),
+    };
+    let started = Instant::now();
+    let mut state;
+    loop {
+        let out = session.exec_sudo(&check, None).await?.stdout_str();
+        if out.lines().any(|l| l.trim() == "ready=True") {
+            return Ok(());
+        }
+        state = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if started.elapsed() >= timeout || cancel.is_cancelled() {
+            break;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(700)) => {}
+        }
+    }
+    Err(K3sError::NotReady {
+        host: session.host().to_string(),
+        unit: unit.to_string(),
+        waited: started.elapsed(),
+        state,
+        journal: journal_tail(session, role, 30).await,
+    })
+}
+
+/// What a server reports about its cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerFacts {
+    /// The secure `K10<ca-hash>::server:<password>` token.
+    pub token: Option<String>,
+    /// SANs of the certificate presented on `127.0.0.1:6443`, as openssl prints them (prefix stripped).
+    pub serving_sans: Vec<String>,
+    /// The admin kubeconfig as written by k3s.
+    pub kubeconfig: Option<String>,
+}
+
+/// Parses `openssl x509 -ext subjectAltName` output into names.
+pub fn parse_sans(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .lines()
+        .filter(|l| !l.contains("Subject Alternative Name"))
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.strip_prefix("DNS:")
+                .or_else(|| x.strip_prefix("IP Address:"))
+                .unwrap_or(x)
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads the token, the SANs on the wire and the kubeconfig of a server.
+pub async fn server_facts(session: &Session) -> Result<ServerFacts, K3sError> {
+    let script = format!(
+        "echo @@token; cat {TOKEN_PATH} 2>/dev/null; echo\n\
+         echo @@sans; openssl s_client -connect 127.0.0.1:6443 </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName 2>/dev/null\n\
+         echo @@kubeconfig; cat {KUBECONFIG_PATH} 2>/dev/null\n\
+         exit 0\n"
+    );
+    let out = session.run_sudo(&script, None).await?.stdout_str();
+    let s = sections(&out);
+    let token = s
+        .get("token")
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let kubeconfig = s
+        .get("kubeconfig")
+        .filter(|k| !k.trim().is_empty())
+        .cloned();
+    Ok(ServerFacts {
+        token,
+        serving_sans: parse_sans(s.get("sans").map(String::as_str).unwrap_or("")),
+        kubeconfig,
+    })
+}
+
+/// Reads the agent's load-balancer file: (`ServerURL`, `ServerAddresses`).
+pub async fn agent_lb(session: &Session) -> Result<Option<(String, Vec<String>)>, K3sError> {
+    let Some(raw) = session.download_if_exists(AGENT_LB_PATH).await? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| K3sError::Unexpected {
+        host: session.host().to_string(),
+        detail: format!("{AGENT_LB_PATH} is not JSON: {e}"),
+    })?;
+    let url = v["ServerURL"].as_str().unwrap_or_default().to_string();
+    let mut addrs: Vec<String> = v["ServerAddresses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    addrs.sort();
+    Ok(Some((url, addrs)))
+}
+
+/// Stops and removes k3s in this role (the uninstall script; absent script = already gone).
+pub async fn uninstall(session: &Session, role: Role) -> Result<(), K3sError> {
+    let s = role.uninstall_script();
+    session
+        .run_sudo(
+            &format!("if [ -x {s} ]; then {s} >/dev/null 2>&1; fi; exit 0"),
+            None,
+        )
+        .await?;
+    let left = session
+        .exec_sudo(
+            &format!("test -e /etc/systemd/system/{}.service", role.unit()),
+            None,
+        )
+        .await?;
+    if left.success() {
+        return Err(K3sError::Unexpected {
+            host: session.host().to_string(),
+            detail: format!("{} still exists after running {s}", role.unit()),
+        });
+    }
+    Ok(())
+}
+
+/// Rewrites every `server:` entry of a kubeconfig to `server` (line-based: k3s writes a fixed layout).
+pub fn rewrite_kubeconfig(text: &str, server: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("server:") {
+            if rest.trim().starts_with("https://") {
+                let indent = &line[..line.len() - trimmed.len()];
+                let nl = if line.ends_with('\n') { "\n" } else { "" };
+                out.push_str(&format!("{indent}server: {server}{nl}"));
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The password part of a token (`K10<hash>::server:<pw>` → `<pw>`; a short token is all password).
+pub fn token_password(token: &str) -> &str {
+    match token.rsplit_once("::") {
+        Some((_, rest)) => rest.split_once(':').map(|(_, pw)| pw).unwrap_or(rest),
+        None => token,
+    }
+}
+
+/// The CA hash a secure token pins (`K10<hash>::...`).
+pub fn token_ca_hash(token: &str) -> Option<String> {
+    let rest = token.strip_prefix("K10")?;
+    let (hash, _) = rest.split_once("::")?;
+    Some(hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_field_three() {
+        assert_eq!(
+            parse_version("k3s version v1.31.5+k3s1 (56ec5dd4)\ngo version go1.22\n").as_deref(),
+            Some("v1.31.5+k3s1")
+        );
+        assert_eq!(parse_version("sh: k3s: not found"), None);
+    }
+
+    #[test]
+    fn sections_split_on_markers() {
+        let s = sections("noise\n@@a\n1\n2\n@@b\n@@c\nx");
+        assert_eq!(s["a"], "1\n2\n");
+        assert_eq!(s["b"], "");
+        assert_eq!(s["c"], "x");
+    }
+
+    #[test]
+    fn sans_from_openssl() {
+        let out = "X509v3 Subject Alternative Name: \n    DNS:kubernetes, DNS:localhost, IP Address:10.43.0.1, IP Address:192.0.2.50\n";
+        assert_eq!(
+            parse_sans(out),
+            vec!["10.43.0.1", "192.0.2.50", "kubernetes", "localhost"]
+        );
+    }
+
+    #[test]
+    fn kubeconfig_server_rewritten_only_on_server_lines() {
+        let kc = "clusters:\n- cluster:\n    certificate-authority-data: AAA\n    server: https://127.0.0.1:6443\n  name: default\n";
+        let r = rewrite_kubeconfig(kc, "https://192.0.2.50:6443");
+        assert!(r.contains("    server: https://192.0.2.50:6443\n"));
+        assert!(!r.contains("127.0.0.1"));
+        assert!(r.contains("certificate-authority-data: AAA"));
+    }
+
+    #[test]
+    fn token_parts() {
+        assert_eq!(token_password("K10abc::server:pw"), "pw");
+        assert_eq!(token_password("pw"), "pw");
+        assert_eq!(token_ca_hash("K10abc::server:pw").as_deref(), Some("abc"));
+        assert_eq!(token_ca_hash("pw"), None);
+    }
+
+    #[test]
+    fn config_round_trips_and_is_yaml_friendly() {
+        let mut c = BTreeMap::new();
+        c.insert("cluster-init".to_string(), serde_json::json!(true));
+        c.insert("tls-san".to_string(), serde_json::json!(["192.0.2.50"]));
+        let raw = render_config(&c);
+        assert_eq!(parse_config(&raw), Some(c));
+        assert_eq!(parse_config(b"token: x\n"), None);
+    }
+
+    #[test]
+    fn install_env_names_are_restricted() {
+        assert!(check_install_env_name("INSTALL_K3S_SIM_ARTIFACTS").is_ok());
+        assert!(check_install_env_name("K3S_TOKEN").is_err());
+        assert!(check_install_env_name("INSTALL_K3S_EXEC").is_err());
+        assert!(check_install_env_name("install_k3s_x").is_err());
+    }
+}
