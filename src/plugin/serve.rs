@@ -131,6 +131,21 @@ async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
         _ => (None, None),
     };
 
+    // Announce first, build the services second: Terraform needs a millisecond or two to parse the line and dial,
+    // and the schema and router are built meanwhile (a connection made before `serve` starts waits in the listen
+    // backlog). Only what the line carries — socket and certificate — has to exist before it.
+    if debug {
+        let json = handshake::reattach_json(&socket, std::process::id());
+        println!(
+            "Provider started in debug mode. To attach Terraform, run this in the shell where you run \
+             terraform:\n\n\texport TF_REATTACH_PROVIDERS='{json}'\n\nServing until Ctrl-C."
+        );
+    } else {
+        handshake::announce(&handshake::handshake_line(&socket, cert_der.as_deref()))?;
+    }
+    // Accepting (and the TLS handshake) starts now, alongside the building below.
+    let tls_on = tls.is_some();
+    let incoming = handshake::incoming(listener, tls);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
@@ -151,16 +166,7 @@ async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
         .add_service(goplugin::grpc_broker_server::GrpcBrokerServer::new(Broker))
         .add_service(provider);
 
-    if debug {
-        let json = handshake::reattach_json(&socket, std::process::id());
-        println!(
-            "Provider started in debug mode. To attach Terraform, run this in the shell where you run \
-             terraform:\n\n\texport TF_REATTACH_PROVIDERS='{json}'\n\nServing until Ctrl-C."
-        );
-    } else {
-        handshake::announce(&handshake::handshake_line(&socket, cert_der.as_deref()))?;
-    }
-    tracing::info!(socket = %socket.display(), tls = tls.is_some(), "serving");
+    tracing::info!(socket = %socket.display(), tls = tls_on, "serving");
 
     if !debug {
         // If Terraform dies without calling Shutdown (crash, SIGKILL), nobody will ever dial us again: exit
@@ -194,7 +200,6 @@ async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
         });
     }
 
-    let incoming = handshake::incoming(listener, tls);
     let stop = shutdown.clone();
     let signal = async move {
         if debug {

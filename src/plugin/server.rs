@@ -126,10 +126,14 @@ impl ProviderService {
         }
     }
 
+    /// `get_provider_schema_optional`: our schema is fixed at build time and no RPC depends on GetProviderSchema
+    /// having been called first, so Terraform (1.6+) may hand later provider instances of the same command the
+    /// schema it cached from the first one — each such instance then skips GetProviderSchema and
+    /// GetResourceIdentitySchemas (a ~20 KiB encode here and a decode plus conversion in Terraform).
     fn capabilities() -> pb::ServerCapabilities {
         pb::ServerCapabilities {
             plan_destroy: true,
-            get_provider_schema_optional: false,
+            get_provider_schema_optional: true,
             move_resource_state: false,
             generate_resource_config: false,
         }
@@ -1025,7 +1029,7 @@ mod tests {
             .into_inner();
         let caps = r.server_capabilities.unwrap();
         assert!(
-            caps.plan_destroy && !caps.get_provider_schema_optional && !caps.move_resource_state
+            caps.plan_destroy && caps.get_provider_schema_optional && !caps.move_resource_state
         );
         let provider = r.provider.unwrap().block.unwrap();
         let names: Vec<_> = provider

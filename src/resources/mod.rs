@@ -5,6 +5,9 @@
 
 use crate::framework::Registry;
 
+pub mod k3s_agent;
+pub mod k3s_common;
+pub mod k3s_server;
 pub mod opnsense_common;
 pub mod opnsense_firewall_alias;
 pub mod opnsense_firewall_rule;
@@ -33,6 +36,8 @@ pub fn registry() -> Registry {
     opnsense_firewall_rule::register(&mut r);
     opnsense_interfaces::register(&mut r);
     opnsense_haproxy_status::register(&mut r);
+    k3s_server::register(&mut r);
+    k3s_agent::register(&mut r);
     #[cfg(feature = "test-fixtures")]
     test_fixture::register(&mut r);
     r

@@ -1,0 +1,417 @@
+//! `homelab_k3s_agent`: a k3s agent (worker) installed and configured over SSH.
+//!
+//! The agent registers through `server_url` — the fixed registration address, typically the VIP — and then talks
+//! to the servers directly through its client-side load balancer on `127.0.0.1:6444`. That load balancer's state
+//! file is read back into `lb_server_url` / `lb_server_addresses`, so state shows that the VIP is only used for
+//! registration (and as a last-resort default). Agents converge in parallel (no cluster lock).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::k3s_common::*;
+use crate::framework::*;
+use crate::k3s::{self, Role};
+
+pub const TYPE: &str = "homelab_k3s_agent";
+
+const MANAGED: &[&str] = &["token", "server", "node-name", "node-label", "node-taint"];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentModel {
+    pub id: Tf<String>,
+    pub server_url: Tf<String>,
+    pub token: Tf<String>,
+    pub version: Tf<String>,
+    pub node_name: Tf<String>,
+    pub node_labels: Tf<Vec<String>>,
+    pub node_taints: Tf<Vec<String>>,
+    pub extra_config: Tf<BTreeMap<String, String>>,
+    pub install_script: Tf<String>,
+    pub install_script_url: Tf<String>,
+    pub install_env: Tf<BTreeMap<String, String>>,
+    pub airgap_binary_path: Tf<String>,
+    pub lb_server_url: Tf<String>,
+    pub lb_server_addresses: Tf<Vec<String>>,
+    pub host: Option<ConnectionModel>,
+    pub timeouts: Option<TimeoutsModel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentIdentity {
+    pub address: String,
+}
+
+pub fn schema() -> Schema {
+    let s = Schema::new(
+        "A k3s agent on a host reached over SSH, registering through `server_url` (the fixed registration \
+         address, e.g. the VIP). Installs never block on the unit; readiness is polled by the provider.",
+    )
+    .attribute(
+        Attribute::string("id")
+            .computed()
+            .use_state_for_unknown()
+            .description("The host address (`host.address`)."),
+    )
+    .attribute(
+        Attribute::string("server_url")
+            .required()
+            .validate(Validator::not_empty())
+            .description("Registration address, e.g. `https://<VIP>:6443`."),
+    )
+    .attribute(
+        Attribute::string("token")
+            .required()
+            .sensitive()
+            .validate(Validator::not_empty())
+            .description("The servers' `join_token` (secure, CA-pinned form). Written to config.yaml only."),
+    )
+    .attribute(
+        Attribute::string("version")
+            .optional_computed()
+            .use_state_for_unknown()
+            .description("k3s version; changing it upgrades in place. Unset: the install script's default."),
+    )
+    .attribute(
+        Attribute::string("node_name")
+            .optional_computed()
+            .use_state_for_unknown()
+            .requires_replace()
+            .description("Kubernetes node name (default: the host name)."),
+    )
+    .attribute(
+        Attribute::list("node_labels", Type::String)
+            .optional()
+            .description("Node labels, `key=value`."),
+    )
+    .attribute(
+        Attribute::list("node_taints", Type::String)
+            .optional()
+            .description("Node taints, `key=value:Effect`."),
+    )
+    .attribute(
+        Attribute::map("extra_config", Type::String)
+            .optional()
+            .description("Further config.yaml keys (string values)."),
+    )
+    .attribute(
+        Attribute::string("lb_server_url")
+            .computed()
+            .description("`ServerURL` of the agent's client-side load balancer (the registration address)."),
+    )
+    .attribute(
+        Attribute::list("lb_server_addresses", Type::String)
+            .computed()
+            .description(
+                "The servers the agent really talks to (`ServerAddresses` of its client-side load balancer).",
+            ),
+    );
+    install_attributes(s)
+        .block(connection_block())
+        .block(timeouts_block())
+}
+
+fn desired_config(m: &AgentModel, node_name: &str) -> BTreeMap<String, serde_json::Value> {
+    use serde_json::json;
+    let mut c = BTreeMap::new();
+    for (k, v) in m.extra_config.known().cloned().unwrap_or_default() {
+        c.insert(k, json!(v));
+    }
+    if let Some(t) = m.token.known() {
+        c.insert("token".into(), json!(t));
+    }
+    if let Some(u) = m.server_url.known() {
+        c.insert("server".into(), json!(u));
+    }
+    c.insert("node-name".into(), json!(node_name));
+    for (key, list) in [("node-label", &m.node_labels), ("node-taint", &m.node_taints)] {
+        let l = list_or_empty(list);
+        if !l.is_empty() {
+            c.insert(key.into(), json!(l));
+        }
+    }
+    c
+}
+
+fn fill_lb(m: &mut AgentModel, lb: Option<(String, Vec<String>)>) {
+    match lb {
+        Some((url, addrs)) => {
+            m.lb_server_url = Tf::Known(url);
+            m.lb_server_addresses = Tf::Known(addrs);
+        }
+        None => {
+            m.lb_server_url = Tf::Null;
+            m.lb_server_addresses = Tf::Known(vec![]);
+        }
+    }
+}
+
+pub struct K3sAgent;
+
+impl K3sAgent {
+    async fn converge(
+        &self,
+        ctx: &Context,
+        mut plan: AgentModel,
+        limit: std::time::Duration,
+    ) -> Result<AgentModel, Diagnostics> {
+        let session = connect(ctx, plan.host.as_ref()).await?;
+        let probe = k3s::probe(&session, Role::Agent)
+            .await
+            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+        let node_name = plan
+            .node_name
+            .known()
+            .cloned()
+            .unwrap_or_else(|| probe.hostname.clone());
+        let cfg = k3s::render_config(&desired_config(&plan, &node_name));
+        let changed = k3s::write_config(&session, &cfg, probe.config.as_deref())
+            .await
+            .map_err(|e| k3s_diag("Cannot write config.yaml", e))?;
+        let want_version = plan.version.known().cloned();
+        let needs_install = !probe.installed(Role::Agent)
+            || (want_version.is_some() && want_version != probe.version);
+        if needs_install {
+            let src = install_source(
+                &plan.install_script,
+                &plan.install_script_url,
+                &plan.install_env,
+                &plan.airgap_binary_path,
+            )?;
+            k3s::install(&session, Role::Agent, want_version.as_deref(), &src)
+                .await
+                .map_err(|e| k3s_diag("k3s install failed", e))?;
+        }
+        let running = probe.active == "active";
+        if !running || changed || needs_install {
+            k3s::start(&session, Role::Agent, running)
+                .await
+                .map_err(|e| k3s_diag("Cannot start k3s-agent", e))?;
+        }
+        k3s::wait_ready(
+            &session,
+            Role::Agent,
+            &node_name,
+            ready_budget(limit),
+            ctx.cancellation(),
+        )
+        .await
+        .map_err(|e| k3s_diag("k3s agent did not become ready", e))?;
+        let lb = k3s::agent_lb(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
+        let probe = k3s::probe(&session, Role::Agent)
+            .await
+            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+        plan.id = plan
+            .host
+            .as_ref()
+            .map(|c| c.address.clone())
+            .unwrap_or(Tf::Null);
+        plan.node_name = Tf::Known(node_name);
+        plan.version = probe.version.map(Tf::Known).unwrap_or(Tf::Null);
+        fill_lb(&mut plan, lb);
+        Ok(plan)
+    }
+}
+
+#[async_trait]
+impl Resource for K3sAgent {
+    type Model = AgentModel;
+    type Identity = AgentIdentity;
+
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+    fn schema(&self) -> Schema {
+        schema()
+    }
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema::new().attribute(IdentityAttribute::string(
+            "address",
+            "The host address (`host.address`).",
+        )))
+    }
+    fn identity(&self, state: &AgentModel) -> Option<AgentIdentity> {
+        state.id.known().map(|a| AgentIdentity { address: a.clone() })
+    }
+    fn timeouts(&self, m: &AgentModel) -> Timeouts {
+        Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
+    }
+    fn validate(&self, config: &AgentModel, diags: &mut Diagnostics) {
+        if let Some(m) = config.extra_config.known() {
+            for k in m.keys() {
+                if MANAGED.contains(&k.as_str()) {
+                    diags.push(
+                        Diagnostic::error(
+                            "Key managed by a dedicated attribute",
+                            format!("Set `{k}` through its attribute, not extra_config."),
+                        )
+                        .at(attr("extra_config")),
+                    );
+                }
+            }
+        }
+    }
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        plan: &mut Plan<AgentModel>,
+    ) -> Result<(), Diagnostics> {
+        let Some(prior) = plan.prior.clone() else {
+            return Ok(());
+        };
+        let pa = prior.host.as_ref().map(|c| c.address.clone());
+        let na = plan.planned.host.as_ref().map(|c| c.address.clone());
+        if pa != na {
+            plan.require_replace(attr("host"));
+        }
+        // The LB view is only worth re-reading when something the agent runs with changes; otherwise keep it.
+        let same = prior.server_url == plan.planned.server_url
+            && prior.token == plan.planned.token
+            && prior.version == plan.planned.version
+            && prior.node_labels == plan.planned.node_labels
+            && prior.node_taints == plan.planned.node_taints
+            && prior.extra_config == plan.planned.extra_config;
+        if same {
+            plan.planned.lb_server_url = prior.lb_server_url.clone();
+            plan.planned.lb_server_addresses = prior.lb_server_addresses.clone();
+        }
+        Ok(())
+    }
+    async fn create(&self, ctx: &Context, plan: AgentModel) -> Result<AgentModel, Diagnostics> {
+        let limit = self.timeouts(&plan).create;
+        self.converge(ctx, plan, limit).await
+    }
+    async fn read(
+        &self,
+        ctx: &Context,
+        state: AgentModel,
+    ) -> Result<Option<AgentModel>, Diagnostics> {
+        let session = connect(ctx, state.host.as_ref()).await?;
+        let probe = k3s::probe(&session, Role::Agent)
+            .await
+            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+        if !probe.installed(Role::Agent) {
+            return Ok(None);
+        }
+        let mut m = state.clone();
+        m.id = state
+            .host
+            .as_ref()
+            .map(|c| c.address.clone())
+            .unwrap_or(Tf::Null);
+        m.version = probe.version.clone().map(Tf::Known).unwrap_or(Tf::Null);
+        match probe.config.as_deref().and_then(k3s::parse_config) {
+            Some(cfg) => {
+                let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                if let Some(t) = s("token") {
+                    m.token = Tf::Known(t);
+                }
+                if let Some(u) = s("server") {
+                    m.server_url = Tf::Known(u);
+                }
+                if let Some(n) = s("node-name") {
+                    m.node_name = Tf::Known(n);
+                }
+                m.node_labels = list_back(strings_of(cfg.get("node-label")), &state.node_labels);
+                m.node_taints = list_back(strings_of(cfg.get("node-taint")), &state.node_taints);
+                let extra: BTreeMap<String, String> = cfg
+                    .iter()
+                    .filter(|(k, _)| !MANAGED.contains(&k.as_str()))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect();
+                m.extra_config = if extra.is_empty()
+                    && !matches!(&state.extra_config, Tf::Known(e) if !e.is_empty())
+                {
+                    state.extra_config.clone()
+                } else {
+                    Tf::Known(extra)
+                };
+            }
+            None => {
+                m.extra_config = Tf::Known(BTreeMap::from([(
+                    "# config.yaml".to_string(),
+                    "not written by this provider".to_string(),
+                )]));
+            }
+        }
+        if m.node_name.is_null() {
+            m.node_name = Tf::Known(probe.hostname.clone());
+        }
+        let lb = k3s::agent_lb(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
+        fill_lb(&mut m, lb);
+        if probe.active != "active" {
+            ctx.warn(
+                "k3s-agent is not running",
+                format!("The k3s-agent unit on {} is {:?}.", session.host(), probe.active),
+            );
+        }
+        Ok(Some(m))
+    }
+    async fn update(
+        &self,
+        ctx: &Context,
+        _prior: AgentModel,
+        plan: AgentModel,
+    ) -> Result<AgentModel, Diagnostics> {
+        let limit = self.timeouts(&plan).update;
+        self.converge(ctx, plan, limit).await
+    }
+    async fn delete(&self, ctx: &Context, state: AgentModel) -> Result<(), Diagnostics> {
+        let session = connect(ctx, state.host.as_ref()).await?;
+        k3s::uninstall(&session, Role::Agent)
+            .await
+            .map_err(|e| k3s_diag("k3s agent uninstall failed", e))
+    }
+    async fn import(&self, _ctx: &Context, id: &str) -> Result<AgentModel, Diagnostics> {
+        Ok(AgentModel {
+            id: Tf::Known(id.to_string()),
+            host: Some(ConnectionModel {
+                address: Tf::Known(id.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+    async fn import_identity(
+        &self,
+        ctx: &Context,
+        identity: AgentIdentity,
+    ) -> Result<AgentModel, Diagnostics> {
+        self.import(ctx, &identity.address).await
+    }
+}
+
+pub fn register(r: &mut Registry) {
+    r.resource(K3sAgent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_valid() {
+        assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    #[test]
+    fn agent_config_has_no_server_only_keys() {
+        let m = AgentModel {
+            server_url: Tf::Known("https://192.0.2.50:6443".into()),
+            token: Tf::Known("K10x::server:pw".into()),
+            ..Default::default()
+        };
+        let c = desired_config(&m, "w1");
+        assert_eq!(c["server"], serde_json::json!("https://192.0.2.50:6443"));
+        assert!(!c.contains_key("cluster-init") && !c.contains_key("tls-san"));
+    }
+}
