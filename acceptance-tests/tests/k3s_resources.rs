@@ -20,6 +20,8 @@ use homelab_lab::{Lab, LabSpec};
 const VERSION: &str = "v1.31.5+k3s1";
 /// The version the upgrade step moves to (same length as VERSION: the stand-in's version is patched in place).
 const NEXT: &str = "v1.31.6+k3s1";
+/// The cluster token of the test (must never show up in argv or logs).
+const SECRET: &str = "lab-cluster-secret";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
 
 struct LabGuard(Option<Lab>);
@@ -73,10 +75,7 @@ fn artifacts(name: &str) -> PathBuf {
     }
     let bin = std::fs::read(&k3s).unwrap();
     let dir = paths::workspace_root().join("target").join(name);
-    for (v, data) in [
-        (VERSION, bin.clone()),
-        (NEXT, with_version(&bin, NEXT)),
-    ] {
+    for (v, data) in [(VERSION, bin.clone()), (NEXT, with_version(&bin, NEXT))] {
         let d = dir.join(v);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("k3s.tmp"), data).unwrap();
@@ -91,6 +90,8 @@ struct World {
     ips: Vec<String>,
     key: PathBuf,
     known_hosts: PathBuf,
+    /// The `ops` user's sudo password file: the agent is managed as `ops` through sudo.
+    ops_password_file: PathBuf,
     artifacts: PathBuf,
 }
 
@@ -114,13 +115,63 @@ impl World {
 
     /// First server + one join + one agent, at `version`, with `sans` as the servers' tls_san.
     fn config(&self, version: &str, sans: &[&str]) -> String {
+        self.config_with(version, sans, true)
+    }
+
+    /// The first server alone, without install attributes: what an import of a hand-installed node looks like.
+    fn import_config(&self, version: &str, sans: &[&str]) -> String {
+        let sans = sans
+            .iter()
+            .map(|s| hcl_string(s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{}
+resource \"homelab_k3s_server\" \"init\" {{
+  role = \"init\"
+  token = \"lab-cluster-secret\"
+  version = \"{version}\"
+  tls_san = [{sans}]
+  disable = [\"servicelb\"]
+  host {{ address = \"{}\" }}
+}}
+",
+            self.provider(),
+            self.ips[0]
+        )
+    }
+
+    /// A server that joins through an address where nothing listens: the unit never becomes ready.
+    fn stuck_config(&self) -> String {
+        format!(
+            "{provider}
+resource \"homelab_k3s_server\" \"stuck\" {{
+  role = \"join\"
+  server_url = \"https://192.0.2.99:6443\"
+  token = \"{SECRET}\"
+{install}  host {{ address = \"{a1}\" }}
+  timeouts {{ create = \"25s\" }}
+}}
+",
+            provider = self.provider(),
+            install = self.install(),
+            a1 = self.ips[1],
+        )
+    }
+
+    fn config_with(&self, version: &str, sans: &[&str], join: bool) -> String {
         let sans = sans
             .iter()
             .map(|s| hcl_string(s))
             .collect::<Vec<_>>()
             .join(", ");
         let init_url = format!("https://{}:6443", self.ips[0]);
-        format!(
+        let agent_deps = if join {
+            "depends_on = [homelab_k3s_server.join]"
+        } else {
+            ""
+        };
+        let text = format!(
             "{provider}
 resource \"homelab_k3s_server\" \"init\" {{
   role = \"init\"
@@ -149,8 +200,13 @@ resource \"homelab_k3s_agent\" \"worker\" {{
   token = homelab_k3s_server.init.join_token
   version = \"{version}\"
   node_labels = [\"tier=worker\"]
-  depends_on = [homelab_k3s_server.join]
-{install}  host {{ address = \"{a2}\" }}
+  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig
+  {agent_deps}
+{install}  host {{
+    address = \"{a2}\"
+    user = \"ops\"
+    sudo_password = trimspace(file({ops_pw}))
+  }}
   timeouts {{ create = \"90s\" }}
 }}
 
@@ -164,7 +220,26 @@ output \"kubeconfig\" {{
             a0 = self.ips[0],
             a1 = self.ips[1],
             a2 = self.ips[2],
-        )
+            ops_pw = hcl_string(&self.ops_password_file.display().to_string()),
+        );
+        if join {
+            return format!(
+                "{text}
+data \"homelab_k3s_kubeconfig\" \"second\" {{
+  server = \"{init_url}\"
+  host {{ address = \"{}\" }}
+  depends_on = [homelab_k3s_server.join]
+}}
+",
+                self.ips[1]
+            );
+        }
+        // Drop the join resource block.
+        let start = text
+            .find("resource \"homelab_k3s_server\" \"join\"")
+            .unwrap();
+        let end = start + text[start..].find("\n}\n").unwrap() + 3;
+        format!("{}{}", &text[..start], &text[end..])
     }
 }
 
@@ -197,6 +272,36 @@ fn kubectl_nodes(st: &State, dir: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// `ssh` options reaching `root@ip` with the lab's key and known_hosts (strict host key checking).
+fn ssh_args(key: &Path, known_hosts: &Path, ip: &str) -> Vec<String> {
+    vec![
+        "-F".into(),
+        "/dev/null".into(),
+        "-i".into(),
+        key.display().to_string(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        format!("root@{ip}"),
+    ]
+}
+
+/// Runs `cmd` on a lab host as root over ssh (from a thread in the workstation namespace).
+fn ssh_run(args: &[String], cmd: &str) -> Result<String, String> {
+    let out = Command::new("ssh")
+        .args(args)
+        .arg(cmd)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn enter_netns(path: &Path) {
     let f = std::fs::File::open(path).unwrap();
     // SAFETY: setns on the current thread only; the fd is valid for the call.
@@ -205,13 +310,28 @@ fn enter_netns(path: &Path) {
 }
 
 #[test]
-fn cluster_of_init_join_and_agent_through_terraform() {
+fn cluster_lifecycle_terraform_1_15() {
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_15) {
+        cluster_lifecycle(TerraformVersion::V1_15, "k3sprov15");
+    }
+}
+
+#[test]
+fn cluster_lifecycle_terraform_1_0() {
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_0) {
+        cluster_lifecycle(TerraformVersion::V1_0, "k3sprov10");
+    }
+}
+
+/// First server + join + agent, SAN change, upgrade, import, drift repair, server removal, destroy; with the
+/// token never on a command line nor in Terraform's trace log.
+fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
     lab_binary();
     let started = Instant::now();
-    let art = artifacts("k3s-provider-artifacts");
+    let art = artifacts(&format!("k3s-provider-artifacts-{lab_name}"));
     let tmp = tempfile::tempdir().unwrap();
-    let mut spec = LabSpec::new("k3sprov");
+    let mut spec = LabSpec::new(lab_name);
     spec.servers = 2;
     spec.agents = 1;
     spec.opnsense = false;
@@ -226,6 +346,7 @@ fn cluster_of_init_join_and_agent_through_terraform() {
             .collect(),
         key: lab.ssh_key().to_path_buf(),
         known_hosts: lab.known_hosts().to_path_buf(),
+        ops_password_file: lab.state().ops_password_file.clone(),
         artifacts: art,
     };
     let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
@@ -233,13 +354,30 @@ fn cluster_of_init_join_and_agent_through_terraform() {
     let first = world.config(VERSION, &["k3s.lab.internal"]);
     let sans2 = world.config(VERSION, &["k3s.lab.internal", "192.0.2.50"]);
     let upgraded = world.config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
+    let downgrade = world.config(VERSION, &["k3s.lab.internal", "192.0.2.50"]);
+    let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
+    let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
+    let stuck = world.stuck_config();
+    let ssh_first = ssh_args(&world.key, &world.known_hosts, &world.ips[0]);
+    let ssh_worker = ssh_args(&world.key, &world.known_hosts, &world.ips[2]);
+    let ssh_worker2 = ssh_worker.clone();
+    let kdir3 = tmp.path().to_path_buf();
     let ips = world.ips.clone();
     let ips2 = world.ips.clone();
 
-    let result = std::thread::spawn(move || {
+    let ops_pw = lab.ops_password().unwrap().trim().to_string();
+    assert!(
+        ops_pw.len() >= 8,
+        "the ops password is too short to search for"
+    );
+    let tf_log = tmp.path().join("tf-trace.log");
+    let tf_log2 = tf_log.display().to_string();
+    let worker = std::thread::spawn(move || {
         enter_netns(&ws);
         let kdir2 = kdir.clone();
-        TestCase::new(TerraformVersion::V1_15)
+        TestCase::new(version)
+            .env("TF_LOG", "trace")
+            .env("TF_LOG_PATH", &tf_log2)
             .step(
                 Step::config(first)
                     .named("init + join + agent")
@@ -264,9 +402,22 @@ fn cluster_of_init_join_and_agent_through_terraform() {
                         if !lb.to_string().contains(&format!("{}:6443", ips[0])) {
                             return Err(format!("agent LB lacks the first server: {lb}"));
                         }
+                        let dkc = attr(st, "data.homelab_k3s_kubeconfig.second", "kubeconfig")?;
+                        if !dkc
+                            .to_string()
+                            .contains(&format!("server: https://{}:6443", ips[0]))
+                        {
+                            return Err(
+                                "the data source's kubeconfig does not point at the first server"
+                                    .into(),
+                            );
+                        }
                         let nodes = kubectl_nodes(st, &kdir)?;
                         for n in ["k8s-control-1", "k8s-control-2", "k8s-worker-1"] {
-                            if !nodes.lines().any(|l| l.starts_with(n) && l.contains(" Ready ")) {
+                            if !nodes
+                                .lines()
+                                .any(|l| l.starts_with(n) && l.contains(" Ready "))
+                            {
                                 return Err(format!("{n} not Ready:\n{nodes}"));
                             }
                         }
@@ -285,6 +436,11 @@ fn cluster_of_init_join_and_agent_through_terraform() {
                                 return Err(format!("agent LB lacks server {ip}: {lb}"));
                             }
                         }
+                        // The restart alone did not add the SAN (sticky certificate): the provider rotated it.
+                        let tls = ssh_run(&ssh_first, "ls /var/lib/rancher/k3s/server/tls")?;
+                        if !tls.contains("dynamic-cert.json.bak-") {
+                            return Err(format!("serving certificate cache not rotated:\n{tls}"));
+                        }
                         for a in ["homelab_k3s_server.init", "homelab_k3s_server.join"] {
                             let sans = attr(st, a, "serving_cert_sans")?.to_string();
                             if !sans.contains("192.0.2.50") {
@@ -295,7 +451,7 @@ fn cluster_of_init_join_and_agent_through_terraform() {
                     }),
             )
             .step(
-                Step::config(upgraded)
+                Step::config(upgraded.clone())
                     .named("upgrade in place")
                     .expect_action("homelab_k3s_server.init", Action::Update)
                     .expect_action("homelab_k3s_agent.worker", Action::Update)
@@ -311,22 +467,129 @@ fn cluster_of_init_join_and_agent_through_terraform() {
                         Ok(())
                     }),
             )
+            .step(
+                Step::config(downgrade)
+                    .named("downgrade refused at plan time")
+                    .expect_error("Unsupported k3s version change.*Downgrading k3s"),
+            )
+            .step(
+                Step::import(
+                    homelab_acceptance::ImportKind::Command,
+                    "homelab_k3s_server.init",
+                )
+                .named("import the first server by address")
+                .with_config(import)
+                .ignore(&[
+                    "install_script",
+                    "install_env",
+                    "kubeconfig_server",
+                    "timeouts",
+                ]),
+            )
+            .step(
+                Step::config(upgraded.clone())
+                    .named("out-of-band config change on the agent is drift, repaired in place")
+                    .before(move |_, _| {
+                        // Edit the agent's config.yaml behind Terraform's back (this thread is in the lab's
+                        // workstation namespace, so plain ssh reaches the host).
+                        ssh_run(
+                            &ssh_worker,
+                            "sed -i 's/tier=worker/tier=other/' /etc/rancher/k3s/config.yaml",
+                        )?;
+                        Ok(())
+                    })
+                    .plan_check(|plan| {
+                        let c = plan
+                            .change("homelab_k3s_agent.worker")
+                            .ok_or("no change for the agent")?;
+                        let before = c["change"]["before"]["node_labels"].to_string();
+                        if !before.contains("tier=other") {
+                            return Err(format!("drift not read back: {before}"));
+                        }
+                        Ok(())
+                    })
+                    .expect_action("homelab_k3s_agent.worker", Action::Update),
+            )
+            .step(
+                Step::config(upgraded.clone())
+                    .named("an agent uninstalled out of band is planned for re-creation")
+                    .before(move |_, _| {
+                        ssh_run(
+                            &ssh_worker2,
+                            "/usr/local/bin/k3s-agent-uninstall.sh >/dev/null 2>&1",
+                        )
+                        .map(|_| ())
+                    })
+                    .expect_action("homelab_k3s_agent.worker", Action::Create),
+            )
+            .step(
+                Step::config(shrunk)
+                    .named("remove the joined server: the cluster keeps working")
+                    .expect_action("homelab_k3s_server.join", Action::Delete)
+                    .check(move |st| {
+                        let nodes = kubectl_nodes(st, &kdir3)?;
+                        if nodes.contains("k8s-control-2") {
+                            return Err(format!("k8s-control-2 still a node:\n{nodes}"));
+                        }
+                        Ok(())
+                    }),
+            )
+            .try_run()
+            .map(|_| ())
+            .map_err(|e| e.to_string())?;
+        // An install that can never become ready fails within the time limit, with the unit's journal.
+        TestCase::new(version)
+            .step(Step::config(stuck).named("join through a dead address").expect_error(
+                "k3s server did not become ready.*k3s on .* did not become ready within .*last journal lines",
+            ))
             .try_run()
             .map(|_| ())
             .map_err(|e| e.to_string())
-    })
-    .join()
-    .unwrap();
+    });
+    // While Terraform runs: no process anywhere (hosts' PID namespaces are nested in ours) may carry the token
+    // on its command line.
+    let mut scans = 0u32;
+    let mut leaks = Vec::new();
+    while !worker.is_finished() {
+        scans += 1;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+                let argv = String::from_utf8_lossy(&raw).replace('\0', " ");
+                if argv.contains(SECRET) || argv.contains(&ops_pw) {
+                    leaks.push(argv);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    let result = worker.join().unwrap();
     if let Err(e) = result {
         for n in names {
             let j = lab
-                .exec(n, "journalctl -u k3s -n 20 --no-pager; journalctl -u k3s-agent -n 20 --no-pager")
+                .exec(
+                    n,
+                    "journalctl -u k3s -n 20 --no-pager; journalctl -u k3s-agent -n 20 --no-pager",
+                )
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
             eprintln!("--- {n} journal:\n{j}");
         }
         panic!("{e}");
     }
+    assert!(leaks.is_empty(), "token on a command line: {leaks:?}");
+    assert!(scans > 50, "the argv sampler barely ran ({scans} scans)");
+    let log = std::fs::read_to_string(&tf_log).unwrap();
+    assert!(log.len() > 10_000, "TF_LOG=trace wrote almost nothing");
+    assert!(
+        !log.contains(SECRET),
+        "the token appears in the TF_LOG=trace output"
+    );
+    // The stuck server is not in any state: uninstall it by hand.
+    lab.exec(
+        "k8s-control-2",
+        "/usr/local/bin/k3s-uninstall.sh >/dev/null 2>&1",
+    )
+    .unwrap();
     // Destroy left the hosts clean.
     for n in names {
         let o = lab
@@ -336,7 +599,13 @@ fn cluster_of_init_join_and_agent_through_terraform() {
             )
             .unwrap();
         let left = String::from_utf8_lossy(&o.stdout);
-        assert!(left.trim().is_empty(), "{n} not clean after destroy: {left}");
+        assert!(
+            left.trim().is_empty(),
+            "{n} not clean after destroy: {left}"
+        );
     }
-    eprintln!("k3s lifecycle took {:?}", started.elapsed());
+    eprintln!(
+        "k3s lifecycle with Terraform {version:?} took {:?}",
+        started.elapsed()
+    );
 }

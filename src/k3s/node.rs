@@ -488,6 +488,108 @@ pub async fn uninstall(session: &Session, role: Role) -> Result<(), K3sError> {
     Ok(())
 }
 
+/// The etcd servers a cluster reports: (node name, Ready), from `kubectl get nodes -o json` through `url`.
+pub async fn etcd_servers(
+    session: &Session,
+    kubeconfig: &str,
+    url: &str,
+) -> Result<Vec<(String, bool)>, K3sError> {
+    let cmd = format!(
+        "{K3S_BIN} kubectl --kubeconfig {} --server {} --request-timeout=20s get nodes -o json",
+        quote(kubeconfig),
+        quote(url)
+    );
+    let out = session.run_sudo(&cmd, None).await?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| K3sError::Unexpected {
+            host: session.host().to_string(),
+            detail: format!("node list is not JSON: {e}"),
+        })?;
+    let mut servers = Vec::new();
+    for n in v["items"].as_array().into_iter().flatten() {
+        let labels = &n["metadata"]["labels"];
+        if labels["node-role.kubernetes.io/etcd"].as_str() != Some("true") {
+            continue;
+        }
+        let ready = n["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        servers.push((
+            n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            ready,
+        ));
+    }
+    Ok(servers)
+}
+
+/// Refuses removing `node` when the servers left would not hold etcd quorum: after removal there are n-1 members
+/// and ⌊(n-1)/2⌋+1 of them must be healthy.
+pub fn quorum_after_removal(servers: &[(String, bool)], node: &str) -> Result<(), String> {
+    let others: Vec<&(String, bool)> = servers.iter().filter(|(n, _)| n != node).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let healthy = others.iter().filter(|(_, r)| *r).count();
+    let need = others.len() / 2 + 1;
+    if healthy < need {
+        let down: Vec<&str> = others
+            .iter()
+            .filter(|(_, r)| !*r)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(format!(
+            "Removing {node} would leave {} etcd members of which only {healthy} are Ready (quorum needs {need}); \
+             not Ready: {}. Bring those servers back first.",
+            others.len(),
+            down.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Takes a node out of its cluster before uninstalling it, with admin credentials against a live server `url`:
+/// cordon, drain (bounded), `delete node` (on a server this removes its etcd member — k3s's member controller),
+/// wait until `/db/info` no longer lists the member, then stop the unit. Deleting before stopping matters with
+/// two servers: once this one stops, the survivor alone has no etcd quorum to commit the member removal.
+///
+/// `kubeconfig` is the remote path of an admin kubeconfig. Returns `Err(detail)` (not fatal for the caller) when
+/// the cluster could not be told; the unit is stopped either way.
+pub async fn leave_cluster(
+    session: &Session,
+    role: Role,
+    kubeconfig: &str,
+    url: &str,
+    node_name: &str,
+) -> Result<Result<(), String>, K3sError> {
+    let script = format!(
+        "K=\"{K3S_BIN} kubectl --kubeconfig {kc} --server {url} --request-timeout=20s\"\n\
+         $K cordon {n} >/dev/null 2>&1\n\
+         $K drain {n} --ignore-daemonsets --delete-emptydir-data --timeout=60s >/dev/null 2>&1\n\
+         out=$($K delete node {n} --ignore-not-found 2>&1); rc=$?\n\
+         if [ $rc -eq 0 ]; then\n\
+           i=0; while [ $i -lt 30 ] && $K get --raw /db/info 2>/dev/null | grep -q {member}; do sleep 1; i=$((i+1)); done\n\
+         fi\n\
+         systemctl stop {unit} >/dev/null 2>&1\n\
+         [ $rc -eq 0 ] || {{ echo \"$out\" | tail -n 3; exit 3; }}\n",
+        kc = quote(kubeconfig),
+        url = quote(url),
+        n = quote(node_name),
+        member = quote(&format!("\"{node_name}-")),
+        unit = role.unit(),
+    );
+    let out = session.exec_sudo(&script, None).await?;
+    if out.success() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(out.stdout_str().trim().to_string()))
+    }
+}
+
 /// Rewrites every `server:` entry of a kubeconfig to `server` (line-based: k3s writes a fixed layout).
 pub fn rewrite_kubeconfig(text: &str, server: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -504,6 +606,47 @@ pub fn rewrite_kubeconfig(text: &str, server: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// Parses `v1.31.5+k3s1` into (major, minor, patch, k3s revision).
+pub fn parse_k3s_version(s: &str) -> Option<(u64, u64, u64, u64)> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let (core, rev) = match s.split_once('+') {
+        Some((c, r)) => (c, r.strip_prefix("k3s")?.parse().ok()?),
+        None => (s, 0),
+    };
+    let mut it = core.split('.').map(|p| p.parse::<u64>().ok());
+    let v = (it.next()??, it.next()??, it.next()??, rev);
+    it.next().is_none().then_some(v)
+}
+
+/// Whether moving a node from version `from` to `to` is allowed: no downgrade (k3s does not support it) and no
+/// skipped minor version (Kubernetes version-skew policy: upgrade one minor at a time).
+pub fn check_upgrade(from: &str, to: &str) -> Result<(), String> {
+    let (Some(a), Some(b)) = (parse_k3s_version(from), parse_k3s_version(to)) else {
+        return Ok(());
+    };
+    if b < a {
+        return Err(format!(
+            "Downgrading k3s from {from} to {to} is not supported (k3s and Kubernetes only upgrade). Restore from \
+             an etcd snapshot or re-create the node instead."
+        ));
+    }
+    if b.0 != a.0 || b.1 > a.1 + 1 {
+        return Err(format!(
+            "Upgrading k3s from {from} to {to} skips a minor version; Kubernetes supports one minor at a time. \
+             Upgrade to the next minor first."
+        ));
+    }
+    Ok(())
+}
+
+/// The first `server:` URL of a kubeconfig.
+pub fn kubeconfig_server(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("server:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .find(|v| v.starts_with("https://"))
 }
 
 /// The password part of a token (`K10<hash>::server:<pw>` → `<pw>`; a short token is all password).
@@ -558,6 +701,38 @@ mod tests {
         assert!(r.contains("    server: https://192.0.2.50:6443\n"));
         assert!(!r.contains("127.0.0.1"));
         assert!(r.contains("certificate-authority-data: AAA"));
+        assert_eq!(
+            kubeconfig_server(&r).as_deref(),
+            Some("https://192.0.2.50:6443")
+        );
+    }
+
+    #[test]
+    fn upgrades_only_forward_one_minor_at_a_time() {
+        assert_eq!(parse_k3s_version("v1.31.5+k3s1"), Some((1, 31, 5, 1)));
+        assert_eq!(parse_k3s_version("stable"), None);
+        assert!(check_upgrade("v1.31.5+k3s1", "v1.31.6+k3s1").is_ok());
+        assert!(check_upgrade("v1.31.5+k3s1", "v1.31.5+k3s2").is_ok());
+        assert!(check_upgrade("v1.31.5+k3s1", "v1.32.0+k3s1").is_ok());
+        assert!(check_upgrade("v1.31.5+k3s1", "v1.33.0+k3s1").is_err());
+        assert!(check_upgrade("v1.31.6+k3s1", "v1.31.5+k3s1").is_err());
+    }
+
+    #[test]
+    fn quorum_guard() {
+        let s = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+        };
+        // 2 → 1: the survivor alone is a quorum.
+        assert!(quorum_after_removal(&s(&[("a", true), ("b", true)]), "b").is_ok());
+        // 3 → 2 with one of the two left down: refused.
+        let e =
+            quorum_after_removal(&s(&[("a", true), ("b", false), ("c", true)]), "c").unwrap_err();
+        assert!(e.contains("not Ready: b"), "{e}");
+        // 3 → 2 removing the down one: fine.
+        assert!(quorum_after_removal(&s(&[("a", true), ("b", false), ("c", true)]), "b").is_ok());
+        // The last server.
+        assert!(quorum_after_removal(&s(&[("a", true)]), "a").is_ok());
     }
 
     #[test]

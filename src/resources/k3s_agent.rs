@@ -31,6 +31,7 @@ pub struct AgentModel {
     pub install_script_url: Tf<String>,
     pub install_env: Tf<BTreeMap<String, String>>,
     pub airgap_binary_path: Tf<String>,
+    pub cluster_kubeconfig: Tf<String>,
     pub lb_server_url: Tf<String>,
     pub lb_server_addresses: Tf<Vec<String>>,
     pub host: Option<ConnectionModel>,
@@ -95,6 +96,16 @@ pub fn schema() -> Schema {
             .description("Further config.yaml keys (string values)."),
     )
     .attribute(
+        Attribute::string("cluster_kubeconfig")
+            .optional()
+            .sensitive()
+            .description(
+                "An admin kubeconfig (e.g. a server's `kubeconfig`) used on destroy to cordon, drain and delete \
+                 this node from the cluster before uninstalling. Unset: the agent is only uninstalled and its Node \
+                 stays behind (NotReady).",
+            ),
+    )
+    .attribute(
         Attribute::string("lb_server_url")
             .computed()
             .description("`ServerURL` of the agent's client-side load balancer (the registration address)."),
@@ -124,7 +135,10 @@ fn desired_config(m: &AgentModel, node_name: &str) -> BTreeMap<String, serde_jso
         c.insert("server".into(), json!(u));
     }
     c.insert("node-name".into(), json!(node_name));
-    for (key, list) in [("node-label", &m.node_labels), ("node-taint", &m.node_taints)] {
+    for (key, list) in [
+        ("node-label", &m.node_labels),
+        ("node-taint", &m.node_taints),
+    ] {
         let l = list_or_empty(list);
         if !l.is_empty() {
             c.insert(key.into(), json!(l));
@@ -233,7 +247,10 @@ impl Resource for K3sAgent {
         )))
     }
     fn identity(&self, state: &AgentModel) -> Option<AgentIdentity> {
-        state.id.known().map(|a| AgentIdentity { address: a.clone() })
+        state
+            .id
+            .known()
+            .map(|a| AgentIdentity { address: a.clone() })
     }
     fn timeouts(&self, m: &AgentModel) -> Timeouts {
         Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
@@ -261,6 +278,16 @@ impl Resource for K3sAgent {
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
+        if let (Some(from), Some(to)) = (prior.version.known(), plan.planned.version.known()) {
+            if from != to {
+                k3s::check_upgrade(from, to).map_err(|detail| {
+                    Diagnostics::from(
+                        Diagnostic::error("Unsupported k3s version change", detail)
+                            .at(attr("version")),
+                    )
+                })?;
+            }
+        }
         let pa = prior.host.as_ref().map(|c| c.address.clone());
         let na = plan.planned.host.as_ref().map(|c| c.address.clone());
         if pa != na {
@@ -322,7 +349,9 @@ impl Resource for K3sAgent {
                     .map(|(k, v)| {
                         (
                             k.clone(),
-                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
                         )
                     })
                     .collect();
@@ -351,7 +380,11 @@ impl Resource for K3sAgent {
         if probe.active != "active" {
             ctx.warn(
                 "k3s-agent is not running",
-                format!("The k3s-agent unit on {} is {:?}.", session.host(), probe.active),
+                format!(
+                    "The k3s-agent unit on {} is {:?}.",
+                    session.host(),
+                    probe.active
+                ),
             );
         }
         Ok(Some(m))
@@ -367,6 +400,10 @@ impl Resource for K3sAgent {
     }
     async fn delete(&self, ctx: &Context, state: AgentModel) -> Result<(), Diagnostics> {
         let session = connect(ctx, state.host.as_ref()).await?;
+        if let (Some(kc), Some(name)) = (state.cluster_kubeconfig.known(), state.node_name.known())
+        {
+            leave(ctx, &session, kc, name).await?;
+        }
         k3s::uninstall(&session, Role::Agent)
             .await
             .map_err(|e| k3s_diag("k3s agent uninstall failed", e))
@@ -388,6 +425,45 @@ impl Resource for K3sAgent {
     ) -> Result<AgentModel, Diagnostics> {
         self.import(ctx, &identity.address).await
     }
+}
+
+/// Drains and deletes the Node through the cluster with the given admin kubeconfig (uploaded 0600 next to
+/// config.yaml, which the uninstall removes), then stops the agent.
+async fn leave(
+    ctx: &Context,
+    session: &crate::ssh::Session,
+    kubeconfig: &str,
+    name: &str,
+) -> Result<(), Diagnostics> {
+    let Some(url) = k3s::kubeconfig_server(kubeconfig) else {
+        ctx.warn(
+            "cluster_kubeconfig has no server",
+            "The node was not removed from the cluster.",
+        );
+        return Ok(());
+    };
+    let path = "/etc/rancher/k3s/homelab-admin.kubeconfig";
+    let run = async {
+        session
+            .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
+            .await?;
+        session.upload(kubeconfig.as_bytes(), path, 0o600).await?;
+        let r = k3s::leave_cluster(session, Role::Agent, path, &url, name).await;
+        let _ = session.exec_sudo(&format!("rm -f {path}"), None).await;
+        r
+    };
+    match run.await {
+        Ok(Ok(())) => {}
+        Ok(Err(detail)) => ctx.warn(
+            "Node not removed from the cluster",
+            format!("Deleting node {name} through {url} failed: {detail}"),
+        ),
+        Err(e) => ctx.warn(
+            "Node not removed from the cluster",
+            format!("Deleting node {name} through {url} failed: {e}"),
+        ),
+    }
+    Ok(())
 }
 
 pub fn register(r: &mut Registry) {

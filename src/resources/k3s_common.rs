@@ -113,7 +113,10 @@ pub fn host_connection(
         )
         .into());
     };
-    let d = ctx.provider_opt().map(|p| p.ssh.clone()).unwrap_or_default();
+    let d = ctx
+        .provider_opt()
+        .map(|p| p.ssh.clone())
+        .unwrap_or_default();
     let address = c.address.known().cloned().ok_or_else(|| {
         Diagnostics::from(Diagnostic::error(
             "Unknown host address",
@@ -170,10 +173,7 @@ pub fn host_connection(
 }
 
 /// Opens a session (with bounded retries for transient failures).
-pub async fn connect(
-    ctx: &Context,
-    c: Option<&ConnectionModel>,
-) -> Result<Session, Diagnostics> {
+pub async fn connect(ctx: &Context, c: Option<&ConnectionModel>) -> Result<Session, Diagnostics> {
     let conn = host_connection(ctx, c)?;
     let policy = RetryPolicy {
         attempts: 3,
@@ -293,5 +293,7 @@ pub fn list_or_empty(t: &Tf<Vec<String>>) -> Vec<String> {
 
 /// The unit-poll deadline for an operation limit: leave time for the journal diagnostic.
 pub fn ready_budget(limit: Duration) -> Duration {
-    limit.saturating_sub(Duration::from_secs(15)).max(Duration::from_secs(10))
+    limit
+        .saturating_sub(Duration::from_secs(15))
+        .max(Duration::from_secs(10))
 }

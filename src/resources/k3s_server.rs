@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::k3s_common::*;
 use crate::framework::*;
 use crate::k3s::{self, Role};
-use crate::ssh::{quote, Session};
+use crate::ssh::Session;
 
 pub const TYPE: &str = "homelab_k3s_server";
 
@@ -65,7 +65,9 @@ pub struct ServerIdentity {
 }
 
 fn list_attr(name: &str, desc: &str) -> Attribute {
-    Attribute::list(name, Type::String).optional().description(desc)
+    Attribute::list(name, Type::String)
+        .optional()
+        .description(desc)
 }
 
 pub fn schema() -> Schema {
@@ -400,7 +402,10 @@ impl Resource for K3sServer {
         )))
     }
     fn identity(&self, state: &ServerModel) -> Option<ServerIdentity> {
-        state.id.known().map(|a| ServerIdentity { address: a.clone() })
+        state
+            .id
+            .known()
+            .map(|a| ServerIdentity { address: a.clone() })
     }
     fn timeouts(&self, m: &ServerModel) -> Timeouts {
         Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
@@ -437,6 +442,16 @@ impl Resource for K3sServer {
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
+        if let (Some(from), Some(to)) = (prior.version.known(), plan.planned.version.known()) {
+            if from != to {
+                k3s::check_upgrade(from, to).map_err(|detail| {
+                    Diagnostics::from(
+                        Diagnostic::error("Unsupported k3s version change", detail)
+                            .at(attr("version")),
+                    )
+                })?;
+            }
+        }
         let pa = prior.host.as_ref().map(|c| c.address.clone());
         let na = plan.planned.host.as_ref().map(|c| c.address.clone());
         if pa != na {
@@ -510,11 +525,15 @@ impl Resource for K3sServer {
                     .map(|(k, v)| {
                         (
                             k.clone(),
-                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
                         )
                     })
                     .collect();
-                m.extra_config = if extra.is_empty() && !matches!(&state.extra_config, Tf::Known(e) if !e.is_empty()) {
+                m.extra_config = if extra.is_empty()
+                    && !matches!(&state.extra_config, Tf::Known(e) if !e.is_empty())
+                {
                     state.extra_config.clone()
                 } else {
                     Tf::Known(extra)
@@ -565,26 +584,39 @@ impl Resource for K3sServer {
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, state.host.as_ref()).await?;
         if role_of(&state) == "join" {
-            // Leave the cluster from a peer's point of view: stop k3s here, then delete the Node through the
-            // peer (`server_url`) with this server's admin credentials, which removes its etcd member.
+            // Leave the cluster through the peer (`server_url`) with this server's admin credentials: the Node
+            // deletion removes its etcd member, so the remaining servers keep their quorum.
             if let (Some(url), Some(name)) = (state.server_url.known(), state.node_name.known()) {
-                let script = format!(
-                    "systemctl stop k3s >/dev/null 2>&1; \
-                     k3s kubectl --kubeconfig {kc} --server {url} --request-timeout=20s delete node {n} --ignore-not-found 2>&1",
-                    kc = k3s::KUBECONFIG_PATH,
-                    url = quote(url),
-                    n = quote(name)
-                );
-                let out = session
-                    .exec_sudo(&script, None)
-                    .await
-                    .map_err(|e| k3s_diag("Cannot remove the node from the cluster", e.into()))?;
-                if !out.success() {
+                // Quorum guard: refuse when the servers left could not keep etcd quorum. A cluster that cannot be
+                // asked (e.g. everything is being destroyed) does not block the removal.
+                match k3s::etcd_servers(&session, k3s::KUBECONFIG_PATH, url).await {
+                    Ok(servers) => {
+                        if let Err(why) = k3s::quorum_after_removal(&servers, name) {
+                            return Err(Diagnostic::error(
+                                "Removing this server would lose etcd quorum",
+                                why,
+                            )
+                            .into());
+                        }
+                    }
+                    Err(e) => ctx.warn(
+                        "Cluster membership not checked",
+                        format!(
+                            "Listing the servers through {url} failed ({e}); removing {name} without the quorum \
+                             check."
+                        ),
+                    ),
+                }
+                let left =
+                    k3s::leave_cluster(&session, Role::Server, k3s::KUBECONFIG_PATH, url, name)
+                        .await
+                        .map_err(|e| k3s_diag("Cannot remove the node from the cluster", e))?;
+                if let Err(detail) = left {
                     ctx.warn(
                         "Node not removed from the cluster",
                         format!(
-                            "Deleting node {name} through {url} failed: {}. Its etcd member may remain.",
-                            out.stdout_str().trim()
+                            "Deleting node {name} through {url} failed: {detail}. Its etcd member may remain; \
+                             remove it with `kubectl delete node {name}` from a healthy server."
                         ),
                     );
                 }
