@@ -63,7 +63,9 @@ fn with_version(bin: &[u8], v: &str) -> Vec<u8> {
     out
 }
 
-/// The directory install.sh "downloads" from (`INSTALL_K3S_SIM_ARTIFACTS`): lab hosts can read the target dir.
+/// The directory install.sh "downloads" from (`INSTALL_K3S_SIM_ARTIFACTS`). It must be visible inside lab hosts,
+/// whose `/tmp`, `/run`, `/var`, `/home`, `/root` and `/etc` are private: a checkout under `/tmp` (as CI may use)
+/// would hide `target/`, so the builds go under `/opt`, which hosts share with the machine.
 fn artifacts(name: &str) -> PathBuf {
     let k3s = paths::bin("k3s");
     if !k3s.is_file() {
@@ -74,7 +76,7 @@ fn artifacts(name: &str) -> PathBuf {
         assert!(st.success(), "cargo build -p k3s-sim failed");
     }
     let bin = std::fs::read(&k3s).unwrap();
-    let dir = paths::workspace_root().join("target").join(name);
+    let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
     for (v, data) in [(VERSION, bin.clone()), (NEXT, with_version(&bin, NEXT))] {
         let d = dir.join(v);
         std::fs::create_dir_all(&d).unwrap();

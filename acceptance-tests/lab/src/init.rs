@@ -83,6 +83,13 @@ pub fn setup_filesystem(opts: &InitOptions) -> Result<(), Error> {
             }
         }
     }
+    // The cargo target dir holding this binary (and the tests' k3s builds) must stay visible inside the host
+    // even when the checkout lives under a directory the host gets privately (a CI clone under /tmp, a developer's
+    // /home): hold it open now, and bind it back at the same path once the private mounts are in place.
+    let shared: Vec<(PathBuf, std::fs::File)> = shared_dirs(&opts.lab_bin)
+        .into_iter()
+        .filter_map(|p| std::fs::File::open(&p).ok().map(|f| (p, f)))
+        .collect();
     let d = &opts.host_dir;
     bind(&d.join("etc"), Path::new("/etc"))?;
     bind(&d.join("usr-local-bin"), Path::new("/usr/local/bin"))?;
@@ -99,6 +106,12 @@ pub fn setup_filesystem(opts: &InitOptions) -> Result<(), Error> {
         None::<&str>,
     )
     .map_err(|e| Error::io("mount /proc", e.into()))?;
+    for (path, dir) in &shared {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(&path.display().to_string(), e))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(dir);
+        bind(Path::new(&format!("/proc/self/fd/{fd}")), path)?;
+    }
+    drop(shared);
     // A sysfs of our own shows this host's network interfaces; not essential, so failures are ignored.
     let _ = mount(
         Some("sysfs"),
@@ -118,6 +131,34 @@ pub fn setup_filesystem(opts: &InitOptions) -> Result<(), Error> {
     }
     nix::unistd::sethostname(&opts.hostname).map_err(|e| Error::io("sethostname", e.into()))?;
     Ok(())
+}
+
+/// Directories a host privatises (bind mounts and tmpfs above); anything under them is hidden from the host.
+const PRIVATE_DIRS: [&str; 7] = [
+    "/etc",
+    "/usr/local/bin",
+    "/home",
+    "/root",
+    "/var",
+    "/run",
+    "/tmp",
+];
+
+/// The directories to keep visible inside a host: the cargo target dir containing the lab binary (found by
+/// walking up to a directory named `target`; else the binary's own directory), when it lies under a private dir.
+fn shared_dirs(lab_bin: &Path) -> Vec<PathBuf> {
+    let Some(bin_dir) = lab_bin.parent() else {
+        return Vec::new();
+    };
+    let dir = bin_dir
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "target"))
+        .unwrap_or(bin_dir);
+    if PRIVATE_DIRS.iter().any(|p| dir.starts_with(p)) {
+        vec![dir.to_path_buf()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The whole life of a host's PID 1: filesystem, wait for the network, then supervise forever.

@@ -1,0 +1,198 @@
+# A highly available k3s control plane behind HAProxy on OPNsense, as in the seed:
+# VIP + firewall rule + HAProxy pool on the VIP's port 6443, embedded etcd servers,
+# agents registering through the VIP.
+locals {
+  server_names = sort(keys(var.servers))
+  first_name   = local.server_names[0]
+  first        = var.servers[local.first_name]
+  joiners      = { for name in slice(local.server_names, 1, length(local.server_names)) : name => var.servers[name] }
+
+  vip_url  = "https://${var.vip}:6443"
+  tls_sans = distinct(concat([var.vip], var.extra_sans))
+  # Letters, digits and _ only: OPNsense alias names.
+  alias_prefix = replace(var.name_prefix, "-", "_")
+}
+
+# --- OPNsense: VIP, firewall ----------------------------------------------------
+
+resource "homelab_opnsense_vip" "api" {
+  interface   = var.vip_interface
+  mode        = "ipalias"
+  address     = "${var.vip}/${var.vip_subnet_bits}"
+  description = "${var.name_prefix} control plane VIP"
+}
+
+resource "homelab_opnsense_firewall_alias" "vip" {
+  name        = "${local.alias_prefix}_Control_Plane_Loadbalancer"
+  type        = "host"
+  content     = [var.vip]
+  description = "${var.name_prefix} API VIP (HAProxy on OPNsense)"
+}
+
+resource "homelab_opnsense_firewall_alias" "nodes" {
+  name        = "${local.alias_prefix}_Nodes"
+  type        = "host"
+  content     = distinct(concat([for s in values(var.servers) : s.address], [for a in values(var.agents) : a.address]))
+  description = "${var.name_prefix} nodes allowed to reach the API VIP"
+}
+
+resource "homelab_opnsense_firewall_rule" "nodes_to_vip" {
+  description      = "${var.name_prefix} nodes to the control-plane VIP"
+  interfaces       = [var.vip_interface]
+  direction        = "in"
+  action           = "pass"
+  ip_protocol      = "inet"
+  protocol         = "TCP"
+  source           = homelab_opnsense_firewall_alias.nodes.name
+  destination      = homelab_opnsense_firewall_alias.vip.name
+  destination_port = "6443"
+}
+
+# --- k3s servers ----------------------------------------------------------------
+
+resource "homelab_k3s_server" "first" {
+  role              = "init"
+  token             = var.k3s_token
+  version           = var.k3s_version
+  node_name         = local.first_name
+  tls_san           = local.tls_sans
+  disable           = var.disable
+  kubeconfig_server = local.vip_url
+  install_script    = var.install_script
+  install_env       = var.install_env
+
+  host {
+    address = local.first.address
+  }
+
+  timeouts {
+    create = var.create_timeout
+    update = var.create_timeout
+  }
+}
+
+# Joiners go through the first server's own address: the VIP's pool may soon
+# contain the joiner itself, which cannot answer before it has joined.
+resource "homelab_k3s_server" "join" {
+  for_each = local.joiners
+
+  role           = "join"
+  server_url     = "https://${local.first.address}:6443"
+  token          = homelab_k3s_server.first.join_token
+  version        = var.k3s_version
+  node_name      = each.key
+  tls_san        = local.tls_sans
+  disable        = var.disable
+  install_script = var.install_script
+  install_env    = var.install_env
+
+  host {
+    address = each.value.address
+  }
+
+  timeouts {
+    create = var.create_timeout
+    update = var.create_timeout
+  }
+}
+
+# --- HAProxy pool on the VIP ----------------------------------------------------
+
+resource "homelab_opnsense_haproxy_healthcheck" "api" {
+  name        = "${var.name_prefix}-api-tcp"
+  type        = "tcp"
+  interval    = "10s"
+  description = "TCP connect to the k3s API port"
+}
+
+# Each pool member exists only once its node does (a reference to the node's
+# resource orders it), so the VIP never sends traffic to a node still joining.
+resource "homelab_opnsense_haproxy_server" "first" {
+  name           = local.first_name
+  address        = homelab_k3s_server.first.id
+  port           = 6443
+  check_interval = "10s"
+  description    = "k3s API server on ${local.first_name}"
+}
+
+resource "homelab_opnsense_haproxy_server" "join" {
+  for_each = homelab_k3s_server.join
+
+  name           = each.key
+  address        = each.value.id
+  port           = 6443
+  check_interval = "10s"
+  description    = "k3s API server on ${each.key}"
+}
+
+resource "homelab_opnsense_haproxy_backend" "api" {
+  name        = "${var.name_prefix}-controlplane"
+  description = "${var.name_prefix} control-plane hosts"
+  mode        = "tcp"
+  algorithm   = "roundrobin"
+  persistence = "none"
+
+  servers = concat(
+    [homelab_opnsense_haproxy_server.first.id],
+    [for name in sort(keys(homelab_opnsense_haproxy_server.join)) : homelab_opnsense_haproxy_server.join[name].id],
+  )
+  health_check            = homelab_opnsense_haproxy_healthcheck.api.id
+  check_interval          = "10s"
+  health_check_log_status = true
+}
+
+resource "homelab_opnsense_haproxy_frontend" "api" {
+  name            = "${var.name_prefix}-controlplane"
+  description     = "${var.name_prefix} API on the VIP"
+  bind            = ["${var.vip}:6443"]
+  mode            = "tcp"
+  default_backend = homelab_opnsense_haproxy_backend.api.id
+  log_detailed    = true
+  # kubectl watches are long-lived connections.
+  timeout_client = "10m"
+
+  depends_on = [homelab_opnsense_vip.api]
+}
+
+resource "homelab_opnsense_haproxy_settings" "this" {
+  enabled       = true
+  graceful_stop = true
+
+  prometheus_enabled = true
+  prometheus_bind    = ["${var.vip}:${var.exporter_port}"]
+  prometheus_path    = "/metrics"
+
+  depends_on = [homelab_opnsense_vip.api]
+}
+
+# --- k3s agents -----------------------------------------------------------------
+
+# Agents register through the VIP, so the pool, the frontend and HAProxy must be
+# up first; afterwards each agent balances over the servers itself.
+resource "homelab_k3s_agent" "this" {
+  for_each = var.agents
+
+  server_url         = local.vip_url
+  token              = homelab_k3s_server.first.join_token
+  version            = var.k3s_version
+  node_name          = each.key
+  cluster_kubeconfig = homelab_k3s_server.first.kubeconfig
+  install_script     = var.install_script
+  install_env        = var.install_env
+
+  host {
+    address = each.value.address
+  }
+
+  timeouts {
+    create = var.create_timeout
+    update = var.create_timeout
+  }
+
+  depends_on = [
+    homelab_opnsense_haproxy_frontend.api,
+    homelab_opnsense_haproxy_settings.this,
+    homelab_opnsense_firewall_rule.nodes_to_vip,
+    homelab_k3s_server.join,
+  ]
+}
