@@ -1028,7 +1028,10 @@ impl Lab {
         )?;
         write(
             &etc.join("resolv.conf"),
-            "# homelab lab: no DNS; names are in /etc/hosts\noptions timeout:1 attempts:1\n",
+            // A nameserver on the host's own loopback: nothing answers there and no query leaves the host, but
+            // programs that insist on one (HAProxy 2.6 builds its implicit `default` resolvers from it, which the
+            // emulator's rendered `httpclient.resolvers.prefer` needs) start as on a real machine.
+            "# homelab lab: no DNS; names are in /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
         )?;
         write(&etc.join("machine-id"), &format!("{}\n", random_hex(16)?))?;
         // Accounts: root unlocked for key login, `ops` with a password and sudo.
