@@ -501,17 +501,14 @@ pub async fn hx_import<S: HaproxySpec>(ctx: &Context, id: &str) -> Result<S::Mod
                 .filter(|(_, n)| n == id.trim())
                 .map(|(u, _)| u)
                 .collect();
-            match found.as_slice() {
-                [u] => *u,
-                [] => {
-                    return Err(Diagnostic::error(
-                        format!("No {} to import", S::WHAT),
-                        format!("There is no {} with the UUID or name {id:?}.", S::WHAT),
-                    )
-                    .into())
-                }
-                many => {
-                    return Err(Diagnostic::error(
+            single_match(
+                &found,
+                Diagnostic::error(
+                    format!("No {} to import", S::WHAT),
+                    format!("There is no {} with the UUID or name {id:?}.", S::WHAT),
+                ),
+                |many| {
+                    Diagnostic::error(
                         format!("Ambiguous {} name", S::WHAT),
                         format!(
                             "Several {}s are named {id:?} ({}); import one by its UUID.",
@@ -522,9 +519,8 @@ pub async fn hx_import<S: HaproxySpec>(ctx: &Context, id: &str) -> Result<S::Mod
                                 .join(", ")
                         ),
                     )
-                    .into())
-                }
-            }
+                },
+            )?
         }
     };
     let mut m = S::Model::default();
@@ -563,6 +559,20 @@ pub async fn hx_list<S: HaproxySpec>(
 }
 
 /// Builds the stream a list resource returns.
+/// The one object an import id names when it is not a UUID: exactly one match, else `none` (no match) or the
+/// diagnostic `many` builds from the matches.
+pub fn single_match(
+    hits: &[Uuid],
+    none: Diagnostic,
+    many: impl FnOnce(&[Uuid]) -> Diagnostic,
+) -> Result<Uuid, Diagnostics> {
+    match hits {
+        [u] => Ok(*u),
+        [] => Err(none.into()),
+        _ => Err(many(hits).into()),
+    }
+}
+
 pub fn list_stream<R: Resource<Identity = UuidIdentity>>(
     items: Vec<(UuidIdentity, String, Option<R::Model>)>,
     limit: i64,

@@ -342,23 +342,19 @@ impl Resource for FirewallRule {
                     })
                     .map(|(u, _)| *u)
                     .collect();
-                match hits.as_slice() {
-                    [u] => *u,
-                    [] => {
-                        return Err(Diagnostic::error(
-                            "No rule to import",
-                            format!("No rule has the UUID or description {id:?}."),
-                        )
-                        .into())
-                    }
-                    _ => {
-                        return Err(Diagnostic::error(
+                single_match(
+                    &hits,
+                    Diagnostic::error(
+                        "No rule to import",
+                        format!("No rule has the UUID or description {id:?}."),
+                    ),
+                    |_| {
+                        Diagnostic::error(
                             "Ambiguous rule description",
                             format!("Several rules are described {id:?}; import by UUID."),
                         )
-                        .into())
-                    }
-                }
+                    },
+                )?
             }
         };
         Ok(RuleModel {

@@ -309,23 +309,19 @@ impl Resource for OpnsenseVip {
                     })
                     .map(|(u, _)| *u)
                     .collect();
-                match hits.as_slice() {
-                    [u] => *u,
-                    [] => {
-                        return Err(Diagnostic::error(
-                            "No virtual IP to import",
-                            format!("No virtual IP has the UUID, address or description {id:?}."),
-                        )
-                        .into())
-                    }
-                    _ => {
-                        return Err(Diagnostic::error(
+                single_match(
+                    &hits,
+                    Diagnostic::error(
+                        "No virtual IP to import",
+                        format!("No virtual IP has the UUID, address or description {id:?}."),
+                    ),
+                    |_| {
+                        Diagnostic::error(
                             "Ambiguous virtual IP",
                             format!("Several virtual IPs match {id:?}; import by UUID."),
                         )
-                        .into())
-                    }
-                }
+                    },
+                )?
             }
         };
         Ok(VipModel {
