@@ -89,6 +89,10 @@ pub struct SshDefaults {
     pub bastion_user: Option<String>,
     /// Jump host private key (defaults to `private_key`).
     pub bastion_private_key: Option<Secret>,
+    /// Pinned host key(s) of the jump host.
+    pub bastion_host_key: Option<String>,
+    /// Trust a host's key on first use (then pinned in state) when nothing else verifies it.
+    pub trust_on_first_use: Option<bool>,
 }
 
 /// Why the OPNsense settings are not available.
@@ -235,6 +239,10 @@ pub struct SshModel {
     pub bastion_user: Tf<String>,
     /// Bastion key.
     pub bastion_private_key: Tf<String>,
+    /// Bastion host key.
+    pub bastion_host_key: Tf<String>,
+    /// Trust on first use.
+    pub trust_on_first_use: Tf<bool>,
 }
 
 /// The provider configuration model.
@@ -392,7 +400,16 @@ pub fn schema() -> Schema {
             .optional()
             .sensitive()
             .description("Jump host private key. Default: `private_key`."),
-    );
+    )
+    .attribute(Attribute::string("bastion_host_key").optional().description(
+        "Pinned host key(s) of the jump host: OpenSSH public-key lines or `SHA256:` fingerprints, one per line. \
+         Default: verify it with `known_hosts`. A jump host is never trusted on first use.",
+    ))
+    .attribute(Attribute::bool("trust_on_first_use").optional().description(
+        "Accept a host's key on the first connection when neither a pinned `host_key` nor known_hosts can \
+         verify it; the key is then pinned in the resource's state and verified on every later connection. \
+         Default `false`. Resources can override it.",
+    ));
 
     Schema::new(
         "The homelab provider manages an HA k3s control plane behind OPNsense HAProxy: OPNsense objects over its \
@@ -553,6 +570,8 @@ fn resolve_ssh(s: Option<&SshModel>) -> SshDefaults {
         bastion_port: port(&s.bastion_port),
         bastion_user: s.bastion_user.known().cloned(),
         bastion_private_key: s.bastion_private_key.known().cloned().map(Secret::new),
+        bastion_host_key: s.bastion_host_key.known().cloned(),
+        trust_on_first_use: s.trust_on_first_use.known().copied(),
     }
 }
 
@@ -650,6 +669,38 @@ mod tests {
 
         let d = configure("1.15.5", &ProviderModel::default(), no_env).unwrap();
         assert_eq!(d.opnsense_status(), &OpnsenseStatus::NotConfigured);
+    }
+
+    #[test]
+    fn ssh_defaults_reach_provider_data() {
+        let m = ProviderModel {
+            opnsense: None,
+            ssh: Some(SshModel {
+                user: Tf::Known("debian".into()),
+                bastion_host: Tf::Known("jump:2222".into()),
+                bastion_port: Tf::Null,
+                bastion_user: Tf::Known("j".into()),
+                bastion_private_key: Tf::Known("JKEY".into()),
+                bastion_host_key: Tf::Known("SHA256:abc".into()),
+                trust_on_first_use: Tf::Known(true),
+                sudo_password: Tf::Unknown,
+                ..Default::default()
+            }),
+        };
+        let d = configure("1.15.5", &m, no_env).unwrap();
+        let s = &d.ssh;
+        assert_eq!(s.user.as_deref(), Some("debian"));
+        assert_eq!(s.bastion_host.as_deref(), Some("jump:2222"));
+        assert_eq!(s.bastion_user.as_deref(), Some("j"));
+        assert_eq!(
+            s.bastion_private_key.as_ref().map(Secret::expose),
+            Some("JKEY")
+        );
+        assert_eq!(s.bastion_host_key.as_deref(), Some("SHA256:abc"));
+        assert_eq!(s.trust_on_first_use, Some(true));
+        // Unknown values are left unset.
+        assert!(s.sudo_password.is_none());
+        assert!(!format!("{d:?}").contains("JKEY"), "key leaked into Debug");
     }
 
     #[test]

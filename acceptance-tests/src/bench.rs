@@ -208,7 +208,7 @@ enum Prepared {
 }
 
 /// A client certificate like the one Terraform passes in `PLUGIN_CLIENT_CERT` (made with the openssl CLI).
-fn client_cert_pem() -> Result<String> {
+pub fn client_cert_pem() -> Result<String> {
     let out = std::process::Command::new("openssl")
         .args([
             "req",
@@ -462,11 +462,19 @@ pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String 
     );
     md.push_str(WHERE_THE_TIME_GOES);
     md.push_str(
-        "\n## Reproduce\n\n```sh\nsudo ./acceptance-tests/dev bench            # all rows, rewrites this file\n\
-         sudo ./acceptance-tests/dev bench --runs 31  # more samples\n\
-         sudo ./acceptance-tests/dev bench --only plan-fixture --output /tmp/b.md\n```\n\n\
+        "\n## Reproduce\n\n```sh\nsudo ./acceptance-tests/dev bench            # the affordable rows (minutes), rewrites this file\n\
+         sudo ./acceptance-tests/dev bench --heavy    # + the cluster rows (a lab + k3s cluster per sample, ~15 min)\n\
+         sudo ./acceptance-tests/dev bench --heavy --heavy-runs 7   # more cluster samples (default 3)\n\
+         sudo ./acceptance-tests/dev bench --runs 31  # more samples of the fast rows\n\
+         sudo ./acceptance-tests/dev bench --only plan-fixture --output /tmp/b.md\n\
+         sudo ./acceptance-tests/dev bench --only k3s --only example --output /tmp/cluster.md\n```\n\n\
+         A run without the cluster rows keeps this file's cluster section as it is (its analysis text is refreshed \
+         from the code). The cluster rows need root (network namespaces), the lab and k3s stand-in builds and, for \
+         the Ansible baseline, ansible-core in `/opt/ansible-venv` (`dev bench --heavy` installs all of these).\n\n\
          ## Adding a row\n\nAppend a `Comparison` (id, description, subject and baseline scenarios, optional \
-         target) to `comparisons()` in `acceptance-tests/src/bench.rs`; this file is regenerated from that list.\n",
+         target) to `comparisons()` in `acceptance-tests/src/bench.rs`; this file is regenerated from that list. \
+         Rows that need more than one Terraform command per sample live in their own module \
+         (`bench_opnsense.rs`, `bench_k3s.rs`, `bench_start.rs`) and return a markdown section.\n",
     );
     md
 }

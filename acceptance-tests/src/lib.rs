@@ -9,7 +9,8 @@
 //! - [`process`]: running programs with deadlines, signals, process groups and `/proc` inspection;
 //! - [`terraform`]: one isolated Terraform world per test (working dir, CLI config with `dev_overrides`), commands
 //!   and the JSON documents Terraform prints (state, plan, schemas);
-//! - [`mod@bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md`;
+//! - [`mod@bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md` (with
+//!   [`bench_opnsense`], [`bench_k3s`] for whole-cluster applies in the lab, [`bench_start`] against a Go provider);
 //! - [`fixture`]: HCL for the provider's test-only resource `homelab_test_fixture`;
 //! - [`steps`]: the terraform-plugin-testing–style step API (plan → apply → empty plans → import → destroy).
 //!
@@ -28,7 +29,9 @@
 //! `HOMELAB_KEEP_WORKDIRS=1` and `HOMELAB_TERRAFORM_VERSIONS=1.15`.
 
 pub mod bench;
+pub mod bench_k3s;
 pub mod bench_opnsense;
+pub mod bench_start;
 pub mod fixture;
 pub mod paths;
 pub mod process;

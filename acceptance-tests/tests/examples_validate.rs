@@ -7,6 +7,13 @@
 //! each `import-*.tf` next to it (the import examples target the same address, so they cannot be validated
 //! together). Nothing is skipped: an example directory without its main file fails, and the files must be
 //! `terraform fmt` clean.
+//!
+//! The compositions — the reusable module `examples/modules/k3s-ha`, the seed's topology `examples/complete` that
+//! calls it, and the seed's migration `examples/migration` — are validated as the directories they are (the
+//! module on its own; the examples with the module beside them at `../modules/k3s-ha`, as `terraform get`
+//! installs it) under both Terraform versions: the module and the complete example promise `>= 1.0`. The
+//! migration example uses `import {}` blocks with `for_each`, so it requires 1.7 and is validated under 1.15.5
+//! only; under 1.0.3 it must be refused for those blocks or its `required_version`, not for anything else.
 
 use std::path::{Path, PathBuf};
 
@@ -172,5 +179,110 @@ fn every_example_validates() -> Result<()> {
         validated > 10,
         "only {validated} example configurations found"
     );
+    Ok(())
+}
+
+/// `terraform validate -json` for either version (1.0.3 has no `-query`).
+fn validate_any(tf: &Terraform, what: &str) -> Result<()> {
+    let out = tf.run(&["validate", "-json", "-no-color"])?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).with_context(|| {
+        format!(
+            "{what}: validate -json printed no JSON: {}{}",
+            out.stdout, out.stderr
+        )
+    })?;
+    let diags: Vec<String> = v["diagnostics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["summary"] != "Provider development overrides are in effect")
+        .map(|d| format!("{}: {}: {}", d["severity"], d["summary"], d["detail"]))
+        .collect();
+    if v["valid"] != true || !diags.is_empty() || !out.success() {
+        bail!(
+            "{what}: terraform validate failed:\n{}\n{}",
+            diags.join("\n"),
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+/// Copies the `*.tf` files of `from` into `to`.
+fn copy_tf(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for (name, text) in files(from)? {
+        std::fs::write(to.join(name), text)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn module_and_composed_examples_validate_under_both_versions() -> Result<()> {
+    let root = paths::workspace_root().join("examples");
+    let mut failures = Vec::new();
+    for dir in ["modules/k3s-ha", "complete", "migration"] {
+        let fmt = Terraform::new(TerraformVersion::V1_15)?.run(&[
+            "fmt",
+            "-check",
+            "-diff",
+            "-no-color",
+            "-recursive",
+            root.join(dir).to_str().unwrap(),
+        ])?;
+        if !fmt.success() {
+            failures.push(format!(
+                "examples/{dir}: not `terraform fmt` clean:\n{}",
+                fmt.stdout
+            ));
+        }
+    }
+    for version in TerraformVersion::selected() {
+        for dir in ["modules/k3s-ha", "complete", "migration"] {
+            let what = format!("examples/{dir} (Terraform {version})");
+            let tf = Terraform::new(version)?;
+            tf.require_provider()?;
+            copy_tf(&root.join(dir), tf.workdir())?;
+            // The examples call the module as ../modules/k3s-ha.
+            copy_tf(
+                &root.join("modules/k3s-ha"),
+                &tf.workdir().parent().unwrap().join("modules/k3s-ha"),
+            )?;
+            if !files(tf.workdir())?.iter().any(|(n, _)| n == "versions.tf") {
+                failures.push(format!("{what}: no versions.tf"));
+                continue;
+            }
+            if dir == "migration" && !version.has_import_blocks() {
+                let out = tf.run(&["validate", "-no-color"])?;
+                // 1.0.3 refuses the unknown import blocks (or, were they parsed, the required_version).
+                let refused = out.stderr.contains("Unsupported Terraform Core version")
+                    || (out.stderr.contains("Unsupported block type")
+                        && out.stderr.contains("\"import\""));
+                if out.success() || !refused {
+                    failures.push(format!(
+                        "{what}: expected a refusal for required_version, got:\n{}{}",
+                        out.stdout, out.stderr
+                    ));
+                }
+                continue;
+            }
+            if dir != "modules/k3s-ha" {
+                if let Err(e) = tf.run_ok(&["get", "-no-color"]) {
+                    failures.push(format!("{what}: terraform get: {e}"));
+                    continue;
+                }
+            }
+            if let Err(e) = validate_any(&tf, &what) {
+                failures.push(format!("{e:#}"));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} composed example check(s) failed:\n\n{}",
+            failures.len(),
+            failures.join("\n\n")
+        );
+    }
     Ok(())
 }

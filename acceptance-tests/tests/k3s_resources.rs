@@ -20,6 +20,8 @@ use homelab_lab::{Lab, LabSpec};
 const VERSION: &str = "v1.31.5+k3s1";
 /// The version the upgrade step moves to (same length as VERSION: the stand-in's version is patched in place).
 const NEXT: &str = "v1.31.6+k3s1";
+/// A version newer than the servers', for the agent-skew refusal (same length again).
+const NEWER: &str = "v1.31.7+k3s1";
 /// The cluster token of the test (must never show up in argv or logs).
 const SECRET: &str = "lab-cluster-secret";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
@@ -77,7 +79,11 @@ fn artifacts(name: &str) -> PathBuf {
     }
     let bin = std::fs::read(&k3s).unwrap();
     let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
-    for (v, data) in [(VERSION, bin.clone()), (NEXT, with_version(&bin, NEXT))] {
+    for (v, data) in [
+        (VERSION, bin.clone()),
+        (NEXT, with_version(&bin, NEXT)),
+        (NEWER, with_version(&bin, NEWER)),
+    ] {
         let d = dir.join(v);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("k3s.tmp"), data).unwrap();
@@ -357,10 +363,26 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     let sans2 = world.config(VERSION, &["k3s.lab.internal", "192.0.2.50"]);
     let upgraded = world.config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let downgrade = world.config(VERSION, &["k3s.lab.internal", "192.0.2.50"]);
+    // The agent alone moves past the servers: refused at apply, servers first.
+    let skewed = {
+        let text = upgraded.clone();
+        let at = text.find("resource \"homelab_k3s_agent\"").unwrap();
+        let (head, tail) = text.split_at(at);
+        format!(
+            "{head}{}",
+            tail.replacen(
+                &format!("version = \"{NEXT}\""),
+                &format!("version = \"{NEWER}\""),
+                1
+            )
+        )
+    };
+    assert!(skewed.contains(NEWER));
     let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
     let stuck = world.stuck_config();
     let ssh_first = ssh_args(&world.key, &world.known_hosts, &world.ips[0]);
+    let ssh_first0 = ssh_first.clone();
     let ssh_worker = ssh_args(&world.key, &world.known_hosts, &world.ips[2]);
     let ssh_worker2 = ssh_worker.clone();
     let kdir3 = tmp.path().to_path_buf();
@@ -374,8 +396,15 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     );
     let tf_log = tmp.path().join("tf-trace.log");
     let tf_log2 = tf_log.display().to_string();
+    let ssh_second = ssh_args(&world.key, &world.known_hosts, &world.ips[1]);
     let worker = std::thread::spawn(move || {
         enter_netns(&ws);
+        // The joiner comes up as an etcd learner and is promoted 8 s later (as k3s's leader does it): the join
+        // must not return before that, or the voter check of the first step fails.
+        ssh_run(
+            &ssh_second,
+            "mkdir -p /etc/default && echo K3S_SIM_PROMOTE_DELAY_SECS=8 > /etc/default/k3s",
+        )?;
         let kdir2 = kdir.clone();
         TestCase::new(version)
             .env("TF_LOG", "trace")
@@ -414,6 +443,18 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                                     .into(),
                             );
                         }
+                        // The join returned only once its etcd member votes (no learner left behind).
+                        let info = ssh_run(&ssh_first0, "k3s kubectl get --raw /db/info")?;
+                        let v: serde_json::Value =
+                            serde_json::from_str(&info).map_err(|e| format!("{e}: {info}"))?;
+                        let members = v["members"].as_array().cloned().unwrap_or_default();
+                        if members.len() != 2
+                            || members
+                                .iter()
+                                .any(|m| m["isLearner"].as_bool() == Some(true))
+                        {
+                            return Err(format!("expected two voting etcd members: {info}"));
+                        }
                         let nodes = kubectl_nodes(st, &kdir)?;
                         for n in ["k8s-control-1", "k8s-control-2", "k8s-worker-1"] {
                             if !nodes
@@ -438,10 +479,18 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                                 return Err(format!("agent LB lacks server {ip}: {lb}"));
                             }
                         }
-                        // The restart alone did not add the SAN (sticky certificate): the provider rotated it.
+                        // The restart alone did not add the SAN (sticky certificate): the provider ran
+                        // `k3s certificate rotate` (it backs up server/tls to server/tls-<time>), which was enough:
+                        // the blunt cure (moving the cache aside) was not needed.
+                        let server = ssh_run(&ssh_first, "ls /var/lib/rancher/k3s/server")?;
+                        if !server.lines().any(|l| l.starts_with("tls-")) {
+                            return Err(format!("serving certificate not rotated:\n{server}"));
+                        }
                         let tls = ssh_run(&ssh_first, "ls /var/lib/rancher/k3s/server/tls")?;
-                        if !tls.contains("dynamic-cert.json.bak-") {
-                            return Err(format!("serving certificate cache not rotated:\n{tls}"));
+                        if tls.contains("dynamic-cert.json.bak-") {
+                            return Err(format!(
+                                "the blunt cure ran although rotate sufficed:\n{tls}"
+                            ));
                         }
                         for a in ["homelab_k3s_server.init", "homelab_k3s_server.join"] {
                             let sans = attr(st, a, "serving_cert_sans")?.to_string();
@@ -468,6 +517,11 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         }
                         Ok(())
                     }),
+            )
+            .step(
+                Step::config(skewed)
+                    .named("an agent newer than the servers is refused")
+                    .expect_error("Agent newer than the servers.*upgrade the servers first"),
             )
             .step(
                 Step::config(downgrade)
@@ -566,16 +620,7 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     }
     let result = worker.join().unwrap();
     if let Err(e) = result {
-        for n in names {
-            let j = lab
-                .exec(
-                    n,
-                    "journalctl -u k3s -n 20 --no-pager; journalctl -u k3s-agent -n 20 --no-pager",
-                )
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            eprintln!("--- {n} journal:\n{j}");
-        }
+        dump_journals(lab, &names);
         panic!("{e}");
     }
     assert!(leaks.is_empty(), "token on a command line: {leaks:?}");
@@ -593,6 +638,403 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     )
     .unwrap();
     // Destroy left the hosts clean.
+    assert_clean(lab, &names);
+    eprintln!(
+        "k3s lifecycle with Terraform {version:?} took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn hand_installed_migration_terraform_1_15() {
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_15) {
+        hand_installed_migration(TerraformVersion::V1_15, "k3smig15");
+    }
+}
+
+#[test]
+fn hand_installed_migration_terraform_1_0() {
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_0) {
+        hand_installed_migration(TerraformVersion::V1_0, "k3smig10");
+    }
+}
+
+/// Runs `script` on a lab host as root through `sh -s` (the script, which may carry the token, goes on stdin).
+fn ssh_script(args: &[String], script: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new("ssh")
+        .args(args)
+        .arg("sh -s")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(format!("remote script failed:\n{text}"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The seed's story: a single sqlite server and an agent installed by hand with the install script (a hand-written
+/// YAML config.yaml on the server; flags and `K3S_*` variables on the agent), imported, planned (the only change is
+/// the datastore), refused without `allow_datastore_migration`, converted with it (backup on the host, every node
+/// still there), then empty plans; `terraform query` finds both nodes (1.15).
+fn hand_installed_migration(version: TerraformVersion, lab_name: &str) {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
+    lab_binary();
+    let started = Instant::now();
+    let art = artifacts(&format!("k3s-provider-artifacts-{lab_name}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = LabSpec::new(lab_name);
+    spec.servers = 1;
+    spec.agents = 1;
+    spec.opnsense = false;
+    spec.root = Some(tmp.path().join("labs"));
+    let guard = LabGuard(Some(Lab::up(&spec).unwrap()));
+    let lab = guard.0.as_ref().unwrap();
+    let names = ["k8s-control-1", "k8s-worker-1"];
+    let ips: Vec<String> = names
+        .iter()
+        .map(|n| lab.host(n).unwrap().ip.to_string())
+        .collect();
+    let world = World {
+        ips: ips.clone(),
+        key: lab.ssh_key().to_path_buf(),
+        known_hosts: lab.known_hosts().to_path_buf(),
+        ops_password_file: lab.state().ops_password_file.clone(),
+        artifacts: art.clone(),
+    };
+    let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
+    let server_ssh = ssh_args(&world.key, &world.known_hosts, &ips[0]);
+    let agent_ssh = ssh_args(&world.key, &world.known_hosts, &ips[1]);
+    let url = format!("https://{}:6443", ips[0]);
+    let config = |allow: bool| {
+        format!(
+            "{provider}
+resource \"homelab_k3s_server\" \"init\" {{
+  role = \"init\"
+  token = \"{SECRET}\"
+  version = \"{VERSION}\"
+  tls_san = [\"k3s.lab.internal\"]
+  disable = [\"servicelb\"]
+  node_labels = [\"tier=control\"]
+  extra_config = {{ \"write-kubeconfig-mode\" = \"0644\" }}
+  {allow}
+  host {{ address = \"{a0}\" }}
+}}
+
+resource \"homelab_k3s_agent\" \"worker\" {{
+  server_url = \"{url}\"
+  token = homelab_k3s_server.init.join_token
+  version = \"{VERSION}\"
+  node_labels = [\"tier=hand\"]
+  host {{ address = \"{a1}\" }}
+}}
+",
+            provider = world.provider(),
+            allow = if allow {
+                "allow_datastore_migration = true"
+            } else {
+                ""
+            },
+            a0 = ips[0],
+            a1 = ips[1],
+        )
+    };
+    let (plain, allowed) = (config(false), config(true));
+    // A change to the hand-installed agent: the provider moves its exec-line flags and env file into config.yaml.
+    let relabelled = allowed.replace(
+        "  node_labels = [\"tier=hand\"]\n",
+        &format!(
+            "  node_labels = [\"tier=hand\", \"zone=a\"]\n{}",
+            world.install()
+        ),
+    );
+    assert_ne!(relabelled, allowed);
+    let query = format!(
+        "list \"homelab_k3s_server\" \"servers\" {{\n  provider = homelab\n  include_resource = true\n  config {{\n    addresses = [\"{a0}\", \"{a1}\", \"192.0.2.99\"]\n  }}\n}}\n\
+         list \"homelab_k3s_agent\" \"agents\" {{\n  provider = homelab\n  config {{\n    addresses = [\"{a0}\", \"{a1}\"]\n  }}\n}}\n",
+        a0 = ips[0],
+        a1 = ips[1]
+    );
+    let art_dir = art.display().to_string();
+    let worker = std::thread::spawn(move || -> Result<(), String> {
+        enter_netns(&ws);
+        // --- By hand, like the seed: the install script with a hand-written config.yaml on the server. ---
+        ssh_script(
+            &server_ssh,
+            &format!(
+                "set -e\nmkdir -p /etc/rancher/k3s\ncat > /etc/rancher/k3s/config.yaml <<'YAML'\n\
+                 # written by hand\ntoken: {SECRET}\ntls-san:\n  - k3s.lab.internal\ndisable: servicelb\n\
+                 node-label:\n  - \"tier=control\"\nwrite-kubeconfig-mode: \"0644\"\nYAML\n\
+                 INSTALL_K3S_SIM_ARTIFACTS={art_dir} INSTALL_K3S_VERSION={VERSION} sh {INSTALL_SH} >/dev/null\n"
+            ),
+        )?;
+        let secure = ssh_run(&server_ssh, "cat /var/lib/rancher/k3s/server/token")?
+            .trim()
+            .to_string();
+        // The agent: settings on the exec line and K3S_* variables (the env file), no config.yaml.
+        ssh_script(
+            &agent_ssh,
+            &format!(
+                "set -e\nexport K3S_URL={url} K3S_TOKEN='{secure}'\n\
+                 INSTALL_K3S_SIM_ARTIFACTS={art_dir} INSTALL_K3S_VERSION={VERSION} \
+                 INSTALL_K3S_EXEC='agent --node-label tier=hand' sh {INSTALL_SH} >/dev/null\n"
+            ),
+        )?;
+        let nodes_before = wait_nodes(&server_ssh, 2)?;
+        let before_db = ssh_run(&server_ssh, "ls /var/lib/rancher/k3s/server/db")?;
+        if !before_db.contains("state.db") || before_db.contains("etcd") {
+            return Err(format!("the hand install is not on sqlite: {before_db}"));
+        }
+
+        let mut tf =
+            homelab_acceptance::terraform::Terraform::new(version).map_err(|e| e.to_string())?;
+        let trace = tf.root().join("tf-trace.log");
+        tf.set_env("TF_LOG", "trace");
+        tf.set_env("TF_LOG_PATH", trace.display().to_string());
+        tf.write_config(&plain).map_err(|e| e.to_string())?;
+        tf.init().map_err(|e| e.to_string())?;
+        for (addr, ip) in [
+            ("homelab_k3s_server.init", &ips[0]),
+            ("homelab_k3s_agent.worker", &ips[1]),
+        ] {
+            let out = tf.import(addr, ip).map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("import {addr} failed:\n{out}"));
+            }
+        }
+        // Plan: the agent reads back as configured (flags + env file); the server's only change is the datastore.
+        let plan = tf.plan(&["-out=mig.tfplan"]).map_err(|e| e.to_string())?;
+        let plan_text = plan.output().combined();
+        let saved = tf.show_plan("mig.tfplan").map_err(|e| e.to_string())?;
+        // Terraform 1.0 plans a marks-only update when a sensitive reference (`join_token`) feeds an imported
+        // attribute ("will be marked as sensitive... The value is unchanged"): equal values are what counts.
+        let agent = saved
+            .change("homelab_k3s_agent.worker")
+            .ok_or("no plan entry for the agent")?;
+        let same = agent.pointer("/change/before") == agent.pointer("/change/after");
+        if !(saved.action("homelab_k3s_agent.worker") == Some(Action::NoOp)
+            || (version == TerraformVersion::V1_0 && same))
+        {
+            return Err(format!(
+                "the hand-installed agent does not read back as configured:\n{plan_text}"
+            ));
+        }
+        let c = saved
+            .change("homelab_k3s_server.init")
+            .ok_or("no change for the server")?;
+        if c.pointer("/change/before/datastore") != Some(&serde_json::json!("sqlite"))
+            || c.pointer("/change/after/datastore") != Some(&serde_json::json!("etcd"))
+        {
+            return Err(format!(
+                "the plan does not move the datastore to etcd:\n{plan_text}"
+            ));
+        }
+        for a in [
+            "role",
+            "token",
+            "version",
+            "tls_san",
+            "disable",
+            "node_labels",
+            "extra_config",
+            "node_name",
+        ] {
+            let (b, af) = (
+                c.pointer(&format!("/change/before/{a}")),
+                c.pointer(&format!("/change/after/{a}")),
+            );
+            if b != af {
+                return Err(format!(
+                    "hand-written config.yaml not read back: {a} {b:?} -> {af:?}\n{plan_text}"
+                ));
+            }
+        }
+        if !plan_text.contains("allow_datastore_migration") {
+            return Err(format!(
+                "the plan does not warn about the gate:\n{plan_text}"
+            ));
+        }
+        // Apply without the gate: refused, nothing touched.
+        let refused = tf
+            .run(&["apply", "-input=false", "-no-color", "mig.tfplan"])
+            .map_err(|e| e.to_string())?;
+        let text = homelab_acceptance::terraform::normalize_diagnostics(&refused.combined());
+        if refused.success()
+            || !text.contains("sqlite to etcd migration not allowed")
+            || !text.contains("allow_datastore_migration = true")
+        {
+            return Err(format!(
+                "apply without the gate was not refused:\n{refused}"
+            ));
+        }
+        let db = ssh_run(&server_ssh, "ls /var/lib/rancher/k3s/server/db")?;
+        if db.contains("etcd") {
+            return Err(format!("a refused migration touched the datastore: {db}"));
+        }
+        // With the gate: converted, backed up, every node still there.
+        tf.write_config(&allowed).map_err(|e| e.to_string())?;
+        let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+        let text = homelab_acceptance::terraform::normalize_diagnostics(&out.combined());
+        if !out.success() || !text.contains("/var/backups/k3s/") {
+            return Err(format!(
+                "the migration failed or did not name its backup:\n{out}"
+            ));
+        }
+        let st = tf.state().map_err(|e| e.to_string())?;
+        if attr(&st, "homelab_k3s_server.init", "datastore")? != "etcd" {
+            return Err("state does not say etcd".into());
+        }
+        let db = ssh_run(&server_ssh, "ls /var/lib/rancher/k3s/server/db")?;
+        if !db.contains("etcd") {
+            return Err(format!("the server is not on etcd: {db}"));
+        }
+        let backup = ssh_run(&server_ssh, "ls -d /var/backups/k3s/*-sqlite-to-etcd/db/state.db /var/backups/k3s/*-sqlite-to-etcd/token")?;
+        if backup.lines().count() != 2 {
+            return Err(format!("backup incomplete: {backup}"));
+        }
+        let nodes_after = wait_nodes(&server_ssh, 2)?;
+        if nodes_after != nodes_before {
+            return Err(format!(
+                "nodes changed: {nodes_before:?} -> {nodes_after:?}"
+            ));
+        }
+        for extra in [&["-refresh=false"][..], &[][..]] {
+            match tf.plan(extra).map_err(|e| e.to_string())? {
+                homelab_acceptance::terraform::PlanOutcome::Empty(_) => {}
+                other => {
+                    return Err(format!(
+                        "plan {extra:?} after the migration not empty:\n{}",
+                        other.output()
+                    ))
+                }
+            }
+        }
+        // Changing the hand-installed agent: the unit loses its flags and env file, config.yaml holds everything.
+        tf.write_config(&relabelled).map_err(|e| e.to_string())?;
+        let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+        if !out.success()
+            || !out
+                .combined()
+                .contains("Moving k3s settings into config.yaml")
+        {
+            return Err(format!("relabelling the hand-installed agent:\n{out}"));
+        }
+        let unit = ssh_run(
+            &agent_ssh,
+            "cat /etc/systemd/system/k3s-agent.service; wc -c < /etc/systemd/system/k3s-agent.service.env; cat /etc/rancher/k3s/config.yaml",
+        )?;
+        if unit.contains("--node-label") || !unit.contains("zone=a") || !unit.contains("\n0\n") {
+            return Err(format!(
+                "flags or env file left behind, or config.yaml not written:\n{}",
+                unit.replace(&secure, "<token>")
+            ));
+        }
+        match tf.plan(&[]).map_err(|e| e.to_string())? {
+            homelab_acceptance::terraform::PlanOutcome::Empty(_) => {}
+            other => {
+                return Err(format!(
+                    "plan after relabelling not empty:\n{}",
+                    other.output()
+                ))
+            }
+        }
+        // terraform query finds the server on one address and the agent on the other; a host that does not answer
+        // is a warning, not a failure.
+        if version.has_query() {
+            tf.write_file("nodes.tfquery.hcl", &query)
+                .map_err(|e| e.to_string())?;
+            let listed = tf.query(&[]).map_err(|e| e.to_string())?;
+            let text = listed.combined();
+            let server_line = text
+                .lines()
+                .find(|l| l.contains("list.homelab_k3s_server.servers"));
+            let agent_line = text
+                .lines()
+                .find(|l| l.contains("list.homelab_k3s_agent.agents"));
+            if !listed.success()
+                || !server_line.is_some_and(|l| l.contains("k8s-control-1"))
+                || !agent_line.is_some_and(|l| l.contains("k8s-worker-1"))
+                || text.lines().filter(|l| l.contains("k8s-")).count() != 2
+                || !text.contains("192.0.2.99 not listed")
+            {
+                return Err(format!(
+                    "terraform query did not list exactly the two nodes:\n{listed}"
+                ));
+            }
+            tf.remove_file("nodes.tfquery.hcl")
+                .map_err(|e| e.to_string())?;
+        }
+        let out = tf.destroy().map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!("destroy failed:\n{out}"));
+        }
+        // The hand install kept the token in config.yaml and the agent's env file: read back, never logged.
+        let log = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
+        if log.len() < 10_000 || log.contains(SECRET) {
+            return Err(format!(
+                "TF_LOG=trace wrote {} bytes; token in it: {}",
+                log.len(),
+                log.contains(SECRET)
+            ));
+        }
+        Ok(())
+    });
+    let result = worker.join().unwrap();
+    if let Err(e) = result {
+        dump_journals(lab, &names);
+        for n in names {
+            let _ = lab.exec(
+                n,
+                "/usr/local/bin/k3s-agent-uninstall.sh >/dev/null 2>&1; /usr/local/bin/k3s-uninstall.sh >/dev/null 2>&1",
+            );
+        }
+        panic!("{e}");
+    }
+    assert_clean(lab, &names);
+    eprintln!(
+        "k3s hand-installed migration with Terraform {version:?} took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Polls `k3s kubectl get nodes` on a server until `n` nodes are Ready; returns the sorted names.
+fn wait_nodes(server: &[String], n: usize) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = ssh_run(server, "k3s kubectl get nodes --no-headers 2>&1").unwrap_or_default();
+        let mut ready: Vec<String> = out
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        ready.sort();
+        if ready.len() == n {
+            return Ok(ready);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("expected {n} Ready nodes:\n{out}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// No k3s file is left on the hosts (after a destroy).
+fn assert_clean(lab: &Lab, names: &[&str]) {
     for n in names {
         let o = lab
             .exec(
@@ -606,8 +1048,18 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
             "{n} not clean after destroy: {left}"
         );
     }
-    eprintln!(
-        "k3s lifecycle with Terraform {version:?} took {:?}",
-        started.elapsed()
-    );
+}
+
+/// The k3s units' last journal lines of every host, for a failure report.
+fn dump_journals(lab: &Lab, names: &[&str]) {
+    for n in names {
+        let j = lab
+            .exec(
+                n,
+                "journalctl -u k3s -n 30 --no-pager; journalctl -u k3s-agent -n 20 --no-pager",
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!("--- {n} journal:\n{j}");
+    }
 }

@@ -39,6 +39,8 @@ module "k3s_ha" {
   k3s_token       = var.k3s_token
   extra_sans      = var.extra_sans
 
+  health_check_interval = var.health_check_interval
+
   install_script = var.install_script_file == null ? null : file(var.install_script_file)
   install_env    = var.install_env
 }

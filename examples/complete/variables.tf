@@ -45,7 +45,7 @@ variable "address_prefix" {
 
   validation {
     condition     = var.address_prefix == null ? true : can(regex("^\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}$", var.address_prefix))
-    error_message = "address_prefix must be three octets such as \"10.0.3\"."
+    error_message = "The address_prefix must be three octets such as \"10.0.3\"."
   }
 }
 
@@ -71,6 +71,12 @@ variable "extra_sans" {
   description = "Further API certificate SANs."
   type        = list(string)
   default     = []
+}
+
+variable "health_check_interval" {
+  description = "How often HAProxy checks each API server (the seed used 10s)."
+  type        = string
+  default     = "10s"
 }
 
 variable "install_script_file" {

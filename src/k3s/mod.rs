@@ -19,6 +19,8 @@
 //! - **Servers change one at a time** per cluster ([`lock::cluster_lock`]): etcd allows one learner at a time,
 //!   and restarting two servers of three at once loses quorum.
 
+pub mod cluster;
+pub mod config;
 pub mod lock;
 pub mod node;
 

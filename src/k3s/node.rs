@@ -23,6 +23,10 @@ pub const TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/token";
 pub const KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
 /// The agent's client-side load balancer state.
 pub const AGENT_LB_PATH: &str = "/var/lib/rancher/k3s/agent/etc/k3s-agent-load-balancer.json";
+/// The server's datastore directory (`etcd/` for embedded etcd, `state.db` for kine/sqlite).
+pub const DB_DIR: &str = "/var/lib/rancher/k3s/server/db";
+/// Where datastore backups go: outside the data dir, so an uninstall does not take them along.
+pub const BACKUP_DIR: &str = "/var/backups/k3s";
 
 /// Errors of node operations. None carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -134,12 +138,28 @@ pub struct Probe {
     pub config: Option<Vec<u8>>,
     /// The host name.
     pub hostname: String,
+    /// The role's unit file, if present (its `ExecStart` may carry flags of a hand install).
+    pub unit_file: Option<String>,
+    /// The role's env file (`K3S_*` of a hand install; may hold the token: never logged).
+    pub env_file: Option<String>,
+    /// The server's datastore on disk: `etcd`, `sqlite`, or `None` (no server data).
+    pub datastore: Option<String>,
 }
 
 impl Probe {
     /// Whether k3s in this role is installed at all.
     pub fn installed(&self, role: Role) -> bool {
         self.version.is_some() && self.units.iter().any(|u| u == role.unit())
+    }
+
+    /// The settings the node runs with: config.yaml merged with the unit's flags and env file. `None` when
+    /// config.yaml exists but is not a YAML mapping.
+    pub fn effective(&self) -> Option<super::config::Effective> {
+        super::config::effective(
+            self.config.as_deref(),
+            self.unit_file.as_deref(),
+            self.env_file.as_deref(),
+        )
     }
 }
 
@@ -193,6 +213,9 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
          echo @@enabled; systemctl is-enabled {unit} 2>/dev/null\n\
          echo @@config; test -f {CONFIG_PATH} && base64 -w0 {CONFIG_PATH} && echo\n\
          echo @@hostname; hostname\n\
+         echo @@unit; test -f /etc/systemd/system/{unit}.service && base64 -w0 /etc/systemd/system/{unit}.service && echo\n\
+         echo @@envfile; test -f /etc/systemd/system/{unit}.service.env && base64 -w0 /etc/systemd/system/{unit}.service.env && echo\n\
+         echo @@datastore; if [ -d {DB_DIR}/etcd ]; then echo etcd; elif [ -f {DB_DIR}/state.db ]; then echo sqlite; fi\n\
          exit 0\n"
     );
     let out = session.run_sudo(&script, None).await?.stdout_str();
@@ -205,6 +228,15 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
         enabled: get("enabled"),
         config: s.get("config").and_then(|c| decode_b64(c)),
         hostname: get("hostname"),
+        unit_file: s
+            .get("unit")
+            .and_then(|c| decode_b64(c))
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        env_file: s
+            .get("envfile")
+            .and_then(|c| decode_b64(c))
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        datastore: Some(get("datastore")).filter(|d| !d.is_empty()),
     })
 }
 
@@ -215,9 +247,9 @@ pub fn render_config(cfg: &BTreeMap<String, serde_json::Value>) -> Vec<u8> {
     v
 }
 
-/// Parses a config.yaml we wrote (JSON). `None` for anything else (hand-written YAML): treated as drift.
+/// Parses a config.yaml: ours (JSON) or hand-written YAML. `None` when it is not a mapping.
 pub fn parse_config(raw: &[u8]) -> Option<BTreeMap<String, serde_json::Value>> {
-    serde_json::from_slice(raw).ok()
+    super::config::parse_config(raw)
 }
 
 /// Writes config.yaml (0600, atomically) if its content differs. Returns whether it changed.
@@ -750,7 +782,11 @@ mod tests {
         c.insert("tls-san".to_string(), serde_json::json!(["192.0.2.50"]));
         let raw = render_config(&c);
         assert_eq!(parse_config(&raw), Some(c));
-        assert_eq!(parse_config(b"token: x\n"), None);
+        assert_eq!(
+            parse_config(b"token: x\n").and_then(|c| c.get("token").cloned()),
+            Some(serde_json::json!("x"))
+        );
+        assert_eq!(parse_config(b"just a string"), None);
     }
 
     #[test]

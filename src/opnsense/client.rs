@@ -654,6 +654,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_patch_the_cached_model_and_failures_drop_it() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let reads = |c: &Client| {
+            c.transport()
+                .call_counts()
+                .get("GET haproxy/settings/get")
+                .copied()
+                .unwrap_or(0)
+        };
+        c.haproxy().model().await.unwrap();
+        let before = reads(&c);
+        // What a resource's create does: read the model (names, references), then write. 20 parallel creates and
+        // an update of each: no further whole-model read of their own.
+        let servers: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
+        let put_all = |weight: Option<u16>, existed: bool| {
+            let tasks: Vec<_> = servers
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let (c, u) = (c.clone(), *u);
+                    tokio::spawn(async move {
+                        let model = c.haproxy().model().await.unwrap();
+                        assert_eq!(model.contains(Kind::Server, u), existed);
+                        let mut s = Server::new(&format!("s{i}"), "127.0.0.9", 80);
+                        s.weight = weight;
+                        c.haproxy_put(u, &s, existed).await
+                    })
+                })
+                .collect::<Vec<_>>();
+            async move {
+                for t in tasks {
+                    t.await.unwrap().unwrap();
+                }
+            }
+        };
+        put_all(None, false).await;
+        assert_eq!(reads(&c), before, "creates re-read the model");
+        // Updates go through the coalescer, whose batch reads the model fresh once (to see what is rendered).
+        let batches = c.deploy_batches()["haproxy"];
+        put_all(Some(5), true).await;
+        let batches = c.deploy_batches()["haproxy"] - batches;
+        assert!(batches >= 1);
+        assert_eq!(reads(&c), before + batches, "updates re-read the model");
+        // The patched model reads like a fresh one.
+        let cached = c.haproxy().model().await.unwrap();
+        let fresh = c.haproxy().model_fresh().await.unwrap();
+        let decoded = |m: &Model| {
+            let mut v: Vec<(Uuid, Server)> = m
+                .list::<Server>()
+                .into_iter()
+                .map(|(u, s)| (u, s.unwrap()))
+                .collect();
+            v.sort_by_key(|x| x.0);
+            v
+        };
+        assert_eq!(decoded(&cached), decoded(&fresh));
+        assert_eq!(decoded(&cached).len(), 20);
+        assert!(decoded(&cached).iter().all(|(_, s)| s.weight == Some(5)));
+        // A delete is patched out (the coalescer's own fresh read for the batch is the one read).
+        let before = reads(&c);
+        assert!(c.haproxy_delete(Kind::Server, servers[0]).await.unwrap());
+        assert!(!c
+            .haproxy()
+            .model()
+            .await
+            .unwrap()
+            .contains(Kind::Server, servers[0]));
+        assert_eq!(reads(&c), before + 1);
+        // A refused write drops the model: the next read goes to OPNsense.
+        let before = reads(&c);
+        c.haproxy_put(
+            Uuid::new_v4(),
+            &Server::new("bad name", "1.2.3.4", 80),
+            false,
+        )
+        .await
+        .unwrap_err();
+        c.haproxy().model().await.unwrap();
+        assert_eq!(reads(&c), before + 1);
+    }
+
+    #[tokio::test]
     async fn parallel_updates_of_referenced_servers_share_one_reconfigure() {
         let fake = Fake::start().await;
         let c = client(&fake.server.url());

@@ -1,8 +1,9 @@
 //! os-haproxy: typed servers, health checks, backends, frontends and general settings, and the service calls.
 //!
-//! Reads go through one `GET haproxy/settings/get` (the whole model, every object keyed by UUID), cached until the
-//! next HAProxy write, so refreshing N resources costs one call (finding 10 in `opnsense-api.md`). Objects are
-//! decoded lazily per item so one object with a value this client does not know breaks only that object.
+//! Reads go through one `GET haproxy/settings/get` (the whole model, every object keyed by UUID), cached and
+//! patched by this client's own confirmed writes ([`ModelCache`]), so refreshing N resources costs one call (finding
+//! 10 in `opnsense-api.md`) and so does applying them. Objects are decoded lazily per item so one object with a
+//! value this client does not know breaks only that object.
 //!
 //! Writes use `set<Kind>/<uuid>` with a client-chosen lowercase v4 UUID: it is an upsert on OPNsense ≥ 23.1
 //! (finding 8), so a create retried after a lost reply updates the object it already made instead of duplicating.
@@ -832,6 +833,63 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Records a successful `set<Kind>/<uuid>` of `body` (the flat form `set*` takes): the object's fields are
+    /// replaced by what was written, fields the write did not carry are kept, a new object is added. The decoders
+    /// read the flat strings as they read option maps, so the patched model answers like a fresh read would
+    /// (OPNsense stores managed fields as sent; see `put_raw`).
+    fn record_put(&mut self, kind: Kind, uuid: Uuid, body: &Obj) {
+        let items = self.items_mut(kind);
+        let key = items
+            .keys()
+            .find(|k| Uuid::parse_str(k).ok() == Some(uuid))
+            .cloned()
+            .unwrap_or_else(|| uuid.to_string());
+        let item = items
+            .entry(key)
+            .or_insert_with(|| Value::Object(Obj::new()));
+        if !item.is_object() {
+            *item = Value::Object(Obj::new());
+        }
+        if let Value::Object(o) = item {
+            for (k, v) in body {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Records a delete (or an object found already gone).
+    fn record_delete(&mut self, kind: Kind, uuid: Uuid) {
+        self.items_mut(kind)
+            .retain(|k, _| Uuid::parse_str(k).ok() != Some(uuid));
+    }
+
+    /// The `{uuid: object}` map of a kind, created when the model has none yet (OPNsense renders an empty one as
+    /// `[]`).
+    fn items_mut(&mut self, kind: Kind) -> &mut Obj {
+        let root = ensure_object(&mut self.raw);
+        let container = ensure_object(
+            root.entry(kind.container())
+                .or_insert_with(|| Value::Object(Obj::new())),
+        );
+        ensure_object(
+            container
+                .entry(kind.wrapper())
+                .or_insert_with(|| Value::Object(Obj::new())),
+        )
+    }
+}
+
+fn ensure_object(v: &mut Value) -> &mut Obj {
+    if !v.is_object() {
+        *v = Value::Object(Obj::new());
+    }
+    match v {
+        Value::Object(o) => o,
+        _ => unreachable!("just made an object"),
+    }
+}
+
 fn decode_err(kind: Kind, uuid: Uuid, e: DecodeError) -> Error {
     Error::Decode {
         path: format!("haproxy/settings/get ({} {uuid})", kind.wrapper()),
@@ -839,7 +897,13 @@ fn decode_err(kind: Kind, uuid: Uuid, e: DecodeError) -> Error {
     }
 }
 
-/// Caches the whole model between writes. Single-flight: concurrent readers share one request.
+/// Caches the whole model. Single-flight: concurrent readers share one request.
+///
+/// Why writes patch it instead of dropping it: an apply writes many objects in parallel and each write reads the
+/// model first (duplicate names, references, revert snapshots). Dropping the model on every write made each of
+/// those reads a whole-model GET, so creating N objects cost N reads of a model that grows with N. A successful
+/// write is recorded in the cached model instead ([`ModelCache::record`]); anything whose effect is not known
+/// exactly (a failed or unanswered write, a settings write, a revert after configtest) drops it.
 #[derive(Debug, Default)]
 pub struct ModelCache {
     state: Mutex<CacheState>,
@@ -866,6 +930,17 @@ impl ModelCache {
     pub async fn invalidate(&self) {
         self.state.lock().await.model = None;
     }
+
+    /// Apply a write that OPNsense confirmed to the cached model, if one is cached. Takes the same lock as
+    /// [`ModelCache::get`], so a fetch in flight during the write is stored first and then patched: whether or not
+    /// that fetch saw the write, the result shows it.
+    async fn record(&self, f: impl FnOnce(&mut Model)) {
+        let mut st = self.state.lock().await;
+        if let Some(m) = st.model.as_mut() {
+            // Readers holding the old snapshot keep it; the cache gets a patched copy.
+            f(Arc::make_mut(m));
+        }
+    }
 }
 
 /// Parsed `haproxy/service/status`.
@@ -885,7 +960,7 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
-    /// The whole model (cached until the next write).
+    /// The whole model (cached; this client's confirmed writes are patched in).
     pub async fn model(&self) -> Result<Arc<Model>> {
         self.cache.get(&self.t).await
     }
@@ -923,13 +998,19 @@ impl Haproxy {
             kind.action(),
             uuid.as_hyphenated()
         );
-        let body = json!({ kind.wrapper(): body });
-        let res = self
+        let wrapped = json!({ kind.wrapper(): body.clone() });
+        let saved = self
             .t
-            .post(&path, Some(&body), Idempotency::Idempotent)
-            .await;
-        self.cache.invalidate().await;
-        match wire::interpret_save(&path, kind.wrapper(), &res?, &attribute_of) {
+            .post(&path, Some(&wrapped), Idempotency::Idempotent)
+            .await
+            .and_then(|v| wire::interpret_save(&path, kind.wrapper(), &v, &attribute_of));
+        if saved.is_ok() {
+            self.cache.record(|m| m.record_put(kind, uuid, &body)).await;
+        } else {
+            // Refused, failed or unanswered: what OPNsense now holds is not known exactly.
+            self.cache.invalidate().await;
+        }
+        match saved {
             Err(Error::Failed { .. }) if !self.model_fresh().await?.contains(kind, uuid) => {
                 Err(Error::Unsupported(format!(
                     "{} {uuid} could not be created with a client-chosen UUID (needs OPNsense 23.1 or later)",
@@ -947,25 +1028,32 @@ impl Haproxy {
             kind.action(),
             uuid.as_hyphenated()
         );
-        let res = self.t.post(&path, None, Idempotency::Idempotent).await;
-        self.cache.invalidate().await;
-        match res {
-            Ok(v) => match v.get("result").and_then(Value::as_str) {
+        let res = self
+            .t
+            .post(&path, None, Idempotency::Idempotent)
+            .await
+            .and_then(|v| match v.get("result").and_then(Value::as_str) {
                 Some("deleted") => Ok(true),
                 Some("not found") => Ok(false),
                 _ => Err(Error::Decode {
                     path,
                     detail: format!("expected deleted or not found, got {}", short(&v)),
                 }),
-            },
-            Err(Error::InUse { title, message, .. }) => Err(Error::InUse {
+            });
+        match res {
+            Ok(_) => self.cache.record(|m| m.record_delete(kind, uuid)).await,
+            // In use, refused or unanswered: drop the model rather than guess.
+            Err(_) => self.cache.invalidate().await,
+        }
+        res.map_err(|e| match e {
+            Error::InUse { title, message, .. } => Error::InUse {
                 object: kind.label(),
                 uuid: uuid.to_string(),
                 title,
                 message,
-            }),
-            Err(e) => Err(e),
-        }
+            },
+            e => e,
+        })
     }
 
     pub async fn settings(&self) -> Result<Settings> {
@@ -978,6 +1066,7 @@ impl Haproxy {
             .t
             .post(path, Some(&s.wire()), Idempotency::Idempotent)
             .await;
+        // Settings are written rarely (one singleton): re-read rather than patch the nested general section.
         self.cache.invalidate().await;
         wire::interpret_save(path, "settings", &res?, &Settings::attribute_of).map(|_| ())
     }
@@ -1180,6 +1269,55 @@ mod tests {
         let row = rows["rows"][0].as_object().unwrap();
         let b2 = Backend::from_wire(row).unwrap();
         assert_eq!(b2.name, be.name);
+    }
+
+    #[test]
+    fn recorded_writes_read_back_like_a_fresh_model() {
+        let mut m = Model::from_response(sample("haproxy_settings_get_whole_model")).unwrap();
+        // Update of a recorded (option-map shaped) backend: the flat write replaces what it carries.
+        let (bu, be) = m.list::<Backend>().into_iter().next().unwrap();
+        let mut be = be.unwrap();
+        be.mode = BackendMode::Tcp;
+        be.linked_servers.clear();
+        be.health_check = None;
+        m.record_put(Kind::Backend, bu, &be.to_wire());
+        assert_eq!(m.get::<Backend>(bu).unwrap(), Some(be));
+        // Rendering follows the written relations (the one backend now links no server).
+        assert!(m
+            .names(Kind::Server)
+            .iter()
+            .all(|(u, _)| !m.is_rendered(Kind::Server, *u)));
+        // A field the write does not carry stays as it was.
+        assert_eq!(
+            m.raw_object(Kind::Backend, bu).unwrap()["id"],
+            "6b04e797667164.73768393"
+        );
+        // A create lands in the map, also when OPNsense rendered the kind as `[]`.
+        let mut empty =
+            Model::from_response(json!({"haproxy": {"servers": {"server": []}}})).unwrap();
+        let u = Uuid::new_v4();
+        let s = Server::new("k3s-1", "10.0.0.11", 6443);
+        empty.record_put(Kind::Server, u, &s.to_wire());
+        empty.record_put(
+            Kind::Healthcheck,
+            u,
+            &Healthcheck::tcp("t", "10s").to_wire(),
+        );
+        assert_eq!(empty.get::<Server>(u).unwrap(), Some(s));
+        assert_eq!(empty.names(Kind::Healthcheck), vec![(u, "t".to_string())]);
+        // A delete removes it, whatever the case of the stored key.
+        empty.record_delete(Kind::Server, u);
+        assert!(!empty.contains(Kind::Server, u));
+        assert!(empty.contains(Kind::Healthcheck, u));
+        let upper = u.to_string().to_uppercase();
+        let mut m2 = Model::from_response(
+            json!({"haproxy": {"servers": {"server": {upper: {"name": "x"}}}}}),
+        )
+        .unwrap();
+        m2.record_put(Kind::Server, u, &Server::new("y", "10.0.0.1", 1).to_wire());
+        assert_eq!(m2.names(Kind::Server), vec![(u, "y".to_string())]);
+        m2.record_delete(Kind::Server, u);
+        assert!(m2.names(Kind::Server).is_empty());
     }
 
     #[test]

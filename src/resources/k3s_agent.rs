@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::k3s_common::*;
+use super::k3s_host::*;
 use crate::framework::*;
 use crate::k3s::{self, Role};
 
@@ -38,10 +39,8 @@ pub struct AgentModel {
     pub timeouts: Option<TimeoutsModel>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AgentIdentity {
-    pub address: String,
-}
+/// The node's identity: its host address.
+pub type AgentIdentity = HostIdentity;
 
 pub fn schema() -> Schema {
     let s = Schema::new(
@@ -71,7 +70,13 @@ pub fn schema() -> Schema {
         Attribute::string("version")
             .optional_computed()
             .use_state_for_unknown()
-            .description("k3s version; changing it upgrades in place. Unset: the install script's default."),
+            .description(
+                "k3s version; changing it upgrades in place. Unset: the install script's default. An agent may not \
+                 run a newer version than the servers (Kubernetes forbids a kubelet newer than the API servers): \
+                 with `cluster_kubeconfig` set, the apply refuses such a version. Upgrade servers first, then \
+                 agents: in one apply Terraform orders the updates that way when the agent references the servers \
+                 (e.g. `token = homelab_k3s_server.init.join_token` plus `depends_on` on the other servers).",
+            ),
     )
     .attribute(
         Attribute::string("node_name")
@@ -100,8 +105,9 @@ pub fn schema() -> Schema {
             .optional()
             .sensitive()
             .description(
-                "An admin kubeconfig (e.g. a server's `kubeconfig`) used on destroy to cordon, drain and delete \
-                 this node from the cluster before uninstalling. Unset: the agent is only uninstalled and its Node \
+                "An admin kubeconfig (e.g. a server's `kubeconfig`), used before installing or upgrading to check \
+                 that the servers are not older than this agent's `version`, and on destroy to cordon, drain and \
+                 delete this node from the cluster before uninstalling. Unset: the agent is only uninstalled and its Node \
                  stays behind (NotReady).",
             ),
     )
@@ -160,6 +166,7 @@ fn fill_lb(m: &mut AgentModel, lb: Option<(String, Vec<String>)>) {
     }
 }
 
+#[derive(Default)]
 pub struct K3sAgent;
 
 impl K3sAgent {
@@ -178,50 +185,37 @@ impl K3sAgent {
             .known()
             .cloned()
             .unwrap_or_else(|| probe.hostname.clone());
-        let cfg = k3s::render_config(&desired_config(&plan, &node_name));
-        let changed = k3s::write_config(&session, &cfg, probe.config.as_deref())
-            .await
-            .map_err(|e| k3s_diag("Cannot write config.yaml", e))?;
         let want_version = plan.version.known().cloned();
-        let needs_install = !probe.installed(Role::Agent)
-            || (want_version.is_some() && want_version != probe.version);
-        if needs_install {
-            let src = install_source(
-                &plan.install_script,
-                &plan.install_script_url,
-                &plan.install_env,
-                &plan.airgap_binary_path,
-            )?;
-            k3s::install(&session, Role::Agent, want_version.as_deref(), &src)
-                .await
-                .map_err(|e| k3s_diag("k3s install failed", e))?;
+        if let Some(v) = &want_version {
+            if !probe.installed(Role::Agent) || probe.version.as_ref() != Some(v) {
+                check_skew(ctx, &session, v, &plan.cluster_kubeconfig).await?;
+            }
         }
-        let running = probe.active == "active";
-        if !running || changed || needs_install {
-            k3s::start(&session, Role::Agent, running)
-                .await
-                .map_err(|e| k3s_diag("Cannot start k3s-agent", e))?;
-        }
-        k3s::wait_ready(
+        let cfg = k3s::render_config(&desired_config(&plan, &node_name));
+        converge_node(
+            ctx,
             &session,
             Role::Agent,
+            &probe,
             &node_name,
-            ready_budget(limit),
-            ctx.cancellation(),
+            &cfg,
+            want_version.as_deref(),
+            InstallAttrs {
+                script: &plan.install_script,
+                url: &plan.install_script_url,
+                env: &plan.install_env,
+                binary_path: &plan.airgap_binary_path,
+            },
+            limit,
         )
-        .await
-        .map_err(|e| k3s_diag("k3s agent did not become ready", e))?;
+        .await?;
         let lb = k3s::agent_lb(&session)
             .await
             .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
         let probe = k3s::probe(&session, Role::Agent)
             .await
             .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        plan.id = plan
-            .host
-            .as_ref()
-            .map(|c| c.address.clone())
-            .unwrap_or(Tf::Null);
+        plan.id = host_id(plan.host.as_ref());
         plan.node_name = Tf::Known(node_name);
         plan.version = probe.version.map(Tf::Known).unwrap_or(Tf::Null);
         fill_lb(&mut plan, lb);
@@ -241,58 +235,26 @@ impl Resource for K3sAgent {
         schema()
     }
     fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(IdentitySchema::new().attribute(IdentityAttribute::string(
-            "address",
-            "The host address (`host.address`).",
-        )))
+        Some(address_identity_schema())
     }
     fn identity(&self, state: &AgentModel) -> Option<AgentIdentity> {
-        state
-            .id
-            .known()
-            .map(|a| AgentIdentity { address: a.clone() })
+        host_identity(&state.id)
     }
     fn timeouts(&self, m: &AgentModel) -> Timeouts {
         Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
     }
     fn validate(&self, config: &AgentModel, diags: &mut Diagnostics) {
-        if let Some(m) = config.extra_config.known() {
-            for k in m.keys() {
-                if MANAGED.contains(&k.as_str()) {
-                    diags.push(
-                        Diagnostic::error(
-                            "Key managed by a dedicated attribute",
-                            format!("Set `{k}` through its attribute, not extra_config."),
-                        )
-                        .at(attr("extra_config")),
-                    );
-                }
-            }
-        }
+        check_managed_keys(&config.extra_config, MANAGED, diags);
     }
     async fn modify_plan(
         &self,
         _ctx: &Context,
         plan: &mut Plan<AgentModel>,
     ) -> Result<(), Diagnostics> {
+        plan_common(plan, |m| &m.version, |m| m.host.as_ref())?;
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
-        if let (Some(from), Some(to)) = (prior.version.known(), plan.planned.version.known()) {
-            if from != to {
-                k3s::check_upgrade(from, to).map_err(|detail| {
-                    Diagnostics::from(
-                        Diagnostic::error("Unsupported k3s version change", detail)
-                            .at(attr("version")),
-                    )
-                })?;
-            }
-        }
-        let pa = prior.host.as_ref().map(|c| c.address.clone());
-        let na = plan.planned.host.as_ref().map(|c| c.address.clone());
-        if pa != na {
-            plan.require_replace(attr("host"));
-        }
         // The LB view is only worth re-reading when something the agent runs with changes; otherwise keep it.
         let same = prior.server_url == plan.planned.server_url
             && prior.token == plan.planned.token
@@ -315,61 +277,25 @@ impl Resource for K3sAgent {
         ctx: &Context,
         state: AgentModel,
     ) -> Result<Option<AgentModel>, Diagnostics> {
-        let session = connect(ctx, state.host.as_ref()).await?;
-        let probe = k3s::probe(&session, Role::Agent)
-            .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        if !probe.installed(Role::Agent) {
+        let Some((session, probe)) = open_installed(ctx, state.host.as_ref(), Role::Agent).await?
+        else {
             return Ok(None);
-        }
+        };
         let mut m = state.clone();
-        m.id = state
-            .host
-            .as_ref()
-            .map(|c| c.address.clone())
-            .unwrap_or(Tf::Null);
+        m.id = host_id(state.host.as_ref());
         m.version = probe.version.clone().map(Tf::Known).unwrap_or(Tf::Null);
-        match probe.config.as_deref().and_then(k3s::parse_config) {
-            Some(cfg) => {
-                let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
-                if let Some(t) = s("token") {
-                    m.token = Tf::Known(t);
-                }
-                if let Some(u) = s("server") {
-                    m.server_url = Tf::Known(u);
-                }
-                if let Some(n) = s("node-name") {
-                    m.node_name = Tf::Known(n);
-                }
-                m.node_labels = list_back(strings_of(cfg.get("node-label")), &state.node_labels);
-                m.node_taints = list_back(strings_of(cfg.get("node-taint")), &state.node_taints);
-                let extra: BTreeMap<String, String> = cfg
-                    .iter()
-                    .filter(|(k, _)| !MANAGED.contains(&k.as_str()))
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect();
-                m.extra_config = if extra.is_empty()
-                    && !matches!(&state.extra_config, Tf::Known(e) if !e.is_empty())
-                {
-                    state.extra_config.clone()
-                } else {
-                    Tf::Known(extra)
-                };
-            }
-            None => {
-                m.extra_config = Tf::Known(BTreeMap::from([(
-                    "# config.yaml".to_string(),
-                    "not written by this provider".to_string(),
-                )]));
-            }
+        let cfg = read_config(&probe);
+        if let Some(u) = cfg.as_ref().and_then(|c| cfg_str(c, "server")) {
+            m.server_url = Tf::Known(u);
         }
+        NodeFields {
+            token: &mut m.token,
+            node_name: &mut m.node_name,
+            node_labels: &mut m.node_labels,
+            node_taints: &mut m.node_taints,
+            extra_config: &mut m.extra_config,
+        }
+        .read_back(cfg.as_ref(), MANAGED);
         if m.node_name.is_null() {
             m.node_name = Tf::Known(probe.hostname.clone());
         }
@@ -411,10 +337,7 @@ impl Resource for K3sAgent {
     async fn import(&self, _ctx: &Context, id: &str) -> Result<AgentModel, Diagnostics> {
         Ok(AgentModel {
             id: Tf::Known(id.to_string()),
-            host: Some(ConnectionModel {
-                address: Tf::Known(id.to_string()),
-                ..Default::default()
-            }),
+            host: host_for(id),
             ..Default::default()
         })
     }
@@ -424,6 +347,40 @@ impl Resource for K3sAgent {
         identity: AgentIdentity,
     ) -> Result<AgentModel, Diagnostics> {
         self.import(ctx, &identity.address).await
+    }
+}
+
+/// Refuses an agent version newer than the servers (Kubernetes forbids a kubelet newer than the API servers). The
+/// servers' versions come from the cluster through `cluster_kubeconfig`; without it the check is skipped.
+async fn check_skew(
+    ctx: &Context,
+    session: &crate::ssh::Session,
+    version: &str,
+    kubeconfig: &Tf<String>,
+) -> Result<(), Diagnostics> {
+    let Some(kc) = kubeconfig.known() else {
+        return Ok(());
+    };
+    match k3s::cluster::node_versions(session, kc).await {
+        Ok(Ok(nodes)) => k3s::cluster::check_agent_skew(version, &nodes).map_err(|why| {
+            Diagnostics::from(
+                Diagnostic::error("Agent newer than the servers", why).at(attr("version")),
+            )
+        }),
+        Ok(Err(detail)) => {
+            ctx.warn(
+                "k3s version skew not checked",
+                format!("The servers' versions could not be read: {detail}"),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            ctx.warn(
+                "k3s version skew not checked",
+                format!("The servers' versions could not be read: {e}"),
+            );
+            Ok(())
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::k3s_common::*;
+use super::k3s_host::*;
 use crate::framework::*;
 use crate::k3s::{self, Role};
 use crate::ssh::Session;
@@ -55,14 +56,14 @@ pub struct ServerModel {
     pub ca_hash: Tf<String>,
     pub serving_cert_sans: Tf<Vec<String>>,
     pub kubeconfig: Tf<String>,
+    pub datastore: Tf<String>,
+    pub allow_datastore_migration: Tf<bool>,
     pub host: Option<ConnectionModel>,
     pub timeouts: Option<TimeoutsModel>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerIdentity {
-    pub address: String,
-}
+/// The node's identity: its host address.
+pub type ServerIdentity = HostIdentity;
 
 fn list_attr(name: &str, desc: &str) -> Attribute {
     Attribute::list(name, Type::String)
@@ -162,7 +163,18 @@ pub fn schema() -> Schema {
             .computed()
             .sensitive()
             .description("Admin kubeconfig with its server set to `kubeconfig_server`."),
-    );
+    )
+    .attribute(Attribute::string("datastore").computed().description(
+        "The datastore the server runs on, read from the host: `etcd` (embedded etcd, HA-capable) or `sqlite` \
+         (the single-server default of a plain install). A `role = \"init\"` server found on `sqlite` plans an \
+         in-place change to `etcd`: the seed's migration, which needs `allow_datastore_migration = true`.",
+    ))
+    .attribute(Attribute::bool("allow_datastore_migration").optional().description(
+        "Allow converting this server from sqlite to embedded etcd in place (default false). The provider stops \
+         k3s, copies the datastore directory and the token to `/var/backups/k3s/<UTC time>-sqlite-to-etcd/` on \
+         the host, adds `cluster-init` to config.yaml, starts k3s (which migrates the data) and checks that the \
+         datastore is etcd and every node is still there. One way: k3s cannot go back to sqlite.",
+    ));
     install_attributes(s)
         .block(connection_block())
         .block(timeouts_block())
@@ -224,6 +236,7 @@ fn missing_sans(m: &ServerModel, sans: &[String]) -> Vec<String> {
         .collect()
 }
 
+#[derive(Default)]
 pub struct K3sServer;
 
 impl K3sServer {
@@ -234,6 +247,7 @@ impl K3sServer {
         mut plan: ServerModel,
         limit: std::time::Duration,
     ) -> Result<ServerModel, Diagnostics> {
+        let started = std::time::Instant::now();
         if role_of(&plan) == "join" && plan.server_url.is_null() {
             return Err(Diagnostic::error(
                 "server_url is required to join",
@@ -245,7 +259,7 @@ impl K3sServer {
         let token = plan.token.known().cloned().unwrap_or_default();
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, plan.host.as_ref()).await?;
-        let probe = k3s::probe(&session, Role::Server)
+        let mut probe = k3s::probe(&session, Role::Server)
             .await
             .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
         let node_name = plan
@@ -253,88 +267,224 @@ impl K3sServer {
             .known()
             .cloned()
             .unwrap_or_else(|| probe.hostname.clone());
+        // The seed's migration: a first server still on sqlite gets cluster-init (gated, backed up, verified).
+        let migrating = role_of(&plan) == "init"
+            && probe.installed(Role::Server)
+            && probe.datastore.as_deref() == Some("sqlite");
+        let mut migration: Option<(String, Vec<String>)> = None;
+        if migrating {
+            if plan.allow_datastore_migration.known() != Some(&true) {
+                return Err(migration_gate(session.host()).into());
+            }
+            let before = k3s::cluster::node_names(&session)
+                .await
+                .map_err(|e| k3s_diag("Cannot list the cluster's nodes before the migration", e))?;
+            let backup = k3s::cluster::stop_and_backup(&session, "sqlite-to-etcd")
+                .await
+                .map_err(|e| k3s_diag("Backing up the sqlite datastore failed", e))?;
+            tracing::info!(
+                host = session.host(),
+                backup = backup.as_str(),
+                "k3s datastore backed up before the sqlite to etcd migration"
+            );
+            ctx.warn(
+                "Migrating the k3s datastore from sqlite to embedded etcd",
+                format!(
+                    "{} ran on sqlite. The provider stopped k3s, backed up the datastore directory and the token \
+                     to {backup} on the host, added cluster-init to config.yaml and restarted k3s. Nodes before: \
+                     {}.",
+                    session.host(),
+                    before.join(", ")
+                ),
+            );
+            probe.active = "inactive".into();
+            migration = Some((backup, before));
+        }
         let cfg = k3s::render_config(&desired_config(&plan, &node_name));
-        let changed = k3s::write_config(&session, &cfg, probe.config.as_deref())
-            .await
-            .map_err(|e| k3s_diag("Cannot write config.yaml", e))?;
-        let want_version = plan.version.known().cloned();
-        let needs_install = !probe.installed(Role::Server)
-            || (want_version.is_some() && want_version != probe.version);
-        if needs_install {
-            let src = install_source(
-                &plan.install_script,
-                &plan.install_script_url,
-                &plan.install_env,
-                &plan.airgap_binary_path,
-            )?;
-            k3s::install(&session, Role::Server, want_version.as_deref(), &src)
-                .await
-                .map_err(|e| k3s_diag("k3s install failed", e))?;
-        }
-        let running = probe.active == "active";
-        if !running || changed || needs_install {
-            k3s::start(&session, Role::Server, running)
-                .await
-                .map_err(|e| k3s_diag("Cannot start k3s", e))?;
-        }
-        k3s::wait_ready(
+        converge_node(
+            ctx,
             &session,
             Role::Server,
+            &probe,
             &node_name,
-            ready_budget(limit),
-            ctx.cancellation(),
+            &cfg,
+            plan.version.known().map(String::as_str),
+            InstallAttrs {
+                script: &plan.install_script,
+                url: &plan.install_script_url,
+                env: &plan.install_env,
+                binary_path: &plan.airgap_binary_path,
+            },
+            limit,
         )
-        .await
-        .map_err(|e| k3s_diag("k3s server did not become ready", e))?;
+        .await?;
+        let remaining = |min: u64| {
+            ready_budget(limit)
+                .saturating_sub(started.elapsed())
+                .max(std::time::Duration::from_secs(min))
+        };
+        // etcd admits one learner at a time: return only once this server votes, so the next join is not refused.
+        if role_of(&plan) == "join" || migration.is_some() {
+            k3s::cluster::wait_voter(&session, &node_name, remaining(10), ctx.cancellation())
+                .await
+                .map_err(|e| k3s_diag("The server did not become a voting etcd member", e))?;
+        }
+        if let Some((backup, before)) = &migration {
+            verify_migration(&session, backup, before).await?;
+        }
         let mut facts = k3s::server_facts(&session)
             .await
             .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
         let missing = missing_sans(&plan, &facts.serving_sans);
         if !missing.is_empty() {
-            ctx.warn(
-                "Rotating the k3s serving certificate",
-                format!(
-                    "The certificate on :6443 of {} lacks the configured tls_san {} after the restart (k3s keeps \
-                     serving SANs in the kube-system/k3s-serving secret and its disk cache). The provider deleted \
-                     both and restarted k3s so the certificate is generated again.",
-                    session.host(),
-                    missing.join(", ")
-                ),
-            );
-            rotate_serving_cert(&session, &node_name, limit).await?;
-            facts = k3s::server_facts(&session)
-                .await
-                .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-            let still = missing_sans(&plan, &facts.serving_sans);
-            if !still.is_empty() {
-                return Err(Diagnostic::error(
-                    "tls_san not served",
-                    format!(
-                        "After rotating the serving certificate, {} still does not present {} on :6443.",
-                        session.host(),
-                        still.join(", ")
-                    ),
-                )
-                .at(attr("tls_san"))
-                .into());
-            }
+            facts =
+                fix_serving_cert(ctx, &session, &plan, &node_name, &missing, remaining(20)).await?;
         }
         let probe = k3s::probe(&session, Role::Server)
             .await
             .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        plan.id = plan
-            .host
-            .as_ref()
-            .map(|c| c.address.clone())
-            .unwrap_or(Tf::Null);
+        plan.id = host_id(plan.host.as_ref());
         plan.node_name = Tf::Known(node_name);
         plan.version = match probe.version {
             Some(v) => Tf::Known(v),
             None => Tf::Null,
         };
+        plan.datastore = probe.datastore.map(Tf::Known).unwrap_or(Tf::Null);
         fill_facts(&mut plan, facts);
         Ok(plan)
     }
+}
+
+/// The error of a migration that was not allowed.
+fn migration_gate(host: &str) -> Diagnostic {
+    Diagnostic::error(
+        "sqlite to etcd migration not allowed",
+        format!(
+            "{host} runs k3s on sqlite, and role \"init\" needs embedded etcd (cluster-init). Applying converts the \
+             datastore in place, one way: the provider stops k3s, backs up the datastore directory and the token \
+             to /var/backups/k3s/<UTC time>-sqlite-to-etcd/ on the host, adds cluster-init to config.yaml and \
+             restarts k3s, then checks that the datastore is etcd and every node is still there. To allow it, set \
+             `allow_datastore_migration = true` on this resource."
+        ),
+    )
+    .at(attr("allow_datastore_migration"))
+}
+
+/// After the migration: the datastore must be etcd and no node may be missing.
+async fn verify_migration(
+    session: &Session,
+    backup: &str,
+    before: &[String],
+) -> Result<(), Diagnostics> {
+    let probe = k3s::probe(session, Role::Server)
+        .await
+        .map_err(|e| k3s_diag("Cannot inspect the host after the migration", e))?;
+    let after = k3s::cluster::node_names(session)
+        .await
+        .map_err(|e| k3s_diag("Cannot list the cluster's nodes after the migration", e))?;
+    let lost: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+    if probe.datastore.as_deref() != Some("etcd") || !lost.is_empty() {
+        return Err(Diagnostic::error(
+            "The sqlite to etcd migration did not check out",
+            format!(
+                "After the restart {} reports datastore {:?} and nodes [{}] (before: [{}]; missing: [{}]). The \
+                 pre-migration datastore and token are in {backup} on the host: to go back, stop k3s, remove \
+                 cluster-init from config.yaml, replace {} with the backup's db directory and start k3s.",
+                session.host(),
+                probe.datastore.as_deref().unwrap_or("none"),
+                after.join(", "),
+                before.join(", "),
+                lost.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                k3s::DB_DIR,
+            ),
+        )
+        .into());
+    }
+    tracing::info!(
+        host = session.host(),
+        nodes = after.len(),
+        "k3s datastore migrated to etcd; every node is still there"
+    );
+    Ok(())
+}
+
+/// A wanted `tls-san` is missing on the wire after the restart (the sticky certificate). First the documented
+/// cure, `k3s certificate rotate --service k3s-server`; if the SAN is still missing, the blunt one (delete the
+/// shared secret and the disk cache). Says which was done.
+async fn fix_serving_cert(
+    ctx: &Context,
+    session: &Session,
+    plan: &ServerModel,
+    node_name: &str,
+    missing: &[String],
+    budget: std::time::Duration,
+) -> Result<k3s::ServerFacts, Diagnostics> {
+    let cancel = CancellationToken::new();
+    k3s::cluster::certificate_rotate(session)
+        .await
+        .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e))?;
+    k3s::wait_ready(session, Role::Server, node_name, budget, &cancel)
+        .await
+        .map_err(|e| k3s_diag("k3s server did not become ready after rotation", e))?;
+    let facts = k3s::server_facts(session)
+        .await
+        .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
+    let still = missing_sans(plan, &facts.serving_sans);
+    if still.is_empty() {
+        tracing::info!(
+            host = session.host(),
+            sans = missing.join(",").as_str(),
+            "tls-san missing after restart; fixed with k3s certificate rotate"
+        );
+        ctx.warn(
+            "Rotated the k3s serving certificate",
+            format!(
+                "The certificate on :6443 of {} lacked the configured tls_san {} after the restart (k3s keeps \
+                 serving SANs in the kube-system/k3s-serving secret and its disk cache). The provider ran `k3s \
+                 certificate rotate --service k3s-server` (backup of the old certificates in \
+                 /var/lib/rancher/k3s/server/tls-<unix time>) and restarted k3s; the SAN is now served.",
+                session.host(),
+                missing.join(", ")
+            ),
+        );
+        return Ok(facts);
+    }
+    ctx.warn(
+        "Regenerated the k3s serving certificate",
+        format!(
+            "The certificate on :6443 of {} still lacked {} after `k3s certificate rotate`. The provider deleted the \
+             kube-system/k3s-serving secret, moved the disk cache dynamic-cert.json aside and restarted k3s so the \
+             certificate is generated again.",
+            session.host(),
+            still.join(", ")
+        ),
+    );
+    tracing::info!(
+        host = session.host(),
+        sans = still.join(",").as_str(),
+        "tls-san still missing after k3s certificate rotate; deleting the k3s-serving secret and cache"
+    );
+    rotate_serving_cert(session, node_name, budget).await?;
+    let facts = k3s::server_facts(session)
+        .await
+        .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
+    let still = missing_sans(plan, &facts.serving_sans);
+    if !still.is_empty() {
+        return Err(Diagnostic::error(
+            "tls_san not served",
+            format!(
+                "After rotating the serving certificate, {} still does not present {} on :6443.",
+                session.host(),
+                still.join(", ")
+            ),
+        )
+        .at(attr("tls_san"))
+        .into());
+    }
+    Ok(facts)
 }
 
 fn fill_facts(m: &mut ServerModel, facts: k3s::ServerFacts) {
@@ -357,7 +507,7 @@ fn fill_facts(m: &mut ServerModel, facts: k3s::ServerFacts) {
 async fn rotate_serving_cert(
     session: &Session,
     node_name: &str,
-    limit: std::time::Duration,
+    budget: std::time::Duration,
 ) -> Result<(), Diagnostics> {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -373,15 +523,9 @@ async fn rotate_serving_cert(
         .await
         .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e.into()))?;
     let cancel = CancellationToken::new();
-    k3s::wait_ready(
-        session,
-        Role::Server,
-        node_name,
-        ready_budget(limit),
-        &cancel,
-    )
-    .await
-    .map_err(|e| k3s_diag("k3s server did not become ready after rotation", e))
+    k3s::wait_ready(session, Role::Server, node_name, budget, &cancel)
+        .await
+        .map_err(|e| k3s_diag("k3s server did not become ready after rotation", e))
 }
 
 #[async_trait]
@@ -396,16 +540,10 @@ impl Resource for K3sServer {
         schema()
     }
     fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(IdentitySchema::new().attribute(IdentityAttribute::string(
-            "address",
-            "The host address (`host.address`).",
-        )))
+        Some(address_identity_schema())
     }
     fn identity(&self, state: &ServerModel) -> Option<ServerIdentity> {
-        state
-            .id
-            .known()
-            .map(|a| ServerIdentity { address: a.clone() })
+        host_identity(&state.id)
     }
     fn timeouts(&self, m: &ServerModel) -> Timeouts {
         Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
@@ -420,48 +558,51 @@ impl Resource for K3sServer {
                 .at(attr("server_url")),
             );
         }
-        if let Some(m) = config.extra_config.known() {
-            for k in m.keys() {
-                if MANAGED.contains(&k.as_str()) {
-                    diags.push(
-                        Diagnostic::error(
-                            "Key managed by a dedicated attribute",
-                            format!("Set `{k}` through its attribute, not extra_config."),
-                        )
-                        .at(attr("extra_config")),
-                    );
-                }
-            }
-        }
+        check_managed_keys(&config.extra_config, MANAGED, diags);
     }
     async fn modify_plan(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         plan: &mut Plan<ServerModel>,
     ) -> Result<(), Diagnostics> {
+        plan_common(plan, |m| &m.version, |m| m.host.as_ref())?;
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
-        if let (Some(from), Some(to)) = (prior.version.known(), plan.planned.version.known()) {
-            if from != to {
-                k3s::check_upgrade(from, to).map_err(|detail| {
-                    Diagnostics::from(
-                        Diagnostic::error("Unsupported k3s version change", detail)
-                            .at(attr("version")),
-                    )
-                })?;
+        // The seed's migration: the first server found on sqlite moves to etcd in place.
+        if role_of(&plan.planned) == "init"
+            && prior.datastore.known().map(String::as_str) == Some("sqlite")
+        {
+            plan.planned.datastore = Tf::Known("etcd".into());
+            if plan.planned.allow_datastore_migration.known() != Some(&true) {
+                let host = prior
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.address.known().cloned())
+                    .unwrap_or_default();
+                ctx.warn(
+                    "sqlite to etcd migration planned but not allowed",
+                    migration_gate(&host).detail,
+                );
             }
-        }
-        let pa = prior.host.as_ref().map(|c| c.address.clone());
-        let na = plan.planned.host.as_ref().map(|c| c.address.clone());
-        if pa != na {
-            plan.require_replace(attr("host"));
+        } else {
+            plan.planned.datastore = prior.datastore.clone();
         }
         // A wanted SAN missing on the wire is drift: plan an update that restarts/rotates.
         if let Tf::Known(sans) = &prior.serving_cert_sans {
-            if !missing_sans(&plan.planned, sans).is_empty() {
+            let missing = missing_sans(&plan.planned, sans);
+            if !missing.is_empty() {
                 plan.planned.serving_cert_sans = Tf::Unknown;
                 plan.planned.kubeconfig = Tf::Unknown;
+                ctx.warn(
+                    "tls_san not yet on the serving certificate",
+                    format!(
+                        "{} is not on the certificate this server presents on :6443. Applying restarts k3s with \
+                         the new config.yaml; if the certificate still lacks it (k3s keeps it sticky), the \
+                         provider runs `k3s certificate rotate --service k3s-server` and restarts k3s again.",
+                        missing.join(", ")
+                    ),
+                );
             }
         }
         // A version change reinstalls; everything read back may change.
@@ -486,67 +627,40 @@ impl Resource for K3sServer {
         ctx: &Context,
         state: ServerModel,
     ) -> Result<Option<ServerModel>, Diagnostics> {
-        let session = connect(ctx, state.host.as_ref()).await?;
-        let probe = k3s::probe(&session, Role::Server)
-            .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        if !probe.installed(Role::Server) {
+        let Some((session, probe)) = open_installed(ctx, state.host.as_ref(), Role::Server).await?
+        else {
             return Ok(None);
-        }
+        };
         let mut m = state.clone();
-        m.id = state
-            .host
-            .as_ref()
-            .map(|c| c.address.clone())
-            .unwrap_or(Tf::Null);
+        m.id = host_id(state.host.as_ref());
         m.version = probe.version.clone().map(Tf::Known).unwrap_or(Tf::Null);
-        match probe.config.as_deref().and_then(k3s::parse_config) {
-            Some(cfg) => {
-                let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
-                if let Some(t) = s("token") {
-                    m.token = Tf::Known(t);
-                }
-                if cfg.get("cluster-init").and_then(|v| v.as_bool()) == Some(true) {
-                    m.role = Tf::Known("init".into());
-                } else if let Some(u) = s("server") {
-                    m.role = Tf::Known("join".into());
-                    m.server_url = Tf::Known(u);
-                }
-                if let Some(n) = s("node-name") {
-                    m.node_name = Tf::Known(n);
-                }
-                m.tls_san = list_back(strings_of(cfg.get("tls-san")), &state.tls_san);
-                m.node_labels = list_back(strings_of(cfg.get("node-label")), &state.node_labels);
-                m.node_taints = list_back(strings_of(cfg.get("node-taint")), &state.node_taints);
-                m.disable = list_back(strings_of(cfg.get("disable")), &state.disable);
-                let extra: BTreeMap<String, String> = cfg
-                    .iter()
-                    .filter(|(k, _)| !MANAGED.contains(&k.as_str()))
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect();
-                m.extra_config = if extra.is_empty()
-                    && !matches!(&state.extra_config, Tf::Known(e) if !e.is_empty())
-                {
-                    state.extra_config.clone()
-                } else {
-                    Tf::Known(extra)
-                };
+        m.datastore = probe.datastore.clone().map(Tf::Known).unwrap_or(Tf::Null);
+        let cfg = read_config(&probe);
+        if let Some(cfg) = &cfg {
+            let s = |k: &str| cfg_str(cfg, k);
+            let cluster_init =
+                matches!(cfg.get("cluster-init"), Some(serde_json::Value::Bool(true)))
+                    || s("cluster-init").as_deref() == Some("true");
+            if cluster_init {
+                m.role = Tf::Known("init".into());
+            } else if let Some(u) = s("server") {
+                m.role = Tf::Known("join".into());
+                m.server_url = Tf::Known(u);
+            } else {
+                // A single server without cluster-init (sqlite, or etcd already): the cluster's first server.
+                m.role = Tf::Known("init".into());
             }
-            None => {
-                // Not our file (hand-edited YAML or missing): make it differ so the plan rewrites it.
-                m.extra_config = Tf::Known(BTreeMap::from([(
-                    "# config.yaml".to_string(),
-                    "not written by this provider".to_string(),
-                )]));
-            }
+            m.tls_san = list_back(strings_of(cfg.get("tls-san")), &state.tls_san);
+            m.disable = list_back(strings_of(cfg.get("disable")), &state.disable);
         }
+        NodeFields {
+            token: &mut m.token,
+            node_name: &mut m.node_name,
+            node_labels: &mut m.node_labels,
+            node_taints: &mut m.node_taints,
+            extra_config: &mut m.extra_config,
+        }
+        .read_back(cfg.as_ref(), MANAGED);
         if m.node_name.is_null() {
             m.node_name = Tf::Known(probe.hostname.clone());
         }
@@ -629,10 +743,7 @@ impl Resource for K3sServer {
     async fn import(&self, _ctx: &Context, id: &str) -> Result<ServerModel, Diagnostics> {
         Ok(ServerModel {
             id: Tf::Known(id.to_string()),
-            host: Some(ConnectionModel {
-                address: Tf::Known(id.to_string()),
-                ..Default::default()
-            }),
+            host: host_for(id),
             ..Default::default()
         })
     }

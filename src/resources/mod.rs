@@ -7,7 +7,9 @@ use crate::framework::Registry;
 
 pub mod k3s_agent;
 pub mod k3s_common;
+pub mod k3s_host;
 pub mod k3s_kubeconfig;
+pub mod k3s_list;
 pub mod k3s_server;
 pub mod opnsense_common;
 pub mod opnsense_firewall_alias;
@@ -40,6 +42,7 @@ pub fn registry() -> Registry {
     k3s_server::register(&mut r);
     k3s_agent::register(&mut r);
     k3s_kubeconfig::register(&mut r);
+    k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
     test_fixture::register(&mut r);
     r

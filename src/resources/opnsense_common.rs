@@ -1,12 +1,14 @@
 //! Plumbing shared by the OPNsense resources: the per-provider client, error → diagnostic mapping, attribute
-//! validators for OPNsense's formats, and the generic create/read/update/delete/import/list of HAProxy objects.
+//! validators for OPNsense's formats, and the one generic managed + list resource every HAProxy object kind is.
 //!
 //! Why generic: the four HAProxy object resources differ only in their fields. What they share — client-chosen
 //! UUIDs, duplicate-name refusal, the coalesced "go live" step, waiting out "in use" on delete, import by UUID or
-//! name, listing from the one cached whole-model read — lives here once, so the resource files are schema + field
-//! mapping.
+//! name, listing from the one cached whole-model read, the `Resource` and `ListResource` impls themselves — lives
+//! here once ([`HaproxyResource`], [`HaproxyList`]); a resource file is a [`HaproxySpec`]: schema, model, field
+//! mapping and its own checks.
 
 use std::collections::BTreeSet;
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,13 +295,18 @@ pub struct NoConfig {}
 
 // ---- the generic HAProxy object resource ----
 
-/// What a HAProxy object resource provides to the generic CRUD below.
+/// What a HAProxy object resource is made of: its schema, its model, the mapping between the model and the API
+/// object, and any checks of its own. [`HaproxyResource`] and [`HaproxyList`] turn a spec into the managed and the
+/// list resource, so the resource files hold nothing else.
 pub trait HaproxySpec: Send + Sync + 'static {
     type Obj: HaproxyObject;
     type Model: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
-    /// Human name, e.g. "HAProxy server".
+    /// The resource type name, e.g. `homelab_opnsense_haproxy_server`.
+    const TYPE: &'static str;
+    /// Human name, `HAProxy <noun>`, e.g. "HAProxy server" (the noun alone names it in ids and identities).
     const WHAT: &'static str;
 
+    fn schema() -> Schema;
     fn id(m: &Self::Model) -> &Tf<String>;
     fn set_id(m: &mut Self::Model, id: String);
     fn name(m: &Self::Model) -> &Tf<String>;
@@ -307,9 +314,117 @@ pub trait HaproxySpec: Send + Sync + 'static {
     fn to_obj(m: &Self::Model) -> Result<Self::Obj, Diagnostics>;
     /// The API object → a wholly known model, keeping `prior`'s spelling where the meaning is the same.
     fn from_obj(uuid: Uuid, o: &Self::Obj, prior: Option<&Self::Model>) -> Self::Model;
+    /// Configuration checks beyond the schema's validators (values may be unknown: skip them).
+    fn validate(_config: &Self::Model, _diags: &mut Diagnostics) {}
+    /// Plan values that follow from other attributes, set before the shared plan-time checks.
+    fn adjust_plan(_plan: &mut Plan<Self::Model>) {}
+    /// Plan-time warnings against the live model (after the shared checks passed; only where it is reachable).
+    fn warn_plan(_ctx: &Context, _planned: &Self::Model, _model: &Model) {}
     /// Apply-time checks against the current model (references exist, modes match).
     fn check(_o: &Self::Obj, _model: &Model) -> Result<(), Diagnostics> {
         Ok(())
+    }
+}
+
+/// The managed resource of a [`HaproxySpec`].
+pub struct HaproxyResource<S>(PhantomData<fn() -> S>);
+
+/// The list resource (`terraform query`) of a [`HaproxySpec`].
+pub struct HaproxyList<S>(PhantomData<fn() -> S>);
+
+/// Registers the managed and the list resource of a HAProxy object kind.
+pub fn register_haproxy<S: HaproxySpec>(r: &mut Registry) {
+    r.resource(HaproxyResource::<S>(PhantomData));
+    r.list_resource(HaproxyList::<S>(PhantomData));
+}
+
+fn noun<S: HaproxySpec>() -> &'static str {
+    S::WHAT.trim_start_matches("HAProxy ")
+}
+
+#[async_trait]
+impl<S: HaproxySpec> Resource for HaproxyResource<S> {
+    type Model = S::Model;
+    type Identity = UuidIdentity;
+
+    fn type_name(&self) -> &'static str {
+        S::TYPE
+    }
+    fn schema(&self) -> Schema {
+        S::schema()
+    }
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(uuid_identity_schema(noun::<S>()))
+    }
+    fn identity(&self, state: &S::Model) -> Option<UuidIdentity> {
+        S::id(state)
+            .known()
+            .map(|id| UuidIdentity { id: id.clone() })
+    }
+    fn validate(&self, config: &S::Model, diags: &mut Diagnostics) {
+        S::validate(config, diags)
+    }
+    async fn modify_plan(
+        &self,
+        ctx: &Context,
+        plan: &mut Plan<S::Model>,
+    ) -> Result<(), Diagnostics> {
+        S::adjust_plan(plan);
+        hx_modify_plan::<S>(ctx, plan).await
+    }
+    async fn create(&self, ctx: &Context, plan: S::Model) -> Result<S::Model, Diagnostics> {
+        write::<S>(ctx, Uuid::new_v4(), &plan, false).await
+    }
+    async fn read(&self, ctx: &Context, state: S::Model) -> Result<Option<S::Model>, Diagnostics> {
+        hx_read::<S>(ctx, state).await
+    }
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: S::Model,
+        plan: S::Model,
+    ) -> Result<S::Model, Diagnostics> {
+        let uuid = parse_uuid(S::id(&prior).known().map_or("", String::as_str), "id")?;
+        write::<S>(ctx, uuid, &plan, true).await
+    }
+    async fn delete(&self, ctx: &Context, state: S::Model) -> Result<(), Diagnostics> {
+        hx_delete::<S>(ctx, state).await
+    }
+    async fn import(&self, ctx: &Context, id: &str) -> Result<S::Model, Diagnostics> {
+        hx_import::<S>(ctx, id).await
+    }
+    async fn import_identity(
+        &self,
+        ctx: &Context,
+        identity: UuidIdentity,
+    ) -> Result<S::Model, Diagnostics> {
+        hx_import::<S>(ctx, &identity.id).await
+    }
+}
+
+#[async_trait]
+impl<S: HaproxySpec> ListResource for HaproxyList<S> {
+    type Resource = HaproxyResource<S>;
+    type Config = NoConfig;
+    fn type_name(&self) -> &'static str {
+        S::TYPE
+    }
+    fn schema(&self) -> Schema {
+        Schema::new(format!(
+            "Lists every {} on the OPNsense, including ones made in the UI.",
+            S::WHAT
+        ))
+    }
+    async fn list(
+        &self,
+        ctx: &Context,
+        _config: NoConfig,
+        req: ListRequest,
+    ) -> Result<ListStream<HaproxyResource<S>>, Diagnostics> {
+        Ok(list_stream::<HaproxyResource<S>>(
+            hx_list::<S>(ctx, req).await?,
+            req.limit,
+        ))
     }
 }
 
@@ -338,7 +453,7 @@ fn duplicate_diag(what: &str, name: &str, others: &[Uuid]) -> Diagnostics {
 /// Plan-time duplicate check (where the live box is reachable and the name is known). Also announces a planned
 /// create or update to the reconfigure coalescer: in the apply walk Terraform re-plans a resource right before
 /// applying it, so the batch being collected can wait for this write instead of going live without it.
-pub async fn hx_modify_plan<S: HaproxySpec>(
+async fn hx_modify_plan<S: HaproxySpec>(
     ctx: &Context,
     plan: &mut Plan<S::Model>,
 ) -> Result<(), Diagnostics> {
@@ -352,22 +467,22 @@ pub async fn hx_modify_plan<S: HaproxySpec>(
     if changes {
         c.expect_haproxy_write();
     }
-    let Some(name) = S::name(&plan.planned).known().cloned() else {
-        return Ok(());
-    };
-    let own = plan
-        .prior
-        .as_ref()
-        .and_then(|p| S::id(p).known())
-        .and_then(|s| Uuid::parse_str(s).ok());
     // An unreachable box is not a plan error here: refresh already reported it, or apply will.
     let Ok(model) = c.haproxy().model().await else {
         return Ok(());
     };
-    let others = model.others_named(kind::<S>(), &name, own);
-    if !others.is_empty() {
-        return Err(duplicate_diag(S::WHAT, &name, &others));
+    if let Some(name) = S::name(&plan.planned).known() {
+        let own = plan
+            .prior
+            .as_ref()
+            .and_then(|p| S::id(p).known())
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let others = model.others_named(kind::<S>(), name, own);
+        if !others.is_empty() {
+            return Err(duplicate_diag(S::WHAT, name, &others));
+        }
     }
+    S::warn_plan(ctx, &plan.planned, &model);
     Ok(())
 }
 
@@ -418,24 +533,7 @@ async fn write<S: HaproxySpec>(
     Ok(S::from_obj(uuid, &obj, Some(plan)))
 }
 
-pub async fn hx_create<S: HaproxySpec>(
-    ctx: &Context,
-    plan: S::Model,
-) -> Result<S::Model, Diagnostics> {
-    write::<S>(ctx, Uuid::new_v4(), &plan, false).await
-}
-
-pub async fn hx_update<S: HaproxySpec>(
-    ctx: &Context,
-    prior: S::Model,
-    plan: S::Model,
-) -> Result<S::Model, Diagnostics> {
-    let id = S::id(&prior).known().cloned().unwrap_or_default();
-    let uuid = parse_uuid(&id, "id")?;
-    write::<S>(ctx, uuid, &plan, true).await
-}
-
-pub async fn hx_read<S: HaproxySpec>(
+async fn hx_read<S: HaproxySpec>(
     ctx: &Context,
     state: S::Model,
 ) -> Result<Option<S::Model>, Diagnostics> {
@@ -450,7 +548,7 @@ pub async fn hx_read<S: HaproxySpec>(
     Ok(got.map(|o| S::from_obj(uuid, &o, Some(&state))))
 }
 
-pub async fn hx_delete<S: HaproxySpec>(ctx: &Context, state: S::Model) -> Result<(), Diagnostics> {
+async fn hx_delete<S: HaproxySpec>(ctx: &Context, state: S::Model) -> Result<(), Diagnostics> {
     let c = client(ctx)?;
     let id = S::id(&state).known().cloned().unwrap_or_default();
     let uuid = parse_uuid(&id, "id")?;
@@ -485,7 +583,7 @@ pub async fn hx_delete<S: HaproxySpec>(ctx: &Context, state: S::Model) -> Result
 }
 
 /// Import by UUID or by name (names must be unique for this to work).
-pub async fn hx_import<S: HaproxySpec>(ctx: &Context, id: &str) -> Result<S::Model, Diagnostics> {
+async fn hx_import<S: HaproxySpec>(ctx: &Context, id: &str) -> Result<S::Model, Diagnostics> {
     let uuid = match Uuid::parse_str(id.trim()) {
         Ok(u) => u,
         Err(_) => {
@@ -529,7 +627,7 @@ pub async fn hx_import<S: HaproxySpec>(ctx: &Context, id: &str) -> Result<S::Mod
 }
 
 /// All objects of the kind, for `terraform query`.
-pub async fn hx_list<S: HaproxySpec>(
+async fn hx_list<S: HaproxySpec>(
     ctx: &Context,
     req: ListRequest,
 ) -> Result<Vec<(UuidIdentity, String, Option<S::Model>)>, Diagnostics> {
@@ -558,7 +656,6 @@ pub async fn hx_list<S: HaproxySpec>(
     Ok(out)
 }
 
-/// Builds the stream a list resource returns.
 /// The one object an import id names when it is not a UUID: exactly one match, else `none` (no match) or the
 /// diagnostic `many` builds from the matches.
 pub fn single_match(
@@ -573,6 +670,7 @@ pub fn single_match(
     }
 }
 
+/// Builds the stream a list resource returns.
 pub fn list_stream<R: Resource<Identity = UuidIdentity>>(
     items: Vec<(UuidIdentity, String, Option<R::Model>)>,
     limit: i64,

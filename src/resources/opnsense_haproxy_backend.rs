@@ -57,7 +57,12 @@ pub struct Spec;
 impl HaproxySpec for Spec {
     type Obj = Backend;
     type Model = BackendModel;
+    const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy backend";
+
+    fn schema() -> Schema {
+        schema()
+    }
 
     fn id(m: &BackendModel) -> &Tf<String> {
         &m.id
@@ -154,6 +159,50 @@ impl HaproxySpec for Spec {
             timeout_server: tf_opt(o.tuning_timeout_server.clone()),
             retries: tf_num(o.tuning_retries),
             source: keep_spelling(prior.map(|p| &p.source), o.source.clone()),
+        }
+    }
+
+    fn validate(config: &BackendModel, diags: &mut Diagnostics) {
+        let persistence = config
+            .persistence
+            .known()
+            .map(String::as_str)
+            .unwrap_or("none");
+        if config.stickiness_pattern.is_known()
+            && persistence != "sticktable"
+            && config.persistence.is_known()
+        {
+            diags.push(
+                Diagnostic::error(
+                    "stickiness_pattern needs persistence = \"sticktable\"",
+                    "A stickiness pattern only applies to stick-table persistence; remove it or set \
+                     persistence = \"sticktable\".",
+                )
+                .at(attr("stickiness_pattern")),
+            );
+        }
+        if config.mode.known().map(String::as_str) == Some("tcp")
+            && config.algorithm.known().map(String::as_str) == Some("uri")
+        {
+            diags.push(
+                Diagnostic::error(
+                    "algorithm \"uri\" needs mode = \"http\"",
+                    "URI hashing works on HTTP requests only.",
+                )
+                .at(attr("algorithm")),
+            );
+        }
+    }
+    fn adjust_plan(plan: &mut Plan<BackendModel>) {
+        // The pattern is known at plan time from persistence, so it never shows as "(known after apply)".
+        if plan.config.stickiness_pattern.is_null() {
+            match plan.planned.persistence.known().map(String::as_str) {
+                Some("sticktable") => {
+                    plan.planned.stickiness_pattern = Tf::Known("sourceipv4".into())
+                }
+                Some(_) => plan.planned.stickiness_pattern = Tf::Null,
+                None => {}
+            }
         }
     }
 
@@ -331,134 +380,8 @@ pub fn schema() -> Schema {
     .attribute(Attribute::string("source").optional().description("Source address for connections to the servers."))
 }
 
-pub struct HaproxyBackend;
-
-#[async_trait]
-impl Resource for HaproxyBackend {
-    type Model = BackendModel;
-    type Identity = UuidIdentity;
-
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        schema()
-    }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("backend"))
-    }
-    fn identity(&self, state: &BackendModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
-    }
-    fn validate(&self, config: &BackendModel, diags: &mut Diagnostics) {
-        let persistence = config
-            .persistence
-            .known()
-            .map(String::as_str)
-            .unwrap_or("none");
-        if config.stickiness_pattern.is_known()
-            && persistence != "sticktable"
-            && config.persistence.is_known()
-        {
-            diags.push(
-                Diagnostic::error(
-                    "stickiness_pattern needs persistence = \"sticktable\"",
-                    "A stickiness pattern only applies to stick-table persistence; remove it or set \
-                     persistence = \"sticktable\".",
-                )
-                .at(attr("stickiness_pattern")),
-            );
-        }
-        if config.mode.known().map(String::as_str) == Some("tcp")
-            && config.algorithm.known().map(String::as_str) == Some("uri")
-        {
-            diags.push(
-                Diagnostic::error(
-                    "algorithm \"uri\" needs mode = \"http\"",
-                    "URI hashing works on HTTP requests only.",
-                )
-                .at(attr("algorithm")),
-            );
-        }
-    }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<BackendModel>,
-    ) -> Result<(), Diagnostics> {
-        // The pattern is known at plan time from persistence, so it never shows as "(known after apply)".
-        if plan.config.stickiness_pattern.is_null() {
-            match plan.planned.persistence.known().map(String::as_str) {
-                Some("sticktable") => {
-                    plan.planned.stickiness_pattern = Tf::Known("sourceipv4".into())
-                }
-                Some(_) => plan.planned.stickiness_pattern = Tf::Null,
-                None => {}
-            }
-        }
-        hx_modify_plan::<Spec>(ctx, plan).await
-    }
-    async fn create(&self, ctx: &Context, plan: BackendModel) -> Result<BackendModel, Diagnostics> {
-        hx_create::<Spec>(ctx, plan).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: BackendModel,
-    ) -> Result<Option<BackendModel>, Diagnostics> {
-        hx_read::<Spec>(ctx, state).await
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: BackendModel,
-        plan: BackendModel,
-    ) -> Result<BackendModel, Diagnostics> {
-        hx_update::<Spec>(ctx, prior, plan).await
-    }
-    async fn delete(&self, ctx: &Context, state: BackendModel) -> Result<(), Diagnostics> {
-        hx_delete::<Spec>(ctx, state).await
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<BackendModel, Diagnostics> {
-        hx_import::<Spec>(ctx, id).await
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<BackendModel, Diagnostics> {
-        hx_import::<Spec>(ctx, &identity.id).await
-    }
-}
-
-pub struct HaproxyBackendList;
-
-#[async_trait]
-impl ListResource for HaproxyBackendList {
-    type Resource = HaproxyBackend;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists every HAProxy backend on the OPNsense, including ones made in the UI.")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<HaproxyBackend>, Diagnostics> {
-        Ok(list_stream::<HaproxyBackend>(
-            hx_list::<Spec>(ctx, req).await?,
-            req.limit,
-        ))
-    }
-}
-
 pub fn register(r: &mut Registry) {
-    r.resource(HaproxyBackend);
-    r.list_resource(HaproxyBackendList);
+    register_haproxy::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -71,7 +71,12 @@ pub struct Spec;
 impl HaproxySpec for Spec {
     type Obj = Frontend;
     type Model = FrontendModel;
+    const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy frontend";
+
+    fn schema() -> Schema {
+        schema()
+    }
 
     fn id(m: &FrontendModel) -> &Tf<String> {
         &m.id
@@ -144,6 +149,45 @@ impl HaproxySpec for Spec {
             log_separate_errors: Tf::Known(o.logging_log_separate_errors),
             log_detailed: Tf::Known(o.logging_detailed_log),
             log_socket_stats: Tf::Known(o.logging_socket_stats),
+        }
+    }
+
+    fn validate(config: &FrontendModel, diags: &mut Diagnostics) {
+        if flag(&config.prometheus_enabled) && config.mode.known().is_some_and(|m| m != "http") {
+            diags.push(
+                Diagnostic::error(
+                    "The Prometheus exporter needs mode = \"http\"",
+                    "OPNsense only renders the exporter on http frontends; use homelab_opnsense_haproxy_settings' \
+                     exporter for a dedicated listener.",
+                )
+                .at(attr("prometheus_enabled")),
+            );
+        }
+    }
+    fn warn_plan(ctx: &Context, planned: &FrontendModel, model: &Model) {
+        let (Some(b), Some(mode)) = (
+            planned
+                .default_backend
+                .known()
+                .and_then(|s| Uuid::parse_str(s).ok()),
+            planned
+                .mode
+                .known()
+                .and_then(|s| FrontendMode::from_wire(s)),
+        ) else {
+            return;
+        };
+        if let Ok(Some(be)) = model.get::<Backend>(b) {
+            if !modes_fit(mode, be.mode) && model.contains(Kind::Backend, b) {
+                let d = mismatch(mode, &be);
+                ctx.warn(
+                    d.summary.clone(),
+                    format!(
+                        "{} Unless the backend's mode changes in this plan, apply will fail.",
+                        d.detail
+                    ),
+                );
+            }
         }
     }
 
@@ -249,135 +293,8 @@ pub fn schema() -> Schema {
     .attribute(Attribute::bool("log_socket_stats").default_bool(false).description("`option socket-stats`."))
 }
 
-pub struct HaproxyFrontend;
-
-#[async_trait]
-impl Resource for HaproxyFrontend {
-    type Model = FrontendModel;
-    type Identity = UuidIdentity;
-
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        schema()
-    }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("frontend"))
-    }
-    fn identity(&self, state: &FrontendModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
-    }
-    fn validate(&self, config: &FrontendModel, diags: &mut Diagnostics) {
-        if flag(&config.prometheus_enabled) && config.mode.known().is_some_and(|m| m != "http") {
-            diags.push(
-                Diagnostic::error(
-                    "The Prometheus exporter needs mode = \"http\"",
-                    "OPNsense only renders the exporter on http frontends; use homelab_opnsense_haproxy_settings' \
-                     exporter for a dedicated listener.",
-                )
-                .at(attr("prometheus_enabled")),
-            );
-        }
-    }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<FrontendModel>,
-    ) -> Result<(), Diagnostics> {
-        hx_modify_plan::<Spec>(ctx, plan).await?;
-        let (Some(b), Some(mode)) = (
-            plan.planned
-                .default_backend
-                .known()
-                .and_then(|s| Uuid::parse_str(s).ok()),
-            plan.planned
-                .mode
-                .known()
-                .and_then(|s| FrontendMode::from_wire(s)),
-        ) else {
-            return Ok(());
-        };
-        if let Some(c) = client_if_ready(ctx) {
-            if let Ok(model) = c.haproxy().model().await {
-                if let Ok(Some(be)) = model.get::<Backend>(b) {
-                    if !modes_fit(mode, be.mode) && model.contains(Kind::Backend, b) {
-                        let d = mismatch(mode, &be);
-                        ctx.warn(
-                            d.summary.clone(),
-                            format!("{} Unless the backend's mode changes in this plan, apply will fail.", d.detail),
-                        );
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-    async fn create(
-        &self,
-        ctx: &Context,
-        plan: FrontendModel,
-    ) -> Result<FrontendModel, Diagnostics> {
-        hx_create::<Spec>(ctx, plan).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: FrontendModel,
-    ) -> Result<Option<FrontendModel>, Diagnostics> {
-        hx_read::<Spec>(ctx, state).await
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: FrontendModel,
-        plan: FrontendModel,
-    ) -> Result<FrontendModel, Diagnostics> {
-        hx_update::<Spec>(ctx, prior, plan).await
-    }
-    async fn delete(&self, ctx: &Context, state: FrontendModel) -> Result<(), Diagnostics> {
-        hx_delete::<Spec>(ctx, state).await
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<FrontendModel, Diagnostics> {
-        hx_import::<Spec>(ctx, id).await
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<FrontendModel, Diagnostics> {
-        hx_import::<Spec>(ctx, &identity.id).await
-    }
-}
-
-pub struct HaproxyFrontendList;
-
-#[async_trait]
-impl ListResource for HaproxyFrontendList {
-    type Resource = HaproxyFrontend;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists every HAProxy frontend on the OPNsense, including ones made in the UI.")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<HaproxyFrontend>, Diagnostics> {
-        Ok(list_stream::<HaproxyFrontend>(
-            hx_list::<Spec>(ctx, req).await?,
-            req.limit,
-        ))
-    }
-}
-
 pub fn register(r: &mut Registry) {
-    r.resource(HaproxyFrontend);
-    r.list_resource(HaproxyFrontendList);
+    register_haproxy::<Spec>(r);
 }
 
 #[cfg(test)]

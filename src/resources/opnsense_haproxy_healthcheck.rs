@@ -49,7 +49,12 @@ pub struct Spec;
 impl HaproxySpec for Spec {
     type Obj = Healthcheck;
     type Model = HealthcheckModel;
+    const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy health check";
+
+    fn schema() -> Schema {
+        schema()
+    }
 
     fn id(m: &HealthcheckModel) -> &Tf<String> {
         &m.id
@@ -190,99 +195,8 @@ pub fn schema() -> Schema {
     .attribute(Attribute::bool("tcp_negate").default_bool(false).description("Invert the TCP match."))
 }
 
-pub struct HaproxyHealthcheck;
-
-#[async_trait]
-impl Resource for HaproxyHealthcheck {
-    type Model = HealthcheckModel;
-    type Identity = UuidIdentity;
-
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        schema()
-    }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("health check"))
-    }
-    fn identity(&self, state: &HealthcheckModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
-    }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<HealthcheckModel>,
-    ) -> Result<(), Diagnostics> {
-        hx_modify_plan::<Spec>(ctx, plan).await
-    }
-    async fn create(
-        &self,
-        ctx: &Context,
-        plan: HealthcheckModel,
-    ) -> Result<HealthcheckModel, Diagnostics> {
-        hx_create::<Spec>(ctx, plan).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: HealthcheckModel,
-    ) -> Result<Option<HealthcheckModel>, Diagnostics> {
-        hx_read::<Spec>(ctx, state).await
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: HealthcheckModel,
-        plan: HealthcheckModel,
-    ) -> Result<HealthcheckModel, Diagnostics> {
-        hx_update::<Spec>(ctx, prior, plan).await
-    }
-    async fn delete(&self, ctx: &Context, state: HealthcheckModel) -> Result<(), Diagnostics> {
-        hx_delete::<Spec>(ctx, state).await
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<HealthcheckModel, Diagnostics> {
-        hx_import::<Spec>(ctx, id).await
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<HealthcheckModel, Diagnostics> {
-        hx_import::<Spec>(ctx, &identity.id).await
-    }
-}
-
-pub struct HaproxyHealthcheckList;
-
-#[async_trait]
-impl ListResource for HaproxyHealthcheckList {
-    type Resource = HaproxyHealthcheck;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new(
-            "Lists every HAProxy health check on the OPNsense, including ones made in the UI.",
-        )
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<HaproxyHealthcheck>, Diagnostics> {
-        Ok(list_stream::<HaproxyHealthcheck>(
-            hx_list::<Spec>(ctx, req).await?,
-            req.limit,
-        ))
-    }
-}
-
 pub fn register(r: &mut Registry) {
-    r.resource(HaproxyHealthcheck);
-    r.list_resource(HaproxyHealthcheckList);
+    register_haproxy::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ pub struct Spec;
 impl HaproxySpec for Spec {
     type Obj = Server;
     type Model = ServerModel;
+    const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy server";
+
+    fn schema() -> Schema {
+        schema()
+    }
 
     fn id(m: &ServerModel) -> &Tf<String> {
         &m.id
@@ -96,8 +101,6 @@ impl HaproxySpec for Spec {
         }
     }
 }
-
-pub struct HaproxyServer;
 
 pub fn schema() -> Schema {
     Schema::new(
@@ -199,91 +202,8 @@ pub fn schema() -> Schema {
     )
 }
 
-#[async_trait]
-impl Resource for HaproxyServer {
-    type Model = ServerModel;
-    type Identity = UuidIdentity;
-
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        schema()
-    }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("server"))
-    }
-    fn identity(&self, state: &ServerModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
-    }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<ServerModel>,
-    ) -> Result<(), Diagnostics> {
-        hx_modify_plan::<Spec>(ctx, plan).await
-    }
-    async fn create(&self, ctx: &Context, plan: ServerModel) -> Result<ServerModel, Diagnostics> {
-        hx_create::<Spec>(ctx, plan).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: ServerModel,
-    ) -> Result<Option<ServerModel>, Diagnostics> {
-        hx_read::<Spec>(ctx, state).await
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: ServerModel,
-        plan: ServerModel,
-    ) -> Result<ServerModel, Diagnostics> {
-        hx_update::<Spec>(ctx, prior, plan).await
-    }
-    async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
-        hx_delete::<Spec>(ctx, state).await
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<ServerModel, Diagnostics> {
-        hx_import::<Spec>(ctx, id).await
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<ServerModel, Diagnostics> {
-        hx_import::<Spec>(ctx, &identity.id).await
-    }
-}
-
-pub struct HaproxyServerList;
-
-#[async_trait]
-impl ListResource for HaproxyServerList {
-    type Resource = HaproxyServer;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists every HAProxy server on the OPNsense, including ones made in the UI.")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<HaproxyServer>, Diagnostics> {
-        Ok(list_stream::<HaproxyServer>(
-            hx_list::<Spec>(ctx, req).await?,
-            req.limit,
-        ))
-    }
-}
-
 pub fn register(r: &mut Registry) {
-    r.resource(HaproxyServer);
-    r.list_resource(HaproxyServerList);
+    register_haproxy::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@
 //! - **Host-key policy in our hands.** Pinned key, known_hosts (hashed entries too) or explicit trust-on-first-use
 //!   that returns the key for Terraform state; never silently "accept anything".
 //! - **Typed errors** ([`SshError`]) that the resources turn into precise diagnostics, and clean cancellation.
+//! - **Nothing left running.** Cancellation and timeouts kill the remote command's process group; a remote
+//!   watchdog does the same when the connection itself goes away (provider killed, operation dropped), so an
+//!   interrupted install never keeps changing a host behind the next apply.
 //!
 //! Typical use by a resource (secrets only ever in [`Secret`]s, stdin and uploaded files):
 //!

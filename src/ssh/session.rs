@@ -146,6 +146,22 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// A background guard started before every remote command (shell text; `w` and `s` are shell expressions for
+/// the login shell's pid, which leads the command's process group, and the pid of the sshd process serving the
+/// connection). When that sshd process is gone while the command still runs, the connection was lost (network,
+/// the provider killed, or the operation dropped without [`Session::exec_with`]'s own abort), and the guard
+/// terminates the process group: an install interrupted that way must not keep changing the host behind the next
+/// apply. It checks once a second, ends with the command, stays silent (stdio on /dev/null, so it never holds the
+/// channel open), and does nothing when it cannot see the sshd process to begin with (e.g. `/proc` mounted with
+/// `hidepid`).
+fn watchdog(w: &str, s: &str) -> String {
+    format!(
+        "(w={w}; s={s}; [ -d /proc/$s ] || exit 0; while [ -d /proc/$w ]; do \
+         [ -d /proc/$s ] || {{ kill -TERM -$w 2>/dev/null || kill -TERM $w 2>/dev/null; exit 0; }}; sleep 1; \
+         done) </dev/null >/dev/null 2>&1 &\n"
+    )
+}
+
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Session {
@@ -442,7 +458,13 @@ impl Session {
         } else if self.conn.is_root() {
             format!("sh -c {}", quote(cmd))
         } else {
-            let inner = format!("printf '%s\\n' {} >&2\n{cmd}", markers.ready);
+            // sudo's command is root's: only a root watchdog can stop it. It gets the login shell's pid and
+            // its sshd's as arguments (not secret).
+            let inner = format!(
+                "printf '%s\\n' {} >&2\n{}set --\n{cmd}",
+                markers.ready,
+                watchdog("$1", "$2")
+            );
             match self.conn.sudo_password.as_ref().filter(|p| !p.is_empty()) {
                 Some(p) if p.expose().contains('\n') => {
                     return Err(SshError::Config {
@@ -451,16 +473,17 @@ impl Session {
                     })
                 }
                 Some(_) => format!(
-                    "sudo -S -p {} -- sh -c {}",
+                    "sudo -S -p {} -- sh -c {} sh \"$$\" \"$PPID\"",
                     quote(&markers.prompt),
                     quote(&inner)
                 ),
-                None => format!("sudo -n -- sh -c {}", quote(&inner)),
+                None => format!("sudo -n -- sh -c {} sh \"$$\" \"$PPID\"", quote(&inner)),
             }
         };
         Ok(format!(
-            "printf '%s %s\\n' {} \"$$\" >&2\n{body}",
-            markers.pid
+            "printf '%s %s\\n' {} \"$$\" >&2\n{}{body}",
+            markers.pid,
+            watchdog("$$", "$PPID")
         ))
     }
 

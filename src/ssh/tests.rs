@@ -625,3 +625,59 @@ async fn cancelling_a_sudo_command_stops_it() {
     }
     assert!(gone, "root sleep still running after cancel");
 }
+
+/// Waits up to 5 s for no process whose command line starts with `prefix`.
+async fn vanishes(prefix: &str) -> bool {
+    for _ in 0..50 {
+        if !all_cmdlines().iter().any(|l| l.starts_with(prefix)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Waits up to 3 s for a process whose command line starts with `prefix`.
+async fn appears(prefix: &str) -> bool {
+    for _ in 0..100 {
+        if all_cmdlines().iter().any(|l| l.starts_with(prefix)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_dropped_operation_does_not_leave_its_command_running() {
+    // The operation's future is dropped mid-command (no cancellation token fired, so no abort ran): the
+    // connection closes and the remote watchdog stops the command, for a root login and for a sudo'd command.
+    let sshd = Sshd::start("");
+    let user = TestUser::create();
+    let mut c = sshd.conn(&user.name);
+    c.sudo_password = Some(Secret::new(user.password.clone()));
+    for (conn, sudo, n) in [(sshd.conn("root"), false, 34), (c, true, 35)] {
+        let marker = format!("{n}.{}", std::process::id() % 1000 + 1000);
+        let cmd = format!("sleep {marker}");
+        let s = Session::connect(&conn, &tok()).await.unwrap();
+        let cmd2 = cmd.clone();
+        let task = tokio::spawn(async move {
+            let opts = ExecOptions {
+                sudo,
+                ..Default::default()
+            };
+            s.exec_with(&cmd2, None, &opts).await
+        });
+        assert!(appears(&cmd).await, "{cmd} never started");
+        task.abort();
+        let _ = task.await;
+        assert!(
+            vanishes(&cmd).await,
+            "{cmd} (sudo: {sudo}) still running after its connection closed"
+        );
+    }
+    // A command that finishes normally is not disturbed, and its watchdog goes away with it.
+    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let out = s.run("sleep 1.2; echo done", None).await.unwrap();
+    assert_eq!(out.stdout_str(), "done\n");
+}

@@ -4,7 +4,9 @@
 //! The decisions follow k3s (k3s.md §2–§3): an existing etcd data dir wins and makes `--server`/`--cluster-init`
 //! no-ops; otherwise `--server` joins (CA pinned by the secure token, CAs fetched with the server token, etcd
 //! learner added then promoted, one learner at a time as etcd enforces); otherwise `--cluster-init` starts a new
-//! etcd (migrating an existing single-server store); otherwise the single-server store. READY is sent only when
+//! etcd (migrating an existing single-server store); otherwise the single-server store. With
+//! `K3S_SIM_PROMOTE_DELAY_SECS` a joiner comes up while still a learner and is promoted that much later, as k3s's
+//! leader does it asynchronously (the provider must wait for the promotion before the next join). READY is sent only when
 //! the server serves, so `systemctl restart k3s` blocks like on a real node.
 
 use std::collections::BTreeMap;
@@ -579,6 +581,10 @@ async fn join_etcd(
         };
         let mut child = etcd::spawn(&opts).map_err(Fatal::from("starting etcd"))?;
         info!("Starting etcd to join cluster as learner, member name {name}");
+        if let Some(delay) = promote_delay() {
+            // Like k3s: the server comes up while its member is still a learner; the promotion happens later.
+            return delayed_promotion(child, client, id, name, &peer_url, &opts, delay).await;
+        }
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(etcd_exit_error(log_file));
@@ -599,6 +605,66 @@ async fn join_etcd(
         }
         return Ok((child, EtcdClient::new(vec![opts.client_url()])));
     }
+}
+
+/// `K3S_SIM_PROMOTE_DELAY_SECS`: promote a joining learner only this long after the server is up (as k3s's
+/// leader does asynchronously), instead of before READY. Unset or 0: promote before READY.
+fn promote_delay() -> Option<Duration> {
+    std::env::var("K3S_SIM_PROMOTE_DELAY_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+}
+
+/// The learner is started; wait until etcd lists it as started, promote it in the background after `delay`, and
+/// serve through the voters meanwhile (a learner answers no client requests).
+async fn delayed_promotion(
+    mut child: tokio::process::Child,
+    client: EtcdClient,
+    id: u64,
+    name: &str,
+    peer_url: &str,
+    opts: &EtcdOpts,
+    delay: Duration,
+) -> Result<(tokio::process::Child, EtcdClient), Fatal> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(etcd_exit_error(&opts.log_file));
+        }
+        if let Ok(ms) = client.member_list().await {
+            if ms
+                .iter()
+                .any(|m| m.peer_urls.iter().any(|p| p == peer_url) && !m.name.is_empty())
+            {
+                break;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Fatal("the etcd learner did not start".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let promoter = client.clone();
+    let learner = name.to_string();
+    info!("etcd learner {learner} started; promotion in {delay:?}");
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        loop {
+            match promoter.member_promote(id).await {
+                Ok(()) => break,
+                Err(e) => {
+                    info!("Waiting for learner {learner} to catch up before promotion: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        info!("Promoted etcd learner {learner} to voting member");
+    });
+    let mut eps: Vec<String> = client.endpoints().to_vec();
+    eps.push(opts.client_url());
+    Ok((child, EtcdClient::new(eps)))
 }
 
 fn write_kubeconfig(

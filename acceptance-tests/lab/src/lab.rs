@@ -139,6 +139,122 @@ pub struct Lab {
     state: LabState,
 }
 
+/// Set to `1` to keep labs for debugging: [`LabGuard`]s then leave their lab up (and say how to remove it), and a
+/// failed [`Lab::up`] leaves what it had started.
+pub const KEEP_LABS_ENV: &str = "HOMELAB_KEEP_LABS";
+
+fn keep_labs() -> bool {
+    std::env::var_os(KEEP_LABS_ENV).is_some_and(|v| v == "1")
+}
+
+/// A lab that is taken down when the guard is dropped: at the end of a test, on an early return, and when a panic
+/// unwinds. Why: a test that panicked between `Lab::up` and wrapping the lab in a guard of its own left the lab
+/// (namespaces, host processes) running. [`Lab::up_guarded`] hands the lab out already guarded, so there is no
+/// such window. Derefs to [`Lab`]; [`LabGuard::keep`] disarms it, [`LabGuard::down`] takes the lab down and
+/// reports errors. With `HOMELAB_KEEP_LABS=1` ([`KEEP_LABS_ENV`]) a dropped guard leaves the lab up.
+#[derive(Debug)]
+#[must_use = "dropping the guard takes the lab down at once"]
+pub struct LabGuard {
+    lab: Option<Lab>,
+}
+
+impl LabGuard {
+    /// Guards a lab (e.g. one from [`Lab::open`]): dropping the guard takes it down.
+    pub fn new(lab: Lab) -> Self {
+        LabGuard { lab: Some(lab) }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        self.lab
+            .as_ref()
+            .expect("a guard holds its lab until dropped")
+    }
+
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        self.lab
+            .as_mut()
+            .expect("a guard holds its lab until dropped")
+    }
+
+    /// Disarms the guard: the lab stays up.
+    pub fn keep(mut self) -> Lab {
+        self.lab
+            .take()
+            .expect("a guard holds its lab until dropped")
+    }
+
+    /// Takes the lab down now, reporting what went wrong (a plain drop ignores errors).
+    pub fn down(mut self) -> Result<(), Error> {
+        self.lab
+            .take()
+            .expect("a guard holds its lab until dropped")
+            .down()
+    }
+}
+
+impl From<Lab> for LabGuard {
+    fn from(lab: Lab) -> Self {
+        LabGuard::new(lab)
+    }
+}
+
+impl std::ops::Deref for LabGuard {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        self.lab()
+    }
+}
+
+impl std::ops::DerefMut for LabGuard {
+    fn deref_mut(&mut self) -> &mut Lab {
+        self.lab_mut()
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let Some(lab) = self.lab.take() else {
+            return;
+        };
+        if keep_labs() {
+            eprintln!(
+                "homelab-lab: keeping lab {:?} ({KEEP_LABS_ENV}=1); remove it with `homelab-lab --root {} --name {} down`",
+                lab.name(),
+                lab.state.dir.parent().unwrap_or(Path::new("/")).display(),
+                lab.name(),
+            );
+            return;
+        }
+        let name = lab.state.name.clone();
+        if let Err(e) = lab.down() {
+            eprintln!("homelab-lab: taking lab {name:?} down failed: {e}");
+        }
+    }
+}
+
+/// Inside [`Lab::up`], while it holds the lab lock: removes what a failed (or panicking) `up` had started.
+struct UndoUp<'a> {
+    root: &'a Path,
+    name: &'a str,
+    armed: bool,
+}
+
+impl Drop for UndoUp<'_> {
+    fn drop(&mut self) {
+        if self.armed && !keep_labs() {
+            match cleanup_locked(self.root, self.name) {
+                Ok(()) => {
+                    let _ = fs::remove_file(self.root.join(format!("{}.lock", self.name)));
+                }
+                Err(e) => eprintln!(
+                    "homelab-lab: cleaning up the failed lab {:?} failed: {e}",
+                    self.name
+                ),
+            }
+        }
+    }
+}
+
 fn root_dir(root: Option<&Path>) -> PathBuf {
     root.map(Path::to_path_buf)
         .or_else(|| std::env::var_os("HOMELAB_LAB_ROOT").map(PathBuf::from))
@@ -350,8 +466,16 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
 impl Lab {
     // ----- lifecycle ------------------------------------------------------------------------------------------
 
+    /// Like [`Lab::up`], with the lab in a [`LabGuard`] from the moment it exists, so that it is taken down however
+    /// the caller ends. What tests should use.
+    pub fn up_guarded(spec: &LabSpec) -> Result<LabGuard, Error> {
+        Lab::up(spec).map(LabGuard::new)
+    }
+
     /// Brings a lab up, or returns the running one when it is already up (idempotent). Leftovers of a crashed lab
-    /// of the same name are cleaned up first.
+    /// of the same name are cleaned up first; when `up` fails (or panics) part way, what it had started is removed
+    /// again (kept with `HOMELAB_KEEP_LABS=1`). The caller owns the lab: take it down with [`Lab::down`], or use
+    /// [`Lab::up_guarded`].
     pub fn up(spec: &LabSpec) -> Result<Lab, Error> {
         validate_name(&spec.name)?;
         let root = root_dir(spec.root.as_deref());
@@ -371,6 +495,12 @@ impl Lab {
             }
         }
         cleanup_locked(&root, &spec.name)?;
+        // Declared after the lock, so it runs (under the lock) before the lock is released.
+        let mut undo = UndoUp {
+            root: &root,
+            name: &spec.name,
+            armed: true,
+        };
         let bin = match &spec.bin {
             Some(b) => b.canonicalize().map_err(|e| Error::io("lab binary", e))?,
             None => crate::locate_binary()?,
@@ -462,6 +592,7 @@ impl Lab {
             return Err(e);
         }
         let _ = t0;
+        undo.armed = false;
         Ok(lab)
     }
 
@@ -1465,4 +1596,77 @@ pub fn cleanup_all(root: Option<&Path>) -> Result<Vec<String>, Error> {
         Lab::down_by_name(Some(&root), n)?;
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The teardown guarantees, on real labs (root, as in CI).
+
+    use super::*;
+
+    fn spec(tag: &str, bin: Option<PathBuf>) -> LabSpec {
+        LabSpec {
+            servers: 1,
+            agents: 0,
+            opnsense: false,
+            bin,
+            ..LabSpec::new(&format!("g{tag}{}", std::process::id() % 100_000))
+        }
+    }
+
+    /// What a lab leaves on the machine: namespaces, its directory, host inits.
+    fn traces(name: &str) -> Vec<String> {
+        let dir = root_dir(None).join(name);
+        let mut t: Vec<String> = [format!("hl-{name}-sw"), format!("hl-{name}-ws")]
+            .into_iter()
+            .filter(|n| ns::named_netns(n).exists())
+            .map(|n| format!("netns {n}"))
+            .collect();
+        if dir.exists() {
+            t.push(format!("dir {}", dir.display()));
+        }
+        let hosts = dir.join("hosts").display().to_string();
+        for p in ns::all_pids() {
+            let argv = ns::cmdline(p);
+            if argv.iter().any(|a| a.starts_with(&hosts)) {
+                t.push(format!("process {p} {argv:?}"));
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn a_failed_up_removes_what_it_started() {
+        if keep_labs() {
+            return;
+        }
+        // Not the lab binary: the host's init exits at once, after the network and the host dir exist.
+        let s = spec("fail", Some(PathBuf::from("/bin/true")));
+        // (Boot, or the switch port failing because the init is already gone.)
+        Lab::up(&s).unwrap_err();
+        assert_eq!(traces(&s.name), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_guard_takes_its_lab_down_when_the_test_panics() {
+        if keep_labs() {
+            return;
+        }
+        let s = spec("guard", Some(crate::locate_binary().unwrap()));
+        let name = s.name.clone();
+        let panicked = std::panic::catch_unwind(|| {
+            let lab = Lab::up_guarded(&s).unwrap();
+            assert!(lab.healthy());
+            assert!(!traces(&name).is_empty());
+            panic!("the test body fails while the lab is up");
+        });
+        assert!(panicked.is_err());
+        assert_eq!(traces(&name), Vec::<String>::new());
+        // `keep` disarms the guard; `down` on a guard reports errors.
+        let lab = Lab::up_guarded(&s).unwrap().keep();
+        assert!(lab.healthy());
+        let guard = LabGuard::from(lab);
+        guard.down().unwrap();
+        assert_eq!(traces(&name), Vec::<String>::new());
+    }
 }

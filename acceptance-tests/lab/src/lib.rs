@@ -9,21 +9,22 @@
 //! kubectl and ssh run in tests. Nothing in a lab has a route out, and several labs can run at once because each has
 //! its own switch.
 //!
-//! Start with [`Lab::up`] (or `homelab-lab up`), then use [`Lab::ssh_command`], [`Lab::host_command`],
-//! [`Lab::ws_command`], [`Lab::install_file`], the fault injectors ([`Lab::stop_host`], [`Lab::cut_link`],
-//! [`Lab::drop_ssh_sessions`], ...) and finally [`Lab::down`].
+//! Start with [`Lab::up_guarded`] (tests: the lab is taken down when the returned [`LabGuard`] is dropped, also on
+//! panic) or [`Lab::up`] / `homelab-lab up` (the caller takes it down), then use [`Lab::ssh_command`],
+//! [`Lab::host_command`], [`Lab::ws_command`], [`Lab::install_file`], the fault injectors ([`Lab::stop_host`],
+//! [`Lab::cut_link`], [`Lab::drop_ssh_sessions`], ...) and finally [`Lab::down`] or [`LabGuard::down`].
 //!
 //! Typical use in a test:
 //!
 //! ```no_run
 //! use homelab_lab::{Lab, LabSpec};
 //! # fn main() -> Result<(), homelab_lab::Error> {
-//! let lab = Lab::up(&LabSpec { servers: 1, agents: 1, opnsense: false, ..LabSpec::new("mytest") })?;
+//! let lab = Lab::up_guarded(&LabSpec { servers: 1, agents: 1, opnsense: false, ..LabSpec::new("mytest") })?;
 //! lab.install_file("k8s-control-1", "target/debug/k3s".as_ref(), "/usr/local/bin/k3s".as_ref(), 0o755)?;
 //! let out = lab.ssh_command("k8s-control-1", "root")?.args(["--", "systemctl is-active k3s"]).output();
 //! let tf = lab.ws_command("terraform")?; // runs in the workstation's network namespace
 //! # let _ = (out, tf);
-//! lab.down()?;
+//! lab.down()?; // or let the guard drop; `HOMELAB_KEEP_LABS=1` keeps labs for debugging
 //! # Ok(()) }
 //! ```
 //!
@@ -40,7 +41,10 @@ pub mod ns;
 pub mod opnsense;
 pub mod systemd;
 
-pub use lab::{CtlOutput, EmulatorInfo, HostState, Lab, LabSpec, LabState, Role, DEFAULT_ROOT};
+pub use lab::{
+    CtlOutput, EmulatorInfo, HostState, Lab, LabGuard, LabSpec, LabState, Role, DEFAULT_ROOT,
+    KEEP_LABS_ENV,
+};
 
 use std::path::{Path, PathBuf};
 

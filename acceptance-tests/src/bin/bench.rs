@@ -1,42 +1,69 @@
-//! `bench`: runs the benchmark rows of [`homelab_acceptance::bench`] and writes `docs/benchmarks.md`.
+//! `bench`: runs the benchmark rows of [`homelab_acceptance::bench`] (and the OPNsense, Go-provider and cluster
+//! modules) and writes `docs/benchmarks.md`.
 //!
-//! Usage: `bench [--runs N] [--only ID]... [--output FILE]` (normally through `acceptance-tests/dev bench`, which
-//! builds the provider in release mode and points `HOMELAB_PROVIDER_DIR` at it). Progress goes to stderr.
+//! Usage: `bench [--runs N] [--heavy] [--heavy-runs N] [--only ID]... [--output FILE]` (normally through
+//! `acceptance-tests/dev bench`, which builds the provider in release mode and points `HOMELAB_PROVIDER_DIR` at
+//! it). The default run stays affordable (a few minutes); the cluster rows (a lab and a k3s cluster per sample)
+//! run with `--heavy` or when selected by id (`--only k3s`, `--only example`). When they do not run, their section
+//! of the output file is carried over from the existing file, so a default run never erases them. Progress goes
+//! to stderr.
 
 use anyhow::{bail, Context, Result};
-use homelab_acceptance::bench;
+use homelab_acceptance::{bench, bench_k3s, bench_opnsense, bench_start};
+
+const USAGE: &str =
+    "usage: bench [--runs N] [--heavy] [--heavy-runs N] [--only ID]... [--output FILE]";
 
 fn main() -> Result<()> {
     let mut runs = 11usize;
+    let mut heavy_runs = 3usize;
+    let mut heavy = false;
     let mut only: Vec<String> = Vec::new();
     let mut output: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--runs" => runs = args.next().context("--runs needs a number")?.parse().context("--runs")?,
+            "--runs" => {
+                runs = args
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs")?
+            }
+            "--heavy-runs" => {
+                heavy_runs = args
+                    .next()
+                    .context("--heavy-runs needs a number")?
+                    .parse()
+                    .context("--heavy-runs")?
+            }
+            "--heavy" => heavy = true,
             "--only" => only.push(args.next().context("--only needs a row id")?),
             "--output" => output = Some(args.next().context("--output needs a file")?),
             "-h" | "--help" => {
-                eprintln!("usage: bench [--runs N] [--only ID]... [--output FILE]");
+                eprintln!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?} (usage: bench [--runs N] [--only ID]... [--output FILE])"),
+            other => bail!("unknown argument {other:?} ({USAGE})"),
         }
     }
-    if runs == 0 {
-        bail!("--runs must be at least 1");
+    if runs == 0 || heavy_runs == 0 {
+        bail!("--runs and --heavy-runs must be at least 1");
     }
     let rows: Vec<_> = bench::comparisons()
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.id))
         .collect();
-    if rows.is_empty()
-        && !only
-            .iter()
-            .any(|o| homelab_acceptance::bench_opnsense::IDS.contains(&o.as_str()))
-    {
-        bail!("no benchmark row matches {only:?}");
+    let known = |o: &String| {
+        rows.iter().any(|c| c.id == o)
+            || bench_opnsense::IDS.contains(&o.as_str())
+            || bench_start::IDS.contains(&o.as_str())
+            || bench_k3s::IDS.contains(&o.as_str())
+    };
+    if let Some(bad) = only.iter().find(|o| !known(o)) {
+        bail!("no benchmark row matches {bad:?}");
     }
+    let load_start = loadavg();
     let mut results = Vec::new();
     for c in &rows {
         eprintln!("bench: {} ({} runs per side)...", c.id, runs);
@@ -53,10 +80,24 @@ fn main() -> Result<()> {
         );
         results.push(r);
     }
-    // OPNsense rows and counts (helper H, issue 5): see acceptance-tests/src/bench_opnsense.rs.
+    // OPNsense rows and counts (issue 5): see acceptance-tests/src/bench_opnsense.rs.
     let (opnsense_rows, opnsense_md) =
-        homelab_acceptance::bench_opnsense::run(runs, &only).context("OPNsense benchmarks")?;
+        bench_opnsense::run(runs, &only).context("OPNsense benchmarks")?;
     results.extend(opnsense_rows);
+    let start_md = bench_start::run(runs, &only).context("provider start vs a Go provider")?;
+    let cluster = bench_k3s::run(heavy_runs, &only, heavy).context("cluster benchmarks")?;
+    let failed = cluster
+        .as_ref()
+        .map(|c| c.failed.clone())
+        .unwrap_or_default();
+    let cluster_md = cluster.map(|c| c.markdown);
+    // A run without the cluster rows keeps the section the output file already has.
+    let cluster_md = cluster_md.or_else(|| {
+        let old = std::fs::read_to_string(output.as_deref()?).ok()?;
+        bench_k3s::carry_over(&old).inspect(|_| {
+            eprintln!("bench: cluster rows not run (use --heavy): their section is carried over unchanged");
+        })
+    });
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -64,7 +105,22 @@ fn main() -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let md = bench::render_markdown(&results, &date, &bench::machine_description());
-    let md = md.replacen("\n## Reproduce", &format!("{opnsense_md}\n## Reproduce"), 1);
+    // Other work on the machine shifts absolute times (the ratios are taken within the run): say how loaded it was.
+    let md = md.replacen(
+        "- Samples:",
+        &format!(
+            "- Load average (1/5/15 min) at the start of the run: {load_start}; at its end: {} (other work ran on \
+             the machine; medians of alternating samples keep the ratios comparable)\n- Samples:",
+            loadavg()
+        ),
+        1,
+    );
+    let extra = format!(
+        "{opnsense_md}{}\n{}",
+        start_md.unwrap_or_default(),
+        cluster_md.unwrap_or_default()
+    );
+    let md = md.replacen("\n## Reproduce", &format!("{extra}\n## Reproduce"), 1);
     match output {
         Some(path) => {
             std::fs::write(&path, md).with_context(|| format!("writing {path}"))?;
@@ -72,5 +128,15 @@ fn main() -> Result<()> {
         }
         None => print!("{md}"),
     }
+    if !failed.is_empty() {
+        bail!("cluster benchmarks failed: {}", failed.join(", "));
+    }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_else(|| "?".into())
 }

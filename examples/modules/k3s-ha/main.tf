@@ -101,7 +101,7 @@ resource "homelab_k3s_server" "join" {
 resource "homelab_opnsense_haproxy_healthcheck" "api" {
   name        = "${var.name_prefix}-api-tcp"
   type        = "tcp"
-  interval    = "10s"
+  interval    = var.health_check_interval
   description = "TCP connect to the k3s API port"
 }
 
@@ -111,7 +111,7 @@ resource "homelab_opnsense_haproxy_server" "first" {
   name           = local.first_name
   address        = homelab_k3s_server.first.id
   port           = 6443
-  check_interval = "10s"
+  check_interval = var.health_check_interval
   description    = "k3s API server on ${local.first_name}"
 }
 
@@ -121,7 +121,7 @@ resource "homelab_opnsense_haproxy_server" "join" {
   name           = each.key
   address        = each.value.id
   port           = 6443
-  check_interval = "10s"
+  check_interval = var.health_check_interval
   description    = "k3s API server on ${each.key}"
 }
 
@@ -137,7 +137,7 @@ resource "homelab_opnsense_haproxy_backend" "api" {
     [for name in sort(keys(homelab_opnsense_haproxy_server.join)) : homelab_opnsense_haproxy_server.join[name].id],
   )
   health_check            = homelab_opnsense_haproxy_healthcheck.api.id
-  check_interval          = "10s"
+  check_interval          = var.health_check_interval
   health_check_log_status = true
 }
 

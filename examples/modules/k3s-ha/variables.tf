@@ -6,7 +6,7 @@ variable "servers" {
 
   validation {
     condition     = length(var.servers) > 0 && length(var.servers) % 2 == 1
-    error_message = "servers must hold an odd number of control-plane nodes (1, 3, 5, ...): embedded etcd needs a majority to stay writable."
+    error_message = "The servers map must hold an odd number of control-plane nodes (1, 3, 5, ...): embedded etcd needs a majority to stay writable."
   }
 
   validation {
@@ -34,7 +34,7 @@ variable "vip" {
 
   validation {
     condition     = can(regex("^(\\d{1,3}\\.){3}\\d{1,3}$", var.vip)) && can(cidrhost("${var.vip}/32", 0))
-    error_message = "vip must be a plain IPv4 address such as 10.0.3.100 (no prefix length, no host name)."
+    error_message = "The vip must be a plain IPv4 address such as 10.0.3.100 (no prefix length, no host name)."
   }
 }
 
@@ -44,7 +44,7 @@ variable "vip_interface" {
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9_]*$", var.vip_interface))
-    error_message = "vip_interface must be an OPNsense interface key such as \"lan\" or \"opt1\" (not its description)."
+    error_message = "The vip_interface must be an OPNsense interface key such as \"lan\" or \"opt1\" (not its description)."
   }
 }
 
@@ -55,7 +55,7 @@ variable "vip_subnet_bits" {
 
   validation {
     condition     = var.vip_subnet_bits >= 1 && var.vip_subnet_bits <= 32 && floor(var.vip_subnet_bits) == var.vip_subnet_bits
-    error_message = "vip_subnet_bits must be a whole number from 1 to 32."
+    error_message = "The vip_subnet_bits must be a whole number from 1 to 32."
   }
 }
 
@@ -65,7 +65,7 @@ variable "k3s_version" {
 
   validation {
     condition     = can(regex("^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$", var.k3s_version))
-    error_message = "k3s_version must look like v1.31.5+k3s1 (a k3s release tag)."
+    error_message = "The k3s_version must look like v1.31.5+k3s1 (a k3s release tag)."
   }
 }
 
@@ -76,7 +76,7 @@ variable "k3s_token" {
 
   validation {
     condition     = length(var.k3s_token) >= 16
-    error_message = "k3s_token must be at least 16 characters long."
+    error_message = "The k3s_token must be at least 16 characters long."
   }
 }
 
@@ -92,6 +92,17 @@ variable "disable" {
   default     = ["servicelb"]
 }
 
+variable "health_check_interval" {
+  description = "How often HAProxy checks each API server (the seed's `check inter 10s`); a server is marked DOWN after 3 failed checks."
+  type        = string
+  default     = "10s"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*(ms|s|m)$", var.health_check_interval))
+    error_message = "The health_check_interval must be a duration such as \"10s\", \"2s\" or \"500ms\"."
+  }
+}
+
 variable "exporter_port" {
   description = "Port of HAProxy's Prometheus exporter, bound on the VIP."
   type        = number
@@ -99,7 +110,7 @@ variable "exporter_port" {
 
   validation {
     condition     = var.exporter_port >= 1 && var.exporter_port <= 65535 && var.exporter_port != 6443
-    error_message = "exporter_port must be a TCP port (1-65535) other than 6443."
+    error_message = "The exporter_port must be a TCP port (1-65535) other than 6443."
   }
 }
 
@@ -110,7 +121,7 @@ variable "name_prefix" {
 
   validation {
     condition     = can(regex("^[A-Za-z][A-Za-z0-9_-]{0,20}$", var.name_prefix))
-    error_message = "name_prefix must start with a letter and hold at most 21 letters, digits, '_' or '-'."
+    error_message = "The name_prefix must start with a letter and hold at most 21 letters, digits, '_' or '-'."
   }
 }
 

@@ -1,4 +1,6 @@
 # A worker registers through the VIP; afterwards it balances over the servers itself (see lb_server_addresses).
+# Upgrades: change `version` on servers and agents together; when the agent references the servers (its token
+# comes from them, or depends_on), Terraform upgrades the servers first, then the agents, as Kubernetes requires.
 variable "k3s_join_token" {
   type      = string
   sensitive = true

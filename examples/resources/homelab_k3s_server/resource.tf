@@ -13,6 +13,8 @@ resource "homelab_k3s_server" "k8s_control_1" {
   tls_san           = ["10.0.3.100"]
   disable           = ["servicelb"]
   kubeconfig_server = "https://10.0.3.100:6443"
+  # Imported from a hand install still on sqlite? This converts it to embedded etcd in place (backup first).
+  # allow_datastore_migration = true
 
   host {
     address = "10.0.3.2"

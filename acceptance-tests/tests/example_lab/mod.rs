@@ -1,0 +1,501 @@
+//! What the example tests (`complete_example`, `migration_example`) share: a lab with the emulated OPNsense,
+//! Terraform running in the lab's workstation namespace, and the observations the seed made by hand (kubectl
+//! through the VIP, HAProxy's exporter, the agents' load-balancer files, the emulator's saved state, what is left
+//! on a host).
+//!
+//! Why a thread per Terraform phase: the harness spawns Terraform itself and a child inherits the network
+//! namespace of the thread that forks it, so Terraform runs from a thread that joined the workstation namespace.
+//! Lab operations that create namespaces (booting a stopped host) stay on the test's main thread, and every other
+//! command is started with [`Lab::ws_command`] / [`Lab::exec`], which pick their namespace explicitly.
+//!
+//! Secrets stay out of argv: the kubeconfig's client key is written to a 0600 file that curl reads, the API
+//! secret and the k3s token reach Terraform through `TF_VAR_*`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use homelab_acceptance::paths;
+use homelab_lab::{Lab, LabSpec};
+
+/// The k3s release every example installs.
+pub const VERSION: &str = "v1.31.5+k3s1";
+/// The lab's install script (our stand-in for get.k3s.io).
+pub const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
+/// Paths a k3s install leaves on a host (binary, config, data, units, scripts).
+pub const K3S_PATHS: &[&str] = &[
+    "/usr/local/bin/k3s",
+    "/usr/local/bin/k3s-killall.sh",
+    "/usr/local/bin/k3s-uninstall.sh",
+    "/usr/local/bin/k3s-agent-uninstall.sh",
+    "/etc/rancher/k3s",
+    "/var/lib/rancher/k3s",
+    "/etc/systemd/system/k3s.service",
+    "/etc/systemd/system/k3s.service.env",
+    "/etc/systemd/system/k3s-agent.service",
+    "/etc/systemd/system/k3s-agent.service.env",
+];
+
+/// Takes the lab down when the test ends, however it ends.
+pub struct LabGuard(pub Option<Lab>);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Some(lab) = self.0.take() {
+            let _ = lab.down();
+        }
+    }
+}
+
+impl LabGuard {
+    pub fn lab(&self) -> &Lab {
+        self.0.as_ref().expect("lab")
+    }
+}
+
+/// Builds the lab binary and the k3s stand-in if missing, and lays out install.sh's offline "download"
+/// directory (under /opt: lab hosts privatise /tmp, /var, /home, so a checkout there would hide target/).
+pub fn artifacts(name: &str) -> PathBuf {
+    for (pkg, bin) in [("homelab-lab", "homelab-lab"), ("k3s-sim", "k3s")] {
+        if !paths::bin(bin).is_file() {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", pkg, "--bin", bin])
+                .status()
+                .unwrap();
+            assert!(st.success(), "cargo build -p {pkg} failed");
+        }
+    }
+    let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
+    let d = dir.join(VERSION);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(paths::bin("k3s"), d.join("k3s.tmp")).unwrap();
+    std::fs::rename(d.join("k3s.tmp"), d.join("k3s")).unwrap();
+    std::fs::create_dir_all(dir.join("channels")).unwrap();
+    std::fs::write(dir.join("channels/stable"), format!("{VERSION}\n")).unwrap();
+    dir
+}
+
+/// Brings up the seed's lab (emulated OPNsense + 3 servers + 3 agents) under `root`.
+pub fn lab_up(name: &str, root: &Path) -> LabGuard {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
+    let mut spec = LabSpec::new(name);
+    spec.servers = 3;
+    spec.agents = 3;
+    spec.root = Some(root.to_path_buf());
+    LabGuard(Some(Lab::up(&spec).expect("lab up")))
+}
+
+/// The emulator's API key and secret.
+pub fn api_credentials(lab: &Lab) -> (String, String) {
+    let emu = lab.emulator().expect("the lab runs the OPNsense emulator");
+    let creds = std::fs::read_to_string(&emu.credentials_file).unwrap();
+    let secret = creds
+        .lines()
+        .find_map(|l| l.strip_prefix("secret="))
+        .expect("secret= in the credentials file")
+        .to_string();
+    (emu.api_key.clone(), secret)
+}
+
+/// Runs `f` on a thread that joined the lab's workstation network namespace (Terraform and everything it starts
+/// run there) and returns its result; a panic in `f` fails the test with its message.
+pub fn in_ws<T: Send + 'static>(lab: &Lab, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = homelab_lab::ns::named_netns(&lab.state().ws_netns);
+    let h = std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns).unwrap();
+        // SAFETY: setns on the current thread only; the fd is valid for the call.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    });
+    match h.join() {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+/// Copies the `*.tf` files of `from` into `to`.
+pub fn copy_tf(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "tf") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs a command in the workstation namespace.
+pub fn ws(lab: &Lab, program: &str, args: &[&str]) -> Output {
+    lab.ws_command(program)
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Runs a command in the workstation namespace and returns its stdout; panics with the output on failure.
+pub fn ws_ok(lab: &Lab, program: &str, args: &[&str]) -> String {
+    let o = ws(lab, program, args);
+    assert!(
+        o.status.success(),
+        "{program} {args:?} failed:\n{}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `kubectl --kubeconfig KC ARGS` from the workstation (through whatever server the kubeconfig names).
+pub fn kubectl(lab: &Lab, kc: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--request-timeout=10s",
+    ];
+    all.extend_from_slice(args);
+    ws(lab, "/usr/bin/kubectl", &all)
+}
+
+/// Node name → Ready condition status ("True"/"False"/"Unknown") through the kubeconfig's server.
+pub fn node_ready(lab: &Lab, kc: &Path) -> Result<BTreeMap<String, String>, String> {
+    let o = kubectl(
+        lab,
+        kc,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ],
+    );
+    if !o.status.success() {
+        return Err(text(&o));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect())
+}
+
+/// Node name → the Ready condition's lastHeartbeatTime (RFC 3339; agents post it every few seconds).
+pub fn heartbeats(lab: &Lab, kc: &Path) -> BTreeMap<String, String> {
+    let o = kubectl(
+        lab,
+        kc,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(o.status.success(), "kubectl get nodes: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect()
+}
+
+/// Client credentials of a kubeconfig, as files curl can use (0600), plus the server URL.
+pub struct ClientCreds {
+    pub server: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn write_private(path: &Path, data: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(data).unwrap();
+}
+
+fn b64_field(kubeconfig: &str, field: &str) -> Vec<u8> {
+    let v = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} missing in the kubeconfig"))
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(v.as_bytes()).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{field} is not base64");
+    o.stdout
+}
+
+/// Splits a kubeconfig into CA / client certificate / client key files under `dir`.
+pub fn client_creds(kubeconfig: &str, dir: &Path) -> ClientCreds {
+    std::fs::create_dir_all(dir).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in the kubeconfig")
+        .trim()
+        .to_string();
+    let c = ClientCreds {
+        server,
+        ca: dir.join("ca.pem"),
+        cert: dir.join("client.pem"),
+        key: dir.join("client-key.pem"),
+    };
+    write_private(&c.ca, &b64_field(kubeconfig, "certificate-authority-data"));
+    write_private(&c.cert, &b64_field(kubeconfig, "client-certificate-data"));
+    write_private(&c.key, &b64_field(kubeconfig, "client-key-data"));
+    c
+}
+
+/// One authenticated API request (a new TCP connection each time) to `url`, verifying the server certificate
+/// against the cluster CA only when `verify` (before the VIP is a SAN, the seed's x509 error would hide the
+/// question "does the API answer").
+pub fn api_get(lab: &Lab, creds: &ClientCreds, url: &str, verify: bool) -> Result<String, String> {
+    api_get_within(lab, creds, url, verify, Duration::from_secs(3))
+}
+
+/// [`api_get`] that gives up after `limit` (an availability probe: a slower answer counts as none).
+pub fn api_get_within(
+    lab: &Lab,
+    creds: &ClientCreds,
+    url: &str,
+    verify: bool,
+    limit: Duration,
+) -> Result<String, String> {
+    let mut args = vec![
+        "-sS".to_string(),
+        "--fail".into(),
+        "--max-time".into(),
+        format!("{:.1}", limit.as_secs_f64()),
+        "--cert".into(),
+        creds.cert.display().to_string(),
+        "--key".into(),
+        creds.key.display().to_string(),
+    ];
+    if verify {
+        args.push("--cacert".into());
+        args.push(creds.ca.display().to_string());
+    } else {
+        args.push("-k".into());
+    }
+    args.push(url.to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = ws(lab, "curl", &argv);
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(text(&o))
+    }
+}
+
+/// The SANs of the certificate presented at `addr` (`ip:port`), read with a TLS handshake from the workstation.
+pub fn wire_sans(lab: &Lab, addr: &str) -> Vec<String> {
+    let o = lab
+        .ws_command("sh")
+        .unwrap()
+        .args([
+            "-c",
+            "openssl s_client -connect \"$1\" </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            "sh",
+            addr,
+        ])
+        .output()
+        .unwrap();
+    let mut out: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.contains("Subject Alternative Name"))
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.strip_prefix("IP Address:")
+                .or_else(|| x.strip_prefix("DNS:"))
+                .unwrap_or(x)
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// HAProxy's Prometheus exporter, scraped from the workstation.
+pub fn metrics(lab: &Lab, url: &str) -> String {
+    ws_ok(lab, "curl", &["-fsS", "--max-time", "5", url])
+}
+
+/// The value of the first sample of `name` whose labels contain every `label="value"` in `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Names of the servers whose `haproxy_server_status{state="STATE"}` is 1.
+pub fn servers_in_state(text: &str, state: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("haproxy_server_status{"))
+        .filter(|l| l.contains(&format!("state=\"{state}\"")) && l.ends_with(" 1"))
+        .filter_map(|l| {
+            l.split("server=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ServerAddresses` of an agent's client-side load balancer, read from the file k3s keeps (the provider reads the
+/// same file), or `None` when it does not exist.
+pub fn agent_lb(lab: &Lab, host: &str) -> Option<(String, Vec<String>)> {
+    let o = lab
+        .exec(
+            host,
+            "cat /var/lib/rancher/k3s/agent/etc/k3s-agent-load-balancer.json 2>/dev/null",
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    let url = v["ServerURL"].as_str().unwrap_or_default().to_string();
+    let mut addrs: Vec<String> = v["ServerAddresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    addrs.sort();
+    Some((url, addrs))
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, up to `timeout`; panics with `what` and the last failure.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let t0 = Instant::now();
+    let mut last;
+    loop {
+        match check() {
+            Ok(v) => return (v, t0.elapsed()),
+            Err(e) => last = e,
+        }
+        if t0.elapsed() >= timeout {
+            panic!("{what}: not reached within {timeout:?}; last: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The emulator's saved configuration (`/__emulator/state`) as the box's *effective* configuration: without the
+/// revision counter, empty lists and values equal to the model's default (a fresh box stores nothing; a box whose
+/// settings were put back stores the defaults explicitly — the same configuration).
+pub fn emulator_config(lab: &Lab) -> serde_json::Value {
+    let mut v = emulator_state(lab);
+    v.as_object_mut().unwrap().remove("revision");
+    for (model, schema) in [
+        ("haproxy", opnsense_emulator::schema::haproxy()),
+        ("vip", opnsense_emulator::schema::vip()),
+        ("alias", opnsense_emulator::schema::alias()),
+        ("filter", opnsense_emulator::schema::filter()),
+    ] {
+        let Some(m) = v.get_mut(model).and_then(|m| m.as_object_mut()) else {
+            continue;
+        };
+        if let Some(a) = m.get_mut("arrays").and_then(|a| a.as_object_mut()) {
+            a.retain(|_, list| list.as_array().is_none_or(|l| !l.is_empty()));
+        }
+        if let Some(vals) = m.get_mut("values").and_then(|a| a.as_object_mut()) {
+            vals.retain(|key, val| {
+                let (section, field) = key.rsplit_once('.').unwrap_or(("", key));
+                let default = schema
+                    .section(section)
+                    .and_then(|s| s.field(field))
+                    .map(|f| f.default.as_str());
+                default != val.as_str()
+            });
+        }
+    }
+    v
+}
+
+/// The emulator's saved state, raw (`/__emulator/state`).
+pub fn emulator_state(lab: &Lab) -> serde_json::Value {
+    let emu = lab.emulator().unwrap();
+    let out = ws_ok(
+        lab,
+        "curl",
+        &[
+            "-fsS",
+            "--max-time",
+            "5",
+            "--cacert",
+            emu.ca_file.to_str().unwrap(),
+            &format!("{}/__emulator/state", emu.url),
+        ],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// What k3s left on `host`: existing k3s paths and k3s processes. Empty = clean.
+pub fn k3s_leftovers(lab: &Lab, host: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for p in K3S_PATHS {
+        let o = lab.exec(host, &format!("test -e {p}")).unwrap();
+        if o.status.success() {
+            left.push(p.to_string());
+        }
+    }
+    for pid in lab.host_processes(host) {
+        let argv = homelab_lab::ns::cmdline(pid).join(" ");
+        if argv.contains("k3s") || argv.contains("etcd") {
+            left.push(format!("process {pid}: {argv}"));
+        }
+    }
+    let units = lab
+        .systemctl(host, &["list-units", "--all"])
+        .unwrap()
+        .stdout;
+    // The unit files are checked above; k3s's uninstall script reloads systemd *before* it deletes them (as the
+    // real script does), so a removed unit may linger in the manager's memory as "inactive dead" until the next
+    // reload. Anything else (active, activating, failed) is a leftover.
+    for l in units.lines().filter(|l| l.contains("k3s")) {
+        let active = l.split_whitespace().nth(2).unwrap_or_default();
+        if active != "inactive" {
+            left.push(format!("unit: {}", l.trim()));
+        }
+    }
+    left
+}

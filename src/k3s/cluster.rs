@@ -1,0 +1,383 @@
+//! Cluster-level steps on one server: etcd membership (learner or voter), the sqlite→etcd migration, the serving
+//! certificate rotation, and the versions the cluster's nodes run.
+//!
+//! Why these exist:
+//! - **Voter, not only Ready.** A joining server is an etcd *learner* until promoted; etcd admits one learner at a
+//!   time, so the next join is refused ("too many learner members") if we return while this one is still a
+//!   learner. `/db/info` on the node's own `:6443` lists members with `isLearner`.
+//! - **The seed's migration** (k3s.md §3.1): restarting a single sqlite server with `cluster-init` converts it to
+//!   embedded etcd, one way. We stop k3s, copy the datastore and token to a timestamped directory outside the data
+//!   dir (an uninstall would delete a backup kept inside it), write the new config, start, then check that the
+//!   datastore really is etcd and that every node the cluster had is still there.
+//! - **Certificate rotation**: `k3s certificate rotate --service k3s-server` is the documented cure when a new
+//!   `tls-san` does not reach the serving certificate (k3s.md §2.4).
+//! - **Versions**: an agent must not run a newer kubelet than the servers (Kubernetes version-skew policy).
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::node::{K3sError, Role, BACKUP_DIR, DB_DIR, K3S_BIN, TOKEN_PATH};
+use crate::ssh::{quote, Session};
+
+/// One etcd member as `/db/info` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// etcd member name (`<node-name>-<suffix>` on k3s).
+    pub name: String,
+    /// Still a learner (not yet promoted to voter).
+    pub is_learner: bool,
+}
+
+/// Parses `/db/info` (etcd's MemberListResponse as JSON).
+pub fn parse_members(raw: &[u8]) -> Option<Vec<Member>> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    Some(
+        v["members"]
+            .as_array()?
+            .iter()
+            .map(|m| Member {
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                is_learner: m["isLearner"].as_bool().unwrap_or(false),
+            })
+            .collect(),
+    )
+}
+
+/// Whether `member` is the etcd member of node `node` (k3s names members `<node>-<hex suffix>`).
+pub fn member_of(member: &str, node: &str) -> bool {
+    member
+        .strip_prefix(node)
+        .and_then(|r| r.strip_prefix('-'))
+        .map(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or(false)
+}
+
+/// The etcd members as this server sees them (`None`: no etcd, or the API does not answer yet).
+pub async fn members(session: &Session) -> Result<Option<Vec<Member>>, K3sError> {
+    let out = session
+        .exec_sudo(
+            &format!("{K3S_BIN} kubectl --request-timeout=10s get --raw /db/info 2>/dev/null"),
+            None,
+        )
+        .await?;
+    if !out.success() {
+        return Ok(None);
+    }
+    Ok(parse_members(&out.stdout))
+}
+
+/// Waits until node `node` is a voting etcd member (promoted from learner), bounded by `timeout`.
+pub async fn wait_voter(
+    session: &Session,
+    node: &str,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), K3sError> {
+    let started = Instant::now();
+    let mut last = "no member list yet".to_string();
+    loop {
+        if let Some(ms) = members(session).await? {
+            match ms.iter().find(|m| member_of(&m.name, node)) {
+                Some(m) if !m.is_learner => return Ok(()),
+                Some(m) => last = format!("{} is still a learner", m.name),
+                None => {
+                    last = format!(
+                        "{node} is not an etcd member (members: {})",
+                        ms.iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            }
+        }
+        if started.elapsed() >= timeout || cancel.is_cancelled() {
+            return Err(K3sError::NotReady {
+                host: session.host().to_string(),
+                unit: format!("the etcd member of {node}"),
+                waited: started.elapsed(),
+                state: last,
+                journal: super::node::journal_tail(session, Role::Server, 20).await,
+            });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(700)) => {}
+        }
+    }
+}
+
+/// Node names the server's cluster has (through the local admin kubeconfig).
+pub async fn node_names(session: &Session) -> Result<Vec<String>, K3sError> {
+    let out = session
+        .run_sudo(
+            &format!(
+                "{K3S_BIN} kubectl --request-timeout=20s get nodes -o jsonpath='{{.items[*].metadata.name}}'"
+            ),
+            None,
+        )
+        .await?;
+    let mut names: Vec<String> = out
+        .stdout_str()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Stops k3s and copies the datastore directory and the token to `BACKUP_DIR/<UTC timestamp>-<tag>/` (0700).
+/// Returns the backup path. k3s stays stopped (the caller starts it with the new configuration).
+pub async fn stop_and_backup(session: &Session, tag: &str) -> Result<String, K3sError> {
+    let script = format!(
+        "set -e\n\
+         systemctl stop k3s\n\
+         d={BACKUP_DIR}/$(date -u +%Y%m%dT%H%M%SZ)-{tag}\n\
+         install -d -m 0700 {BACKUP_DIR} \"$d\"\n\
+         cp -a {DB_DIR} \"$d/db\"\n\
+         if [ -f {TOKEN_PATH} ]; then cp -a {TOKEN_PATH} \"$d/token\"; fi\n\
+         echo \"$d\"\n",
+        tag = quote(tag),
+    );
+    let out = session.exec_sudo(&script, None).await?;
+    if !out.success() {
+        return Err(K3sError::Unexpected {
+            host: session.host().to_string(),
+            detail: format!("backing up {DB_DIR} failed: {}", out.stderr_str().trim()),
+        });
+    }
+    let path = out
+        .stdout_str()
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    Ok(path)
+}
+
+/// `systemctl stop k3s; k3s certificate rotate --service k3s-server; systemctl start --no-block k3s`: the
+/// documented way to have the serving certificate regenerated with the configured `tls-san`s.
+pub async fn certificate_rotate(session: &Session) -> Result<(), K3sError> {
+    let out = session
+        .exec_sudo(
+            &format!(
+                "systemctl stop k3s && {K3S_BIN} certificate rotate --service k3s-server 2>&1; rc=$?; \
+                 systemctl start --no-block k3s; exit $rc"
+            ),
+            None,
+        )
+        .await?;
+    if !out.success() {
+        return Err(K3sError::Unexpected {
+            host: session.host().to_string(),
+            detail: format!("k3s certificate rotate failed: {}", out.stdout_str().trim()),
+        });
+    }
+    Ok(())
+}
+
+/// A node's name, kubelet version and whether it is a server (control plane).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeVersion {
+    pub name: String,
+    pub version: String,
+    pub server: bool,
+}
+
+/// Parses `kubectl get nodes -o json` / `GET /api/v1/nodes` into versions.
+pub fn parse_node_versions(raw: &[u8]) -> Option<Vec<NodeVersion>> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    Some(
+        v["items"]
+            .as_array()?
+            .iter()
+            .map(|n| {
+                let labels = &n["metadata"]["labels"];
+                NodeVersion {
+                    name: n["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    version: n["status"]["nodeInfo"]["kubeletVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    server: labels["node-role.kubernetes.io/control-plane"].as_str()
+                        == Some("true")
+                        || labels["node-role.kubernetes.io/master"].as_str() == Some("true"),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The cluster's node versions, asked from `host` with an admin kubeconfig (the kubeconfig's credentials are
+/// written to a private temporary directory on the host, used by curl through file paths only, then removed).
+pub async fn node_versions(
+    session: &Session,
+    kubeconfig: &str,
+) -> Result<Result<Vec<NodeVersion>, String>, K3sError> {
+    let Some(kc) = KubeCreds::parse(kubeconfig) else {
+        return Ok(Err("the kubeconfig has no server/client certificate".into()));
+    };
+    let dir = session
+        .run_sudo("mktemp -d /tmp/homelab-kc.XXXXXXXX", None)
+        .await?
+        .stdout_str()
+        .trim()
+        .to_string();
+    if !dir.starts_with("/tmp/homelab-kc.") {
+        return Ok(Err(format!("mktemp gave {dir:?}")));
+    }
+    let run = async {
+        session
+            .upload(&kc.ca, &format!("{dir}/ca.crt"), 0o600)
+            .await?;
+        session
+            .upload(&kc.cert, &format!("{dir}/client.crt"), 0o600)
+            .await?;
+        session
+            .upload(&kc.key, &format!("{dir}/client.key"), 0o600)
+            .await?;
+        session
+            .exec_sudo(
+                &format!(
+                    "curl -sS --max-time 20 --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key {u}",
+                    d = quote(&dir),
+                    u = quote(&format!("{}/api/v1/nodes", kc.server.trim_end_matches('/')))
+                ),
+                None,
+            )
+            .await
+    };
+    let out = run.await;
+    let _ = session
+        .exec_sudo(&format!("rm -rf {}", quote(&dir)), None)
+        .await;
+    let out = out?;
+    if !out.success() {
+        return Ok(Err(format!(
+            "asking {} for its nodes failed: {}",
+            kc.server,
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(parse_node_versions(&out.stdout).ok_or_else(|| "the node list is not JSON".to_string()))
+}
+
+/// The parts of a kubeconfig needed to call the API with a client certificate.
+struct KubeCreds {
+    server: String,
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl KubeCreds {
+    fn parse(text: &str) -> Option<KubeCreds> {
+        use base64::Engine;
+        let v: serde_json::Value = serde_yaml_ng::from_str(text).ok()?;
+        let b64 = |s: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_str()?.trim())
+                .ok()
+        };
+        let cluster = &v["clusters"][0]["cluster"];
+        let user = &v["users"][0]["user"];
+        Some(KubeCreds {
+            server: cluster["server"].as_str()?.to_string(),
+            ca: b64(&cluster["certificate-authority-data"])?,
+            cert: b64(&user["client-certificate-data"])?,
+            key: b64(&user["client-key-data"])?,
+        })
+    }
+}
+
+/// Refuses an agent version newer than the oldest server (the kubelet must not be newer than the apiserver).
+pub fn check_agent_skew(agent_version: &str, nodes: &[NodeVersion]) -> Result<(), String> {
+    let Some(want) = super::node::parse_k3s_version(agent_version) else {
+        return Ok(());
+    };
+    let oldest = nodes
+        .iter()
+        .filter(|n| n.server)
+        .filter_map(|n| super::node::parse_k3s_version(&n.version).map(|v| (v, n)))
+        .min_by_key(|(v, _)| (v.0, v.1, v.2, v.3));
+    let Some((v, n)) = oldest else {
+        return Ok(());
+    };
+    if (want.0, want.1, want.2) > (v.0, v.1, v.2) {
+        return Err(format!(
+            "This agent would run k3s {agent_version}, newer than server {} ({}). Kubernetes does not allow a \
+             kubelet newer than the API servers: upgrade the servers first, then the agents. In one apply, \
+             Terraform orders the updates when the agent references the servers (e.g. `token = \
+             homelab_k3s_server.init.join_token`, or `depends_on` on every server resource).",
+            n.name, n.version
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_and_learners() {
+        let raw = br#"{"header":{},"members":[{"ID":"1","name":"k8s-control-1-1a2b3c4d","isLearner":false},{"ID":2,"name":"k8s-control-2-00ff00ff","isLearner":true}]}"#;
+        let m = parse_members(raw).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m[1].is_learner && !m[0].is_learner);
+        assert!(member_of("k8s-control-1-1a2b3c4d", "k8s-control-1"));
+        assert!(!member_of("k8s-control-10-1a2b3c4d", "k8s-control-1"));
+        assert!(!member_of("k8s-control-1", "k8s-control-1"));
+        assert_eq!(parse_members(b"oops"), None);
+    }
+
+    #[test]
+    fn agent_newer_than_servers_is_refused() {
+        let nodes = vec![
+            NodeVersion {
+                name: "s1".into(),
+                version: "v1.31.6+k3s1".into(),
+                server: true,
+            },
+            NodeVersion {
+                name: "s2".into(),
+                version: "v1.31.5+k3s1".into(),
+                server: true,
+            },
+            NodeVersion {
+                name: "w1".into(),
+                version: "v1.31.9+k3s1".into(),
+                server: false,
+            },
+        ];
+        let e = check_agent_skew("v1.31.6+k3s1", &nodes).unwrap_err();
+        assert!(e.contains("s2") && e.contains("servers first"), "{e}");
+        assert!(check_agent_skew("v1.31.5+k3s1", &nodes).is_ok());
+        assert!(check_agent_skew("v1.31.5+k3s2", &nodes).is_ok());
+        assert!(check_agent_skew("v1.30.0+k3s1", &nodes).is_ok());
+        assert!(check_agent_skew("stable", &nodes).is_ok());
+    }
+
+    #[test]
+    fn node_versions_from_the_api() {
+        let raw = br#"{"items":[{"metadata":{"name":"a","labels":{"node-role.kubernetes.io/control-plane":"true"}},"status":{"nodeInfo":{"kubeletVersion":"v1.31.5+k3s1"}}},{"metadata":{"name":"w","labels":{}},"status":{"nodeInfo":{"kubeletVersion":"v1.31.5+k3s1"}}}]}"#;
+        let n = parse_node_versions(raw).unwrap();
+        assert!(n[0].server && !n[1].server);
+        assert_eq!(n[0].version, "v1.31.5+k3s1");
+    }
+
+    #[test]
+    fn kubeconfig_credentials() {
+        let kc = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://192.0.2.2:6443\n  name: default\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
+        let c = KubeCreds::parse(kc).unwrap();
+        assert_eq!(c.server, "https://192.0.2.2:6443");
+        assert_eq!(c.ca, b"CA");
+        assert_eq!(c.cert, b"CERT");
+        assert_eq!(c.key, b"KEY");
+    }
+}
