@@ -520,18 +520,26 @@ pub async fn uninstall(session: &Session, role: Role) -> Result<(), K3sError> {
     Ok(())
 }
 
-/// The etcd servers a cluster reports: (node name, Ready), from `kubectl get nodes -o json` through `url`.
+/// The etcd voters a cluster reports, each with whether it is healthy, asked through `url` with the admin
+/// `kubeconfig`: the server Nodes (`kubectl get nodes`) joined with etcd's member list (`/db/info`).
+///
+/// Quorum is counted over etcd's *voting members*, not over Nodes: a member whose Node is gone (a removal that
+/// half-happened) still counts towards the quorum size and cannot vote, and a learner does not count at all. A
+/// member is healthy when its Node is Ready. Without `/db/info` (an old server, a refused request) the server
+/// Nodes are used alone.
 pub async fn etcd_servers(
     session: &Session,
     kubeconfig: &str,
     url: &str,
 ) -> Result<Vec<(String, bool)>, K3sError> {
-    let cmd = format!(
-        "{K3S_BIN} kubectl --kubeconfig {} --server {} --request-timeout=20s get nodes -o json",
+    let k = format!(
+        "{K3S_BIN} kubectl --kubeconfig {} --server {} --request-timeout=20s",
         quote(kubeconfig),
         quote(url)
     );
-    let out = session.run_sudo(&cmd, None).await?;
+    let out = session
+        .run_sudo(&format!("{k} get nodes -o json"), None)
+        .await?;
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| K3sError::Unexpected {
             host: session.host().to_string(),
@@ -556,11 +564,37 @@ pub async fn etcd_servers(
             ready,
         ));
     }
-    Ok(servers)
+    let info = session
+        .exec_sudo(&format!("{k} get --raw /db/info 2>/dev/null"), None)
+        .await?;
+    let members = if info.success() {
+        super::cluster::parse_members(&info.stdout)
+    } else {
+        None
+    };
+    Ok(match members {
+        Some(ms) if !ms.is_empty() => voters(&servers, &ms),
+        _ => servers,
+    })
+}
+
+/// Joins server Nodes (name, Ready) with etcd members: one entry per voting member, named after its Node (or
+/// `<member> (no Node)`), healthy when that Node is Ready.
+pub fn voters(nodes: &[(String, bool)], members: &[super::cluster::Member]) -> Vec<(String, bool)> {
+    members
+        .iter()
+        .filter(|m| !m.is_learner)
+        .map(
+            |m| match nodes.iter().find(|(n, _)| super::cluster::member_of(&m.name, n)) {
+                Some((n, ready)) => (n.clone(), *ready),
+                None => (format!("{} (no Node)", m.name), false),
+            },
+        )
+        .collect()
 }
 
 /// Refuses removing `node` when the servers left would not hold etcd quorum: after removal there are n-1 members
-/// and ⌊(n-1)/2⌋+1 of them must be healthy.
+/// and ⌊(n-1)/2⌋+1 of them must be healthy. `servers` are the voters of [`etcd_servers`].
 pub fn quorum_after_removal(servers: &[(String, bool)], node: &str) -> Result<(), String> {
     let others: Vec<&(String, bool)> = servers.iter().filter(|(n, _)| n != node).collect();
     if others.is_empty() {
@@ -589,37 +623,114 @@ pub fn quorum_after_removal(servers: &[(String, bool)], node: &str) -> Result<()
 /// wait until `/db/info` no longer lists the member, then stop the unit. Deleting before stopping matters with
 /// two servers: once this one stops, the survivor alone has no etcd quorum to commit the member removal.
 ///
-/// `kubeconfig` is the remote path of an admin kubeconfig. Returns `Err(detail)` (not fatal for the caller) when
-/// the cluster could not be told; the unit is stopped either way.
+/// Servers: etcd refuses a member removal while the cluster is unhealthy, including for 5 s after a peer
+/// (re)connects ("etcdserver: unhealthy cluster"). That refusal is transient, so the deletion is retried until
+/// `timeout`; the wait for `/db/info` to drop the member has the same deadline (an erroring `/db/info` is waited
+/// out, not taken as success). If the member is still there at the deadline, the unit is **not** stopped and
+/// `Ok(Err(detail))` is returned: stopping a server whose removal was refused takes a voter away from a cluster
+/// that still counts it, and two such removals lose quorum. Agents have no member: one attempt, and the unit is
+/// stopped whatever the outcome (a stale agent Node costs nothing).
+///
+/// `kubeconfig` is the remote path of an admin kubeconfig. Returns the number of refused attempts on success.
 pub async fn leave_cluster(
     session: &Session,
     role: Role,
     kubeconfig: &str,
     url: &str,
     node_name: &str,
-) -> Result<Result<(), String>, K3sError> {
-    let script = format!(
-        "K=\"{K3S_BIN} kubectl --kubeconfig {kc} --server {url} --request-timeout=20s\"\n\
-         $K cordon {n} >/dev/null 2>&1\n\
-         $K drain {n} --ignore-daemonsets --delete-emptydir-data --timeout=60s >/dev/null 2>&1\n\
-         out=$($K delete node {n} --ignore-not-found 2>&1); rc=$?\n\
-         if [ $rc -eq 0 ]; then\n\
-           i=0; while [ $i -lt 30 ] && $K get --raw /db/info 2>/dev/null | grep -q {member}; do sleep 1; i=$((i+1)); done\n\
-         fi\n\
-         systemctl stop {unit} >/dev/null 2>&1\n\
-         [ $rc -eq 0 ] || {{ echo \"$out\" | tail -n 3; exit 3; }}\n",
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Result<Left, String>, K3sError> {
+    let started = Instant::now();
+    let k = format!(
+        "{K3S_BIN} kubectl --kubeconfig {kc} --server {url} --request-timeout=20s",
         kc = quote(kubeconfig),
         url = quote(url),
-        n = quote(node_name),
-        member = quote(&format!("\"{node_name}-")),
-        unit = role.unit(),
     );
-    let out = session.exec_sudo(&script, None).await?;
-    if out.success() {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(out.stdout_str().trim().to_string()))
+    let n = quote(node_name);
+    session
+        .exec_sudo(
+            &format!(
+                "{k} cordon {n} >/dev/null 2>&1\n\
+                 {k} drain {n} --ignore-daemonsets --delete-emptydir-data --timeout=60s >/dev/null 2>&1\n\
+                 exit 0\n"
+            ),
+            None,
+        )
+        .await?;
+    let stop = format!("systemctl stop {} >/dev/null 2>&1; exit 0", role.unit());
+    let delete = format!("{k} delete node {n} --ignore-not-found 2>&1");
+    let mut left = Left::default();
+    loop {
+        let out = session.exec_sudo(&delete, None).await?;
+        if out.success() {
+            break;
+        }
+        let text = out.stdout_str();
+        let detail = text.trim().lines().rev().take(3).collect::<Vec<_>>();
+        let detail = detail.into_iter().rev().collect::<Vec<_>>().join(" ");
+        if role == Role::Agent {
+            session.exec_sudo(&stop, None).await?;
+            return Ok(Err(detail));
+        }
+        left.refused += 1;
+        left.last_refusal = detail.clone();
+        if started.elapsed() >= timeout || cancel.is_cancelled() {
+            return Ok(Err(format!(
+                "deleting node {node_name} was refused {} time(s) over {:?}; last answer: {detail}",
+                left.refused,
+                started.elapsed()
+            )));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
+    if role == Role::Server {
+        let info = format!("{k} get --raw /db/info 2>&1");
+        loop {
+            let out = session.exec_sudo(&info, None).await?;
+            let state = if out.success() {
+                match super::cluster::parse_members(&out.stdout) {
+                    Some(ms) => match ms
+                        .iter()
+                        .find(|m| super::cluster::member_of(&m.name, node_name))
+                    {
+                        None => break,
+                        Some(m) => format!("/db/info still lists member {}", m.name),
+                    },
+                    None => "/db/info is not a member list".to_string(),
+                }
+            } else {
+                format!(
+                    "/db/info failed: {}",
+                    out.stdout_str().trim().lines().last().unwrap_or("")
+                )
+            };
+            if started.elapsed() >= timeout || cancel.is_cancelled() {
+                return Ok(Err(format!(
+                    "node {node_name} was deleted but its etcd member was not seen leaving within {:?} ({state})",
+                    started.elapsed()
+                )));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+    session.exec_sudo(&stop, None).await?;
+    Ok(Ok(left))
+}
+
+/// How a successful [`leave_cluster`] went: refusals it waited out (etcd's transient "unhealthy cluster").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Deletion attempts refused before one succeeded.
+    pub refused: u32,
+    /// The last refusal's text (kubectl's last lines).
+    pub last_refusal: String,
 }
 
 /// Rewrites every `server:` entry of a kubeconfig to `server` (line-based: k3s writes a fixed layout).
@@ -765,6 +876,30 @@ mod tests {
         assert!(quorum_after_removal(&s(&[("a", true), ("b", false), ("c", true)]), "b").is_ok());
         // The last server.
         assert!(quorum_after_removal(&s(&[("a", true)]), "a").is_ok());
+    }
+
+    #[test]
+    fn quorum_counts_etcd_voters_not_nodes() {
+        use super::super::cluster::Member;
+        let m = |name: &str, learner: bool| Member {
+            name: name.into(),
+            is_learner: learner,
+        };
+        let nodes = vec![("a".to_string(), true), ("c".to_string(), true)];
+        // b's Node is gone but its member is still voting: 3 voters, and b cannot vote.
+        let v = voters(
+            &nodes,
+            &[m("a-0a0a0a0a", false), m("b-0b0b0b0b", false), m("c-0c0c0c0c", false)],
+        );
+        assert_eq!(v.len(), 3);
+        assert!(v.contains(&("b-0b0b0b0b (no Node)".to_string(), false)));
+        // Node Ready alone would allow removing c (a stays, Ready); etcd would be left with a and a dead b.
+        assert!(quorum_after_removal(&nodes, "c").is_ok());
+        let e = quorum_after_removal(&v, "c").unwrap_err();
+        assert!(e.contains("b-0b0b0b0b (no Node)"), "{e}");
+        // A learner neither counts towards the quorum size nor needs to be healthy.
+        let v = voters(&nodes, &[m("a-0a0a0a0a", false), m("c-0c0c0c0c", true)]);
+        assert_eq!(v, vec![("a".to_string(), true)]);
     }
 
     #[test]

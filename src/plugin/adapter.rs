@@ -44,7 +44,16 @@ fn is_unknown_error(e: &CodecError) -> bool {
     matches!(e.kind, ErrorKind::Unknown)
 }
 
+/// How long a cancelled or timed-out operation gets to wind down (close SSH channels, stop remote commands,
+/// finish a half-done API write) before the provider answers Terraform without it.
+const WIND_DOWN: Duration = Duration::from_secs(10);
+
 /// Runs `fut` under a timeout and the context's cancellation.
+///
+/// On timeout or interrupt the context is cancelled and the operation itself is still polled for up to
+/// [`WIND_DOWN`]: dropping it at once would skip its own clean-up (aborting remote commands, reporting a write
+/// that did land). If it finishes in that window its own result is returned, so state records what really
+/// happened; otherwise the timeout/cancel diagnostic is (followed by the operation's own error, if any).
 async fn guarded<T>(
     ctx: &Context,
     limit: Duration,
@@ -52,21 +61,29 @@ async fn guarded<T>(
     fut: impl Future<Output = Result<T, Diagnostics>>,
 ) -> Result<T, Diagnostics> {
     let token = ctx.cancellation().clone();
-    tokio::select! {
-        r = fut => r,
-        _ = tokio::time::sleep(limit) => {
-            token.cancel();
-            Err(Diagnostic::error(
-                format!("Timed out while {what}"),
-                format!("The operation did not finish within {}s. Raise the limit in the resource's \
-                         `timeouts` attribute if the system is just slow.", limit.as_secs()),
-            ).into())
-        }
-        _ = token.cancelled() => Err(Diagnostic::error(
+    tokio::pin!(fut);
+    let diag: Diagnostics = tokio::select! {
+        r = &mut fut => return r,
+        _ = tokio::time::sleep(limit) => Diagnostic::error(
+            format!("Timed out while {what}"),
+            format!("The operation did not finish within {}s. Raise the limit in the resource's \
+                     `timeouts` attribute if the system is just slow.", limit.as_secs()),
+        ).into(),
+        _ = token.cancelled() => Diagnostic::error(
             format!("Cancelled while {what}"),
             "Terraform asked the provider to stop (interrupt). The remote object may be partially changed; \
              run `terraform plan` to see its state.",
-        ).into()),
+        ).into(),
+    };
+    token.cancel();
+    match tokio::time::timeout(WIND_DOWN, &mut fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(own)) => {
+            let mut all = diag;
+            all.extend(own);
+            Err(all)
+        }
+        Err(_) => Err(diag),
     }
 }
 
@@ -914,6 +931,74 @@ mod tests {
                 PathStep::Index(1),
                 PathStep::Attr("port".into())
             ])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_operations_get_to_clean_up() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = Context::new(None, cancel.clone());
+        let cleaned = Arc::new(AtomicBool::new(false));
+        let c2 = cleaned.clone();
+        let token = cancel.clone();
+        let op = async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(2)).await; // e.g. killing the remote command
+            c2.store(true, Ordering::SeqCst);
+            Err::<(), _>(Diagnostic::error("remote command aborted", "").into())
+        };
+        let stopper = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cancel.cancel();
+        };
+        let (r, ()) = tokio::join!(
+            guarded(&ctx, Duration::from_secs(60), "creating", op),
+            stopper
+        );
+        assert!(
+            cleaned.load(Ordering::SeqCst),
+            "the operation was dropped before its clean-up"
+        );
+        let d = r.unwrap_err();
+        let summaries: Vec<_> = d.iter().map(|d| d.summary.clone()).collect();
+        assert_eq!(
+            summaries,
+            ["Cancelled while creating", "remote command aborted"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timed_out_operations_are_not_waited_for_forever() {
+        let ctx = Context::new(None, tokio_util::sync::CancellationToken::new());
+        // Ignores cancellation entirely.
+        let op = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Diagnostics>(())
+        };
+        let started = tokio::time::Instant::now();
+        let d = guarded(&ctx, Duration::from_secs(5), "reading", op)
+            .await
+            .unwrap_err();
+        assert_eq!(d.iter().next().unwrap().summary, "Timed out while reading");
+        assert!(ctx.is_cancelled());
+        assert_eq!(started.elapsed(), Duration::from_secs(5) + WIND_DOWN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_that_lands_during_wind_down_reports_its_result() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = Context::new(None, cancel.clone());
+        cancel.cancel();
+        let op = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, Diagnostics>(42)
+        };
+        assert_eq!(
+            guarded(&ctx, Duration::from_secs(60), "creating", op)
+                .await
+                .unwrap(),
+            42
         );
     }
 
