@@ -405,12 +405,21 @@ async fn leave(
             .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
             .await?;
         session.upload(kubeconfig.as_bytes(), path, 0o600).await?;
-        let r = k3s::leave_cluster(session, Role::Agent, path, &url, name).await;
+        let r = k3s::leave_cluster(
+            session,
+            Role::Agent,
+            path,
+            &url,
+            name,
+            std::time::Duration::from_secs(60),
+            ctx.cancellation(),
+        )
+        .await;
         let _ = session.exec_sudo(&format!("rm -f {path}"), None).await;
         r
     };
     match run.await {
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
         Ok(Err(detail)) => ctx.warn(
             "Node not removed from the cluster",
             format!("Deleting node {name} through {url} failed: {detail}"),

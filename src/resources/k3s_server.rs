@@ -694,6 +694,7 @@ impl Resource for K3sServer {
         self.converge(ctx, plan, limit).await
     }
     async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
+        let started = std::time::Instant::now();
         let token = state.token.known().cloned().unwrap_or_default();
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, state.host.as_ref()).await?;
@@ -721,18 +722,48 @@ impl Resource for K3sServer {
                         ),
                     ),
                 }
-                let left =
-                    k3s::leave_cluster(&session, Role::Server, k3s::KUBECONFIG_PATH, url, name)
-                        .await
-                        .map_err(|e| k3s_diag("Cannot remove the node from the cluster", e))?;
-                if let Err(detail) = left {
-                    ctx.warn(
-                        "Node not removed from the cluster",
-                        format!(
-                            "Deleting node {name} through {url} failed: {detail}. Its etcd member may remain; \
-                             remove it with `kubectl delete node {name}` from a healthy server."
-                        ),
-                    );
+                // etcd's refusals are transient (a peer that reconnected < 5 s ago): retried until the delete
+                // timeout, keeping a margin for the uninstall. A removal still refused leaves the node running.
+                let limit = self.timeouts(&state).delete;
+                let budget = limit
+                    .saturating_sub(started.elapsed() + std::time::Duration::from_secs(30))
+                    .max(std::time::Duration::from_secs(10));
+                let left = k3s::leave_cluster(
+                    &session,
+                    Role::Server,
+                    k3s::KUBECONFIG_PATH,
+                    url,
+                    name,
+                    budget,
+                    ctx.cancellation(),
+                )
+                .await
+                .map_err(|e| k3s_diag("Cannot remove the node from the cluster", e))?;
+                match left {
+                    Ok(left) if left.refused > 0 => {
+                        tracing::info!(
+                            host = session.host(),
+                            refused = left.refused,
+                            "etcd member removal refused at first; removed on a retry"
+                        );
+                        ctx.warn(
+                            "etcd refused the member removal at first",
+                            format!(
+                                "etcd refused to remove the member of {name} {} time(s) (last answer: {}); this                                  is transient (etcd refuses removals while the cluster is unhealthy or a peer                                  reconnected less than 5 s ago). The provider retried: the member left, then k3s                                  was uninstalled.",
+                                left.refused, left.last_refusal
+                            ),
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(detail) => {
+                        return Err(Diagnostic::error(
+                            "etcd refused to remove the member",
+                            format!(
+                                "etcd refused to remove the member of {name} through {url}: {detail}. The node is                                  still in the cluster and k3s still runs on it; nothing was uninstalled, so the                                  cluster keeps its quorum. Retry the apply once every server is healthy (or raise                                  `timeouts {{ delete }}`)."
+                            ),
+                        )
+                        .into());
+                    }
                 }
             }
         }
