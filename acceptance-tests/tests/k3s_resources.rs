@@ -26,13 +26,18 @@ const NEWER: &str = "v1.31.7+k3s1";
 const SECRET: &str = "lab-cluster-secret";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
 
-struct LabGuard(Option<Lab>);
+/// A lab name unique to this test process (≤ 20 characters): labs own global network namespaces
+/// (`hl-<name>-*`), so two runs of these tests at once (two checkouts, two helpers) must not share a name.
+fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 100_000)
+}
 
-impl Drop for LabGuard {
+/// Removes a per-run artifact directory when the test ends, however it ends.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
     fn drop(&mut self) {
-        if let Some(lab) = self.0.take() {
-            let _ = lab.down();
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -337,15 +342,17 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
     lab_binary();
     let started = Instant::now();
+    let lab_name = &unique(lab_name);
     let art = artifacts(&format!("k3s-provider-artifacts-{lab_name}"));
+    let _art_cleanup = RemoveDir(art.clone());
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = LabSpec::new(lab_name);
     spec.servers = 2;
     spec.agents = 1;
     spec.opnsense = false;
     spec.root = Some(tmp.path().join("labs"));
-    let guard = LabGuard(Some(Lab::up(&spec).unwrap()));
-    let lab = guard.0.as_ref().unwrap();
+    let guard = Lab::up_guarded(&spec).unwrap();
+    let lab: &Lab = &guard;
     let names = ["k8s-control-1", "k8s-control-2", "k8s-worker-1"];
     let world = World {
         ips: names
@@ -696,15 +703,17 @@ fn hand_installed_migration(version: TerraformVersion, lab_name: &str) {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
     lab_binary();
     let started = Instant::now();
+    let lab_name = &unique(lab_name);
     let art = artifacts(&format!("k3s-provider-artifacts-{lab_name}"));
+    let _art_cleanup = RemoveDir(art.clone());
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = LabSpec::new(lab_name);
     spec.servers = 1;
     spec.agents = 1;
     spec.opnsense = false;
     spec.root = Some(tmp.path().join("labs"));
-    let guard = LabGuard(Some(Lab::up(&spec).unwrap()));
-    let lab = guard.0.as_ref().unwrap();
+    let guard = Lab::up_guarded(&spec).unwrap();
+    let lab: &Lab = &guard;
     let names = ["k8s-control-1", "k8s-worker-1"];
     let ips: Vec<String> = names
         .iter()

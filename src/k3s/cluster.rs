@@ -10,7 +10,9 @@
 //!   dir (an uninstall would delete a backup kept inside it), write the new config, start, then check that the
 //!   datastore really is etcd and that every node the cluster had is still there.
 //! - **Certificate rotation**: `k3s certificate rotate --service k3s-server` is the documented cure when a new
-//!   `tls-san` does not reach the serving certificate (k3s.md §2.4).
+//!   `tls-san` does not reach the serving certificate (k3s.md §2.4). It runs with k3s stopped; the migration
+//!   already stops k3s for its backup, so when it also adds SANs the rotation happens inside that stop and the
+//!   server restarts once, not twice.
 //! - **Versions**: an agent must not run a newer kubelet than the servers (Kubernetes version-skew policy).
 
 use std::time::{Duration, Instant};
@@ -160,15 +162,23 @@ pub async fn stop_and_backup(session: &Session, tag: &str) -> Result<String, K3s
 /// `systemctl stop k3s; k3s certificate rotate --service k3s-server; systemctl start --no-block k3s`: the
 /// documented way to have the serving certificate regenerated with the configured `tls-san`s.
 pub async fn certificate_rotate(session: &Session) -> Result<(), K3sError> {
-    let out = session
-        .exec_sudo(
-            &format!(
-                "systemctl stop k3s && {K3S_BIN} certificate rotate --service k3s-server 2>&1; rc=$?; \
-                 systemctl start --no-block k3s; exit $rc"
-            ),
-            None,
-        )
-        .await?;
+    rotate(session, true).await
+}
+
+/// `k3s certificate rotate --service k3s-server` on a server whose k3s is already stopped (the migration's stop):
+/// the next start serves the configured `tls-san`s, so adding SANs costs no restart of its own.
+pub async fn certificate_rotate_stopped(session: &Session) -> Result<(), K3sError> {
+    rotate(session, false).await
+}
+
+async fn rotate(session: &Session, restart: bool) -> Result<(), K3sError> {
+    let cmd = format!("{K3S_BIN} certificate rotate --service k3s-server 2>&1");
+    let cmd = if restart {
+        format!("systemctl stop k3s && {cmd}; rc=$?; systemctl start --no-block k3s; exit $rc")
+    } else {
+        cmd
+    };
+    let out = session.exec_sudo(&cmd, None).await?;
     if !out.success() {
         return Err(K3sError::Unexpected {
             host: session.host().to_string(),

@@ -584,12 +584,15 @@ pub fn voters(nodes: &[(String, bool)], members: &[super::cluster::Member]) -> V
     members
         .iter()
         .filter(|m| !m.is_learner)
-        .map(
-            |m| match nodes.iter().find(|(n, _)| super::cluster::member_of(&m.name, n)) {
+        .map(|m| {
+            match nodes
+                .iter()
+                .find(|(n, _)| super::cluster::member_of(&m.name, n))
+            {
                 Some((n, ready)) => (n.clone(), *ready),
                 None => (format!("{} (no Node)", m.name), false),
-            },
-        )
+            }
+        })
         .collect()
 }
 
@@ -631,7 +634,7 @@ pub fn quorum_after_removal(servers: &[(String, bool)], node: &str) -> Result<()
 /// that still counts it, and two such removals lose quorum. Agents have no member: one attempt, and the unit is
 /// stopped whatever the outcome (a stale agent Node costs nothing).
 ///
-/// `kubeconfig` is the remote path of an admin kubeconfig. Returns the number of refused attempts on success.
+/// `kubeconfig` is the remote path of an admin kubeconfig. On success returns how many refusals were waited out.
 pub async fn leave_cluster(
     session: &Session,
     role: Role,
@@ -889,7 +892,11 @@ mod tests {
         // b's Node is gone but its member is still voting: 3 voters, and b cannot vote.
         let v = voters(
             &nodes,
-            &[m("a-0a0a0a0a", false), m("b-0b0b0b0b", false), m("c-0c0c0c0c", false)],
+            &[
+                m("a-0a0a0a0a", false),
+                m("b-0b0b0b0b", false),
+                m("c-0c0c0c0c", false),
+            ],
         );
         assert_eq!(v.len(), 3);
         assert!(v.contains(&("b-0b0b0b0b (no Node)".to_string(), false)));

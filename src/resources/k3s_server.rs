@@ -9,6 +9,13 @@
 //! blocking, poll readiness with our own deadline, verify the wanted `tls_san`s on the live serving certificate
 //! and rotate the (sticky) certificate when one is missing. Servers of one cluster converge one at a time
 //! ([`crate::k3s::lock`]). Read reports the host as it is (drift): version, config.yaml, token, SANs on the wire.
+//! The sqlite→etcd migration stops k3s for its backup; a rotation it needs is done inside that stop, so the server
+//! restarts once.
+//!
+//! Delete of a joined server leaves etcd first and uninstalls only once its member is gone: a server uninstalled
+//! while etcd still counts it is a dead voter, and two of those lose the survivors' quorum. etcd's refusals of a
+//! removal are usually transient ("unhealthy cluster" for 5 s after a peer reconnects), so they are retried
+//! within the delete timeout; a removal still refused is an error, with the node left running.
 
 use std::collections::BTreeMap;
 
@@ -272,6 +279,8 @@ impl K3sServer {
             && probe.installed(Role::Server)
             && probe.datastore.as_deref() == Some("sqlite");
         let mut migration: Option<(String, Vec<String>)> = None;
+        // SANs the migration's stop rotated the certificate for (reported once they are seen on the wire).
+        let mut rotated: Vec<String> = Vec::new();
         if migrating {
             if plan.allow_datastore_migration.known() != Some(&true) {
                 return Err(migration_gate(session.host()).into());
@@ -279,6 +288,13 @@ impl K3sServer {
             let before = k3s::cluster::node_names(&session)
                 .await
                 .map_err(|e| k3s_diag("Cannot list the cluster's nodes before the migration", e))?;
+            // The SANs served now (k3s still runs): a wanted one missing would not stick through the restart
+            // (the sticky certificate), so the rotation is done inside the migration's stop: one restart.
+            let served = k3s::server_facts(&session)
+                .await
+                .map_err(|e| k3s_diag("Cannot read the server's state", e))?
+                .serving_sans;
+            let rotate = missing_sans(&plan, &served);
             let backup = k3s::cluster::stop_and_backup(&session, "sqlite-to-etcd")
                 .await
                 .map_err(|e| k3s_diag("Backing up the sqlite datastore failed", e))?;
@@ -297,6 +313,17 @@ impl K3sServer {
                     before.join(", ")
                 ),
             );
+            if !rotate.is_empty() {
+                k3s::cluster::certificate_rotate_stopped(&session)
+                    .await
+                    .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e))?;
+                tracing::info!(
+                    host = session.host(),
+                    sans = rotate.join(",").as_str(),
+                    "serving certificate rotated while k3s is stopped for the migration"
+                );
+                rotated = rotate;
+            }
             probe.active = "inactive".into();
             migration = Some((backup, before));
         }
@@ -336,6 +363,20 @@ impl K3sServer {
             .await
             .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
         let missing = missing_sans(&plan, &facts.serving_sans);
+        if !rotated.is_empty() && missing.is_empty() {
+            ctx.warn(
+                "Rotated the k3s serving certificate",
+                format!(
+                    "The certificate on :6443 of {} lacked the configured tls_san {} (k3s keeps serving SANs in the \
+                     kube-system/k3s-serving secret and its disk cache, so a new tls-san does not reach it by a \
+                     restart alone). k3s being stopped for the migration anyway, the provider ran `k3s certificate \
+                     rotate --service k3s-server` then (backup of the old certificates in \
+                     /var/lib/rancher/k3s/server/tls-<unix time>); the migration's one restart serves the SAN.",
+                    session.host(),
+                    rotated.join(", ")
+                ),
+            );
+        }
         if !missing.is_empty() {
             facts =
                 fix_serving_cert(ctx, &session, &plan, &node_name, &missing, remaining(20)).await?;
@@ -570,9 +611,9 @@ impl Resource for K3sServer {
             return Ok(());
         };
         // The seed's migration: the first server found on sqlite moves to etcd in place.
-        if role_of(&plan.planned) == "init"
-            && prior.datastore.known().map(String::as_str) == Some("sqlite")
-        {
+        let migrating = role_of(&plan.planned) == "init"
+            && prior.datastore.known().map(String::as_str) == Some("sqlite");
+        if migrating {
             plan.planned.datastore = Tf::Known("etcd".into());
             if plan.planned.allow_datastore_migration.known() != Some(&true) {
                 let host = prior
@@ -594,12 +635,21 @@ impl Resource for K3sServer {
             if !missing.is_empty() {
                 plan.planned.serving_cert_sans = Tf::Unknown;
                 plan.planned.kubeconfig = Tf::Unknown;
+                let how = if migrating
+                    && plan.planned.allow_datastore_migration.known() == Some(&true)
+                {
+                    "Applying migrates the datastore, which stops k3s anyway: while it is stopped the provider \
+                     also runs `k3s certificate rotate --service k3s-server` (k3s keeps the certificate sticky), \
+                     so the one restart serves the new SAN."
+                } else {
+                    "Applying restarts k3s with the new config.yaml; if the certificate still lacks it (k3s keeps \
+                     it sticky), the provider runs `k3s certificate rotate --service k3s-server` and restarts k3s \
+                     again."
+                };
                 ctx.warn(
                     "tls_san not yet on the serving certificate",
                     format!(
-                        "{} is not on the certificate this server presents on :6443. Applying restarts k3s with \
-                         the new config.yaml; if the certificate still lacks it (k3s keeps it sticky), the \
-                         provider runs `k3s certificate rotate --service k3s-server` and restarts k3s again.",
+                        "{} is not on the certificate this server presents on :6443. {how}",
                         missing.join(", ")
                     ),
                 );
@@ -704,7 +754,7 @@ impl Resource for K3sServer {
             if let (Some(url), Some(name)) = (state.server_url.known(), state.node_name.known()) {
                 // Quorum guard: refuse when the servers left could not keep etcd quorum. A cluster that cannot be
                 // asked (e.g. everything is being destroyed) does not block the removal.
-                match k3s::etcd_servers(&session, k3s::KUBECONFIG_PATH, url).await {
+                let reachable = match k3s::etcd_servers(&session, k3s::KUBECONFIG_PATH, url).await {
                     Ok(servers) => {
                         if let Err(why) = k3s::quorum_after_removal(&servers, name) {
                             return Err(Diagnostic::error(
@@ -713,21 +763,31 @@ impl Resource for K3sServer {
                             )
                             .into());
                         }
+                        true
                     }
-                    Err(e) => ctx.warn(
-                        "Cluster membership not checked",
-                        format!(
-                            "Listing the servers through {url} failed ({e}); removing {name} without the quorum \
-                             check."
-                        ),
-                    ),
-                }
+                    Err(e) => {
+                        ctx.warn(
+                            "Cluster membership not checked",
+                            format!(
+                                "Listing the servers through {url} failed ({e}); removing {name} without the \
+                                 quorum check."
+                            ),
+                        );
+                        false
+                    }
+                };
                 // etcd's refusals are transient (a peer that reconnected < 5 s ago): retried until the delete
                 // timeout, keeping a margin for the uninstall. A removal still refused leaves the node running.
                 let limit = self.timeouts(&state).delete;
-                let budget = limit
-                    .saturating_sub(started.elapsed() + std::time::Duration::from_secs(30))
-                    .max(std::time::Duration::from_secs(10));
+                // A cluster that could not even be listed gets one short attempt (nothing to keep quorum for
+                // through `url`), as before.
+                let budget = if reachable {
+                    limit
+                        .saturating_sub(started.elapsed() + std::time::Duration::from_secs(30))
+                        .max(std::time::Duration::from_secs(10))
+                } else {
+                    std::time::Duration::from_secs(5)
+                };
                 let left = k3s::leave_cluster(
                     &session,
                     Role::Server,
@@ -749,17 +809,31 @@ impl Resource for K3sServer {
                         ctx.warn(
                             "etcd refused the member removal at first",
                             format!(
-                                "etcd refused to remove the member of {name} {} time(s) (last answer: {}); this                                  is transient (etcd refuses removals while the cluster is unhealthy or a peer                                  reconnected less than 5 s ago). The provider retried: the member left, then k3s                                  was uninstalled.",
+                                "etcd refused to remove the member of {name} {} time(s) (last answer: {}); this \
+                                 is transient (etcd refuses removals while the cluster is unhealthy or a peer \
+                                 reconnected less than 5 s ago). The provider retried: the member left, then k3s \
+                                 was uninstalled.",
                                 left.refused, left.last_refusal
                             ),
                         );
                     }
                     Ok(_) => {}
+                    Err(detail) if !reachable => ctx.warn(
+                        "Node not removed from the cluster",
+                        format!(
+                            "Deleting node {name} through {url} failed: {detail}. The cluster could not be asked \
+                             before either; k3s is uninstalled. If the cluster lives on, remove the node with \
+                             `kubectl delete node {name}` from a healthy server."
+                        ),
+                    ),
                     Err(detail) => {
                         return Err(Diagnostic::error(
                             "etcd refused to remove the member",
                             format!(
-                                "etcd refused to remove the member of {name} through {url}: {detail}. The node is                                  still in the cluster and k3s still runs on it; nothing was uninstalled, so the                                  cluster keeps its quorum. Retry the apply once every server is healthy (or raise                                  `timeouts {{ delete }}`)."
+                                "etcd refused to remove the member of {name} through {url}: {detail}. The node is \
+                                 still in the cluster and k3s still runs on it; nothing was uninstalled, so the \
+                                 cluster keeps its quorum. Retry the apply once every server is healthy (or raise \
+                                 `timeouts {{ delete }}`)."
                             ),
                         )
                         .into());

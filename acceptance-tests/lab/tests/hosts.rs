@@ -286,7 +286,7 @@ fn lab_traces(name: &str, dir: &Path) -> Vec<String> {
 #[test]
 fn down_and_crash_cleanup_leave_nothing() {
     let s = spec("down", 1, 1);
-    let lab = Lab::up(&s).unwrap();
+    let lab = Lab::up_guarded(&s).unwrap();
     let dir = lab.state().dir.clone();
     let name = lab.name().to_string();
     let mut procs = Vec::new();
@@ -309,10 +309,12 @@ fn down_and_crash_cleanup_leave_nothing() {
 
     // Crash: the state file is lost while everything runs; `up` cleans up the leftovers and starts afresh,
     // and `down` then leaves nothing.
-    let lab = Lab::up(&s).unwrap();
-    let old: Vec<i32> = lab.hosts().iter().filter_map(|h| h.pid).collect();
+    let crashed = Lab::up_guarded(&s).unwrap();
+    let old: Vec<i32> = crashed.hosts().iter().filter_map(|h| h.pid).collect();
     std::fs::remove_file(dir.join("state.json")).unwrap();
-    let lab = Lab::up(&s).unwrap();
+    let lab = Lab::up_guarded(&s).unwrap();
+    // The crashed lab's handle is abandoned (as after a crash): the new `up` took over its name.
+    let _ = crashed.keep();
     for p in old {
         assert!(!lab.hosts().iter().any(|h| h.pid == Some(p)));
         let state = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
@@ -325,6 +327,8 @@ fn down_and_crash_cleanup_leave_nothing() {
         .status
         .success());
     std::fs::remove_file(dir.join("state.json")).unwrap();
+    // Taken down by name below, not through the guard.
+    let _ = lab.keep();
     Lab::down_by_name(None, &name).unwrap();
     assert_eq!(lab_traces(&name, &dir), Vec::<String>::new());
 }

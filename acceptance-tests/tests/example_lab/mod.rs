@@ -41,22 +41,8 @@ pub const K3S_PATHS: &[&str] = &[
     "/etc/systemd/system/k3s-agent.service.env",
 ];
 
-/// Takes the lab down when the test ends, however it ends.
-pub struct LabGuard(pub Option<Lab>);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Some(lab) = self.0.take() {
-            let _ = lab.down();
-        }
-    }
-}
-
-impl LabGuard {
-    pub fn lab(&self) -> &Lab {
-        self.0.as_ref().expect("lab")
-    }
-}
+/// Takes the lab down when the test ends, however it ends (the lab's own guard; `.lab()`, `.keep()`).
+pub use homelab_lab::LabGuard;
 
 /// Builds the lab binary and the k3s stand-in if missing, and lays out install.sh's offline "download"
 /// directory (under /opt: lab hosts privatise /tmp, /var, /home, so a checkout there would hide target/).
@@ -87,7 +73,7 @@ pub fn lab_up(name: &str, root: &Path) -> LabGuard {
     spec.servers = 3;
     spec.agents = 3;
     spec.root = Some(root.to_path_buf());
-    LabGuard(Some(Lab::up(&spec).expect("lab up")))
+    Lab::up_guarded(&spec).expect("lab up")
 }
 
 /// The emulator's API key and secret.

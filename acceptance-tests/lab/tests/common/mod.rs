@@ -8,31 +8,8 @@ use std::time::{Duration, Instant};
 
 use homelab_lab::{Lab, LabSpec};
 
-/// A lab that is taken down when the test ends (also on panic).
-pub struct TestLab {
-    pub lab: Option<Lab>,
-}
-
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        self.lab.as_ref().expect("lab")
-    }
-}
-
-impl std::ops::DerefMut for TestLab {
-    fn deref_mut(&mut self) -> &mut Lab {
-        self.lab.as_mut().expect("lab")
-    }
-}
-
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if let Some(lab) = self.lab.take() {
-            let _ = lab.down();
-        }
-    }
-}
+/// A lab that is taken down when the test ends (also on panic): the lab's own guard.
+pub type TestLab = homelab_lab::LabGuard;
 
 /// A unique lab name for this test and process (tests run in parallel, maybe in several processes).
 pub fn lab_name(tag: &str) -> String {
@@ -55,9 +32,7 @@ pub fn spec(tag: &str, servers: u32, agents: u32) -> LabSpec {
 }
 
 pub fn up(spec: &LabSpec) -> TestLab {
-    TestLab {
-        lab: Some(Lab::up(spec).expect("lab up")),
-    }
+    Lab::up_guarded(spec).expect("lab up")
 }
 
 /// `sh -c script` on a host over real ssh from the workstation namespace; stdin optional.
