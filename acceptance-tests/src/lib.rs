@@ -33,6 +33,7 @@ pub mod bench_k3s;
 pub mod bench_opnsense;
 pub mod bench_start;
 pub mod fixture;
+pub mod lab_support;
 pub mod paths;
 pub mod process;
 pub mod steps;

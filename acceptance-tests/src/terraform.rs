@@ -435,6 +435,18 @@ impl Terraform {
         Ok(PlanOutcome::from_output(self.run(&args)?))
     }
 
+    /// Both `plan -refresh=false` and a refreshed plan are empty, the contract after every apply; the error
+    /// names the plan that was not and carries its output.
+    pub fn plans_empty(&self) -> std::result::Result<(), String> {
+        for extra in [&["-refresh=false"][..], &[][..]] {
+            match self.plan(extra).map_err(|e| e.to_string())? {
+                PlanOutcome::Empty(_) => {}
+                other => return Err(format!("plan {extra:?} is not empty:\n{}", other.output())),
+            }
+        }
+        Ok(())
+    }
+
     /// `terraform apply -input=false -no-color -auto-approve EXTRA` (any exit code).
     pub fn apply(&self, extra: &[&str]) -> Result<Output> {
         let mut args = vec!["apply", "-input=false", "-no-color", "-auto-approve"];

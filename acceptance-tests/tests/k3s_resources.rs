@@ -8,11 +8,11 @@
 //!
 //! Needs root (namespaces) and the `homelab-lab` binary (built on demand).
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use homelab_acceptance::lab_support::{build_if_missing, enter_netns, k3s_artifacts, lab_binary};
 use homelab_acceptance::terraform::{hcl_string, required_providers, State};
 use homelab_acceptance::{paths, Action, Step, TerraformVersion, TestCase};
 use homelab_lab::{Lab, LabSpec};
@@ -41,17 +41,6 @@ impl Drop for RemoveDir {
     }
 }
 
-fn lab_binary() {
-    if homelab_lab::locate_binary().is_ok() {
-        return;
-    }
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "homelab-lab"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "cargo build -p homelab-lab failed");
-}
-
 /// The k3s stand-in with its version string replaced (same length), like a build of another release.
 fn with_version(bin: &[u8], v: &str) -> Vec<u8> {
     assert_eq!(VERSION.len(), v.len());
@@ -74,29 +63,17 @@ fn with_version(bin: &[u8], v: &str) -> Vec<u8> {
 /// whose `/tmp`, `/run`, `/var`, `/home`, `/root` and `/etc` are private: a checkout under `/tmp` (as CI may use)
 /// would hide `target/`, so the builds go under `/opt`, which hosts share with the machine.
 fn artifacts(name: &str) -> PathBuf {
-    let k3s = paths::bin("k3s");
-    if !k3s.is_file() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "k3s-sim", "--bin", "k3s"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p k3s-sim failed");
-    }
-    let bin = std::fs::read(&k3s).unwrap();
-    let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
-    for (v, data) in [
-        (VERSION, bin.clone()),
-        (NEXT, with_version(&bin, NEXT)),
-        (NEWER, with_version(&bin, NEWER)),
-    ] {
-        let d = dir.join(v);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("k3s.tmp"), data).unwrap();
-        std::fs::rename(d.join("k3s.tmp"), d.join("k3s")).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("channels")).unwrap();
-    std::fs::write(dir.join("channels/stable"), format!("{VERSION}\n")).unwrap();
-    dir
+    build_if_missing("k3s-sim", "k3s");
+    let bin = std::fs::read(paths::bin("k3s")).unwrap();
+    k3s_artifacts(
+        name,
+        VERSION,
+        &[
+            (VERSION, None),
+            (NEXT, Some(with_version(&bin, NEXT))),
+            (NEWER, Some(with_version(&bin, NEWER))),
+        ],
+    )
 }
 
 struct World {
@@ -313,13 +290,6 @@ fn ssh_run(args: &[String], cmd: &str) -> Result<String, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn enter_netns(path: &Path) {
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: setns on the current thread only; the fd is valid for the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 #[test]
@@ -922,17 +892,8 @@ resource \"homelab_k3s_agent\" \"worker\" {{
                 "nodes changed: {nodes_before:?} -> {nodes_after:?}"
             ));
         }
-        for extra in [&["-refresh=false"][..], &[][..]] {
-            match tf.plan(extra).map_err(|e| e.to_string())? {
-                homelab_acceptance::terraform::PlanOutcome::Empty(_) => {}
-                other => {
-                    return Err(format!(
-                        "plan {extra:?} after the migration not empty:\n{}",
-                        other.output()
-                    ))
-                }
-            }
-        }
+        tf.plans_empty()
+            .map_err(|e| format!("after the migration: {e}"))?;
         // Changing the hand-installed agent: the unit loses its flags and env file, config.yaml holds everything.
         tf.write_config(&relabelled).map_err(|e| e.to_string())?;
         let out = tf.apply(&[]).map_err(|e| e.to_string())?;

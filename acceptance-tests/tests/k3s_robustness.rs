@@ -10,11 +10,10 @@
 //!
 //! Needs root (namespaces) and the `homelab-lab` binary (built on demand).
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use homelab_acceptance::lab_support::{enter_netns, k3s_artifacts, lab_binary};
 use homelab_acceptance::terraform::{
     hcl_string, normalize_diagnostics, required_providers, PlanOutcome, State, Terraform,
 };
@@ -24,44 +23,6 @@ use homelab_lab::{Lab, LabGuard, LabSpec};
 const VERSION: &str = "v1.31.5+k3s1";
 const TOKEN: &str = "robustness-cluster-secret";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
-
-fn lab_binary() {
-    if homelab_lab::locate_binary().is_ok() {
-        return;
-    }
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "homelab-lab"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "cargo build -p homelab-lab failed");
-}
-
-/// The artifact directory install.sh copies k3s from (under `/opt`, which lab hosts share; see k3s_resources.rs).
-fn artifacts(name: &str) -> PathBuf {
-    let k3s = homelab_acceptance::paths::bin("k3s");
-    if !k3s.is_file() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "k3s-sim", "--bin", "k3s"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p k3s-sim failed");
-    }
-    let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
-    let d = dir.join(VERSION);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(&k3s, d.join("k3s.tmp")).unwrap();
-    std::fs::rename(d.join("k3s.tmp"), d.join("k3s")).unwrap();
-    std::fs::create_dir_all(dir.join("channels")).unwrap();
-    std::fs::write(dir.join("channels/stable"), format!("{VERSION}\n")).unwrap();
-    dir
-}
-
-fn enter_netns(path: &Path) {
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: setns on the current thread only; the fd is valid for the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
 
 /// Terraform 1.15 when selected, else the first selected version (these tests run one version: they are about
 /// the provider's behaviour under faults, which does not depend on Terraform's).
@@ -128,16 +89,6 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Both `plan -refresh=false` and a refreshed plan are empty.
-fn assert_converged(tf: &Terraform, what: &str) {
-    for extra in [&["-refresh=false"][..], &[][..]] {
-        match tf.plan(extra).unwrap() {
-            PlanOutcome::Empty(_) => {}
-            other => panic!("{what}: plan {extra:?} is not empty:\n{}", other.output()),
-        }
-    }
-}
-
 /// `host.host_key` of the TOFU test's server (a single nested block: an object, or a one-element list).
 fn pinned_key(st: &State) -> Option<String> {
     let addr = "homelab_k3s_server.tofu";
@@ -163,7 +114,7 @@ fn bastion_and_trust_on_first_use() {
     let tmp = tempfile::tempdir().unwrap();
     let guard = lab_up("k3srobssh", 1, 1, tmp.path());
     let lab: &Lab = &guard;
-    let art = artifacts("k3s-robustness-ssh");
+    let art = k3s_artifacts("k3s-robustness-ssh", VERSION, &[(VERSION, None)]);
     let (server, jump) = ("k8s-control-1", "k8s-worker-1");
     let (server_ip, jump_ip) = (ip(lab, server), ip(lab, jump));
     // The jump host's key, pinned for the bastion (taken from the lab's known_hosts).
@@ -260,7 +211,7 @@ resource \"homelab_k3s_server\" \"tofu\" {{
                     "the pinned key is not the server's: {pinned} vs {server_key}"
                 ));
             }
-            assert_converged(&tf, "after the TOFU apply");
+            tf.plans_empty().unwrap_or_else(|e| panic!("after the TOFU apply: {e}"));
 
             // The host is re-keyed behind our back: a refresh must refuse it, saying why.
             let rekey = sh(
@@ -435,7 +386,7 @@ fn interrupted_and_broken_applies_converge_and_quorum_is_kept() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = lab_up("k3srobha", 3, 0, tmp.path());
-    let art = artifacts("k3s-robustness-ha");
+    let art = k3s_artifacts("k3s-robustness-ha", VERSION, &[(VERSION, None)]);
     let script = slow_install_script(tmp.path());
     let names = ["k8s-control-1", "k8s-control-2", "k8s-control-3"];
     let (all, two) = {
@@ -547,7 +498,8 @@ fn interrupted_and_broken_applies_converge_and_quorum_is_kept() {
                     "the apply after the faults did not converge:\n{out}"
                 ));
             }
-            assert_converged(&tf, "after the faults");
+            tf.plans_empty()
+                .unwrap_or_else(|e| panic!("after the faults: {e}"));
             let n = nodes(lab);
             if !names.iter().all(|name| ready(&n, name)) {
                 return Err(format!("not every server is Ready:\n{n}"));
@@ -623,7 +575,8 @@ fn interrupted_and_broken_applies_converge_and_quorum_is_kept() {
             if !out.success() {
                 return Err(format!("removing two servers failed:\n{out}"));
             }
-            assert_converged(&tf, "after removing two servers");
+            tf.plans_empty()
+                .unwrap_or_else(|e| panic!("after removing two servers: {e}"));
             let n = nodes(lab);
             if !ready(&n, names[0]) || n.contains(names[1]) || n.contains(names[2]) {
                 return Err(format!("the remaining cluster is wrong:\n{n}"));

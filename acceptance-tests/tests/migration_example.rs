@@ -170,21 +170,6 @@ fn restart_outage(lab: &Lab, creds: &Arc<ClientCreds>, url: &str) -> Duration {
     windows(&poller.join().unwrap()).iter().map(|w| w.1).sum()
 }
 
-fn plans_empty(tf: &Terraform, when: &str) {
-    for extra in [&["-refresh=false"][..], &[][..]] {
-        let mut args = vec!["plan", "-detailed-exitcode", "-no-color", "-input=false"];
-        args.extend_from_slice(extra);
-        let plan = tf.run(&args).unwrap();
-        assert_eq!(
-            plan.code,
-            Some(0),
-            "plan {extra:?} {when} is not empty:\n{}\n{}",
-            plan.stdout,
-            plan.stderr
-        );
-    }
-}
-
 /// Attributes whose planned value differs from the prior one (for the report of an update).
 fn changed_attrs(plan: &homelab_acceptance::terraform::Plan, address: &str) -> Vec<String> {
     let Some(c) = plan.change(address) else {
@@ -348,7 +333,8 @@ fn migration_example_imports_converts_and_grows_without_more_outage_than_the_see
             "migration example: step 1 (load balancer) apply took {:?}",
             t.elapsed()
         );
-        plans_empty(&tf, "after step 1");
+        tf.plans_empty()
+            .unwrap_or_else(|e| panic!("after step 1: {e}"));
         (tf, plan)
     });
     for c in lb_plan.changes() {
@@ -483,7 +469,8 @@ fn migration_example_imports_converts_and_grows_without_more_outage_than_the_see
     // servers in etcd and in the pool, the agents behind the VIP, the cluster's objects kept.
     let tf = in_ws(&lab, move || {
         assert_eq!(out(&tf, "datastore"), "etcd");
-        plans_empty(&tf, "after the migration");
+        tf.plans_empty()
+            .unwrap_or_else(|e| panic!("after the migration: {e}"));
         tf
     });
     let db = lab

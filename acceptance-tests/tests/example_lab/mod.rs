@@ -14,13 +14,12 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use homelab_acceptance::paths;
+use homelab_acceptance::lab_support;
 use homelab_lab::{Lab, LabSpec};
 
 /// The k3s release every example installs.
@@ -47,23 +46,8 @@ pub use homelab_lab::LabGuard;
 /// Builds the lab binary and the k3s stand-in if missing, and lays out install.sh's offline "download"
 /// directory (under /opt: lab hosts privatise /tmp, /var, /home, so a checkout there would hide target/).
 pub fn artifacts(name: &str) -> PathBuf {
-    for (pkg, bin) in [("homelab-lab", "homelab-lab"), ("k3s-sim", "k3s")] {
-        if !paths::bin(bin).is_file() {
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", pkg, "--bin", bin])
-                .status()
-                .unwrap();
-            assert!(st.success(), "cargo build -p {pkg} failed");
-        }
-    }
-    let dir = PathBuf::from("/opt/homelab-test-artifacts").join(name);
-    let d = dir.join(VERSION);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(paths::bin("k3s"), d.join("k3s.tmp")).unwrap();
-    std::fs::rename(d.join("k3s.tmp"), d.join("k3s")).unwrap();
-    std::fs::create_dir_all(dir.join("channels")).unwrap();
-    std::fs::write(dir.join("channels/stable"), format!("{VERSION}\n")).unwrap();
-    dir
+    lab_support::lab_binary();
+    lab_support::k3s_artifacts(name, VERSION, &[(VERSION, None)])
 }
 
 /// Brings up the seed's lab (emulated OPNsense + 3 servers + 3 agents) under `root`.
@@ -93,10 +77,7 @@ pub fn api_credentials(lab: &Lab) -> (String, String) {
 pub fn in_ws<T: Send + 'static>(lab: &Lab, f: impl FnOnce() -> T + Send + 'static) -> T {
     let ns = homelab_lab::ns::named_netns(&lab.state().ws_netns);
     let h = std::thread::spawn(move || {
-        let file = std::fs::File::open(&ns).unwrap();
-        // SAFETY: setns on the current thread only; the fd is valid for the call.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        lab_support::enter_netns(&ns);
         f()
     });
     match h.join() {
