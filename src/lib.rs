@@ -2,6 +2,7 @@
 //! behind OPNsense HAProxy. See ARCHITECTURE.md for the map of the code.
 
 pub mod framework;
+pub mod homelab;
 pub mod k3s;
 pub mod opnsense;
 pub mod plugin;

@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::{
-    attr, parse_duration, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, PathExt, Schema,
-    Tf, Validator,
+    attr, parse_duration, Attribute, Block, Context, Diagnostic, Diagnostics, NestedBlock, PathExt,
+    Schema, Tf, Validator,
 };
 
 /// Default OPNsense API timeout.
@@ -130,6 +130,24 @@ impl fmt::Debug for ProviderData {
 }
 
 impl ProviderData {
+    /// This provider's configured data in an operation's context, or a diagnostic saying why there is none.
+    pub fn of(ctx: &Context) -> Result<&ProviderData, Diagnostics> {
+        ctx.data::<ProviderData>().ok_or_else(|| {
+            Diagnostic::error(
+                "Provider not configured",
+                "The homelab provider has not been configured yet, or its configuration depends on values \
+                 that are only known after apply. Apply the resources it depends on first \
+                 (`terraform apply -target=...`), or set the provider configuration statically.",
+            )
+            .into()
+        })
+    }
+
+    /// This provider's configured data, if configured.
+    pub fn of_opt(ctx: &Context) -> Option<&ProviderData> {
+        ctx.data::<ProviderData>()
+    }
+
     /// Provider data from parts (tests and the configure step).
     pub fn new(
         terraform_version: impl Into<String>,

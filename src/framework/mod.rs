@@ -17,7 +17,9 @@
 //!   list resources for `terraform query`, data sources;
 //! - cancellation (`StopProvider`, i.e. Ctrl-C) and per-operation timeouts, through [`Context`].
 //!
-//! Nothing here knows protobuf: the server in `crate::plugin` converts wire messages to the values handled here.
+//! Nothing here knows protobuf: the server in `crate::plugin` converts wire messages to values and calls the
+//! value-level traits of `plugin::service`, which `adapter.rs` implements for the typed traits here. Nothing here
+//! knows this provider either: `crate::homelab` implements [`Provider`] and `main.rs` serves it.
 //!
 //! # Example
 //!
@@ -60,7 +62,7 @@
 //!     }
 //!
 //!     async fn create(&self, ctx: &Context, mut plan: NoteModel) -> Result<NoteModel, Diagnostics> {
-//!         let _data = ctx.provider_opt();          // configured provider data, if any
+//!         let _data = ctx.data::<()>();            // the provider's configured data, if any
 //!         plan.id = Tf::Known("n-1".into());       // ... call the API here ...
 //!         Ok(plan)
 //!     }
@@ -90,13 +92,12 @@
 //! - `read` returns what exists remotely (drift) but should keep the user's spelling where the API normalises.
 //! - Never put attribute values into diagnostics or logs; name the attribute instead.
 //! - Prefer nested blocks to nested attributes: Terraform 1.0.x crashes planning a null nested attribute.
-//! - Provider configuration: `ctx.provider()?.opnsense()?` gives the resolved OPNsense settings (or a diagnostic
-//!   that says how to configure them); `ProviderData::cached` builds a per-process client once.
+//! - Provider configuration: `ctx.data::<T>()` gives what the provider's [`Provider::configure`] produced (for
+//!   this provider `crate::provider::ProviderData::of(ctx)?`, with a diagnostic that says how to configure it).
 //! - Long operations should watch `ctx.cancellation()` (Ctrl-C) — the framework also drops the future on
 //!   cancel or timeout, so code after an `.await` may never run.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use async_trait::async_trait;
@@ -113,82 +114,10 @@ pub use crate::plugin::schema::{
     AttrKind, Attribute, Block, BlockNesting, IdentityAttribute, IdentitySchema, NestedAttributes,
     NestedBlock, ObjectNesting, RequiresReplace, Schema, Validator,
 };
-pub use crate::provider::ProviderData;
+pub use crate::plugin::service::{Context, ListRequest};
 
-// ---------------------------------------------------------------------------------------------------------------
-// Context
-
-/// What every handler gets: configured provider data, cancellation, and a place for warnings.
-#[derive(Clone)]
-pub struct Context {
-    provider: Option<Arc<ProviderData>>,
-    cancel: CancellationToken,
-    warnings: Arc<Mutex<Diagnostics>>,
-}
-
-impl Context {
-    /// A context (the server builds these; tests may too).
-    pub fn new(provider: Option<Arc<ProviderData>>, cancel: CancellationToken) -> Self {
-        Self {
-            provider,
-            cancel,
-            warnings: Arc::default(),
-        }
-    }
-
-    /// The configured provider data. Errors if `ConfigureProvider` has not run (a Terraform bug) or
-    /// configuration was deferred because it contained unknown values.
-    pub fn provider(&self) -> Result<&Arc<ProviderData>, Diagnostics> {
-        self.provider.as_ref().ok_or_else(|| {
-            Diagnostic::error(
-                "Provider not configured",
-                "The homelab provider has not been configured yet, or its configuration depends on values \
-                 that are only known after apply. Apply the resources it depends on first \
-                 (`terraform apply -target=...`), or set the provider configuration statically.",
-            )
-            .into()
-        })
-    }
-
-    /// The provider data if configured.
-    pub fn provider_opt(&self) -> Option<&Arc<ProviderData>> {
-        self.provider.as_ref()
-    }
-
-    /// Cancelled when Terraform asks the provider to stop (Ctrl-C) or the operation times out.
-    pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
-    /// Whether the operation should stop.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
-
-    /// Adds a warning shown with the result of this operation.
-    pub fn warn(&self, summary: impl Into<String>, detail: impl Into<String>) {
-        if let Ok(mut w) = self.warnings.lock() {
-            w.warning(summary, detail);
-        }
-    }
-
-    /// Takes the warnings collected so far (the framework does this at the end of an operation).
-    pub fn take_warnings(&self) -> Diagnostics {
-        self.warnings
-            .lock()
-            .map(|mut w| std::mem::take(&mut *w))
-            .unwrap_or_default()
-    }
-
-    /// A child context sharing provider data and warnings, with a child cancellation token.
-    pub fn child(&self) -> Self {
-        Self {
-            provider: self.provider.clone(),
-            cancel: self.cancel.child_token(),
-            warnings: self.warnings.clone(),
-        }
-    }
-}
+pub mod adapter;
+pub use adapter::ProviderAdapter;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Timeouts
@@ -480,15 +409,6 @@ pub trait DataSource: Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------------------------
 // List resources (`terraform query`, Terraform ≥ 1.14)
 
-/// What Terraform asked of a list.
-#[derive(Clone, Copy, Debug)]
-pub struct ListRequest {
-    /// Whether each item should carry the full object.
-    pub include_resource_object: bool,
-    /// Maximum number of items Terraform will read (it stops reading after that).
-    pub limit: i64,
-}
-
 /// One listed object.
 #[derive(Clone, Debug)]
 pub struct ListItem<I, M> {
@@ -535,13 +455,10 @@ pub trait ListResource: Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------------------------
 // Registry
 
-/// Everything the provider serves. Built by `crate::resources::registry()`.
+/// Everything a provider serves, built from typed resources (see `crate::resources::registry()`).
 #[derive(Default, Clone)]
 pub struct Registry {
-    pub(crate) resources: BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedResource>>,
-    pub(crate) data_sources: BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedDataSource>>,
-    pub(crate) list_resources:
-        BTreeMap<String, Arc<dyn crate::plugin::adapter::ErasedListResource>>,
+    inner: crate::plugin::service::Registry,
 }
 
 impl Registry {
@@ -552,93 +469,87 @@ impl Registry {
 
     /// Registers a managed resource.
     pub fn resource<R: Resource>(&mut self, r: R) -> &mut Self {
-        let e = crate::plugin::adapter::ResourceAdapter::new(r);
-        self.resources
+        let e = adapter::ResourceAdapter::new(r);
+        self.inner
+            .resources
             .insert(e.type_name().to_string(), Arc::new(e));
         self
     }
 
     /// Registers a data source.
     pub fn data_source<D: DataSource>(&mut self, d: D) -> &mut Self {
-        let e = crate::plugin::adapter::DataSourceAdapter::new(d);
-        self.data_sources
+        let e = adapter::DataSourceAdapter::new(d);
+        self.inner
+            .data_sources
             .insert(e.type_name().to_string(), Arc::new(e));
         self
     }
 
     /// Registers a list resource.
     pub fn list_resource<L: ListResource>(&mut self, l: L) -> &mut Self {
-        let e = crate::plugin::adapter::ListAdapter::new(l);
-        self.list_resources
+        let e = adapter::ListAdapter::new(l);
+        self.inner
+            .list_resources
             .insert(e.type_name().to_string(), Arc::new(e));
         self
     }
 
     /// Names and schemas of everything registered (for docs and schema checks).
     pub fn schemas(&self) -> Vec<(String, Schema)> {
-        let mut out = Vec::new();
-        for (n, r) in &self.resources {
-            out.push((format!("resource {n}"), r.schema().clone()));
-        }
-        for (n, d) in &self.data_sources {
-            out.push((format!("data source {n}"), d.schema().clone()));
-        }
-        for (n, l) in &self.list_resources {
-            out.push((format!("list resource {n}"), l.schema().clone()));
-        }
-        out
+        self.inner.schemas()
     }
+
+    /// The value-level registry the server routes by.
+    pub fn erased(&self) -> &crate::plugin::service::Registry {
+        &self.inner
+    }
+
+    /// Consumes the builder, giving the value-level registry.
+    pub fn into_inner(self) -> crate::plugin::service::Registry {
+        self.inner
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The provider itself
+
+/// A provider: the `provider "name" { ... }` block, its configuration, and what it serves. `main.rs` hands one
+/// to the protocol layer
+/// through [`erase`].
+pub trait Provider: Send + Sync + 'static {
+    /// The typed provider configuration.
+    type Model: DeserializeOwned + Send + Sync + 'static;
+    /// What configuration produces; resources read it with `ctx.data::<Data>()`.
+    type Data: Send + Sync + 'static;
+
+    /// The provider's name as users write it (`provider "homelab"`).
+    fn name(&self) -> &'static str;
+
+    /// The schema of the provider block.
+    fn schema(&self) -> Schema;
+
+    /// Extra validation after the schema validators ran (values may be unknown: skip them).
+    fn validate(&self, _config: &Self::Model, _diags: &mut Diagnostics) {}
+
+    /// Resolves the configuration (environment fallbacks, defaults) into what resources use.
+    fn configure(
+        &self,
+        terraform_version: &str,
+        config: Self::Model,
+    ) -> Result<Self::Data, Diagnostics>;
+
+    /// Everything the provider serves.
+    fn registry(&self) -> Registry;
+}
+
+/// A typed provider as the protocol layer's value-level provider.
+pub fn erase<P: Provider>(p: P) -> Arc<dyn crate::plugin::service::ErasedProvider> {
+    Arc::new(ProviderAdapter::new(p))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_registered_schema_is_described_and_consistent() {
-        let registry = crate::resources::registry();
-        let mut problems = Vec::new();
-        for (name, schema) in registry.schemas() {
-            problems.extend(
-                schema
-                    .problems()
-                    .into_iter()
-                    .map(|p| format!("{name}: {p}")),
-            );
-        }
-        for (name, r) in &registry.resources {
-            if let Some(id) = r.identity_schema() {
-                for a in &id.attributes {
-                    if a.description.trim().is_empty() {
-                        problems.push(format!(
-                            "resource {name}: identity attribute {} has no description",
-                            a.name
-                        ));
-                    }
-                }
-            }
-        }
-        for (name, l) in &registry.list_resources {
-            match registry.resources.get(name) {
-                Some(r) if r.identity_schema().is_some() => {}
-                _ => problems.push(format!(
-                    "list resource {name}: needs a managed resource of the same name with an identity ({})",
-                    l.schema().block.description
-                )),
-            }
-        }
-        problems.extend(
-            crate::provider::schema()
-                .problems()
-                .into_iter()
-                .map(|p| format!("provider: {p}")),
-        );
-        assert!(
-            problems.is_empty(),
-            "schema problems:\n{}",
-            problems.join("\n")
-        );
-    }
 
     #[test]
     fn problems_catch_missing_descriptions_and_bad_flags() {
@@ -700,7 +611,7 @@ mod tests {
     async fn context_cancellation_and_warnings() {
         let parent = CancellationToken::new();
         let ctx = Context::new(None, parent.child_token());
-        assert!(ctx.provider().is_err());
+        assert!(ctx.data::<()>().is_none());
         ctx.warn("w", "d");
         assert_eq!(ctx.take_warnings().len(), 1);
         assert!(ctx.take_warnings().is_empty());

@@ -5,6 +5,7 @@
 //! (their default UNIMPLEMENTED answers are what go-plugin treats as "not available").
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use super::handshake::{self, HandshakeError, PluginEnv};
 use super::proto::goplugin;
 use super::proto::tfplugin6::provider_server::ProviderServer;
 use super::server::ProviderService;
+use super::service::ErasedProvider;
 
 /// Message size limit in both directions (go-plugin's client allows 2 GiB; terraform-plugin-go uses 256 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
@@ -52,8 +54,12 @@ struct Broker;
 #[tonic::async_trait]
 impl goplugin::grpc_broker_server::GrpcBroker for Broker {}
 
-/// Runs the provider process. `args` are the command-line arguments without the program name.
-pub fn main_with_args(args: &[String]) -> ExitCode {
+/// Builds the provider to serve; called once, after the handshake line is out (see [`serve`]).
+pub type MakeProvider = fn() -> Arc<dyn ErasedProvider>;
+
+/// Runs the provider process. `args` are the command-line arguments without the program name; `make` builds
+/// the provider this process serves (`main.rs` hands in the homelab provider).
+pub fn main_with_args(args: &[String], make: MakeProvider) -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         eprintln!(
             "terraform-provider-homelab {}\n\nTerraform starts this plugin itself. Options:\n  --debug   serve for \
@@ -111,7 +117,7 @@ pub fn main_with_args(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(env, debug)) {
+    match rt.block_on(serve(env, debug, make)) {
         Ok(()) => handshake::exit_now(0),
         Err(e) => {
             eprintln!("terraform-provider-homelab: {e}");
@@ -120,7 +126,7 @@ pub fn main_with_args(args: &[String]) -> ExitCode {
     }
 }
 
-async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
+async fn serve(env: PluginEnv, debug: bool, make: MakeProvider) -> Result<(), HandshakeError> {
     let (listener, socket) = handshake::bind_socket(env.socket_dir.as_deref())?;
     let (tls, cert_der) = match (&env.client_cert, debug) {
         (Some(client), false) => {
@@ -151,7 +157,7 @@ async fn serve(env: PluginEnv, debug: bool) -> Result<(), HandshakeError> {
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
     let shutdown = CancellationToken::new();
-    let provider = ProviderServer::new(ProviderService::new(crate::resources::registry()))
+    let provider = ProviderServer::new(ProviderService::new(make()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let router = Server::builder()

@@ -18,23 +18,23 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::adapter::{self, ErasedResource, ImportFrom};
 use super::codec::{self, Type, Value};
 use super::diagnostics::{path_to_proto, Diagnostic, Diagnostics};
 use super::proto::tfplugin6 as pb;
 use super::schema;
-use crate::framework::{Context, ListRequest, ProviderData, Registry};
-use crate::provider;
+use super::service::{
+    Configured, Context, ErasedProvider, ErasedResource, ImportFrom, ListRequest, Registry,
+};
 
 type Resp<T> = Result<Response<T>, Status>;
 type BoxStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 /// The provider service.
 pub struct ProviderService {
+    provider: Arc<dyn ErasedProvider>,
     registry: Registry,
-    provider_schema: schema::Schema,
     provider_ty: Type,
-    data: RwLock<Option<Arc<ProviderData>>>,
+    data: RwLock<Option<Configured>>,
     stop: Mutex<CancellationToken>,
     schema_response: pb::get_provider_schema::Response,
 }
@@ -72,18 +72,18 @@ fn identity_data(
     }
 }
 
-fn unknown_type(kind: &str, name: &str) -> Diagnostics {
+fn unknown_type(provider: &str, kind: &str, name: &str) -> Diagnostics {
     Diagnostic::error(
         format!("Unknown {kind} type"),
-        format!("The homelab provider has no {kind} type named {name:?}. Check the spelling, or upgrade the provider."),
+        format!("The {provider} provider has no {kind} type named {name:?}. Check the spelling, or upgrade the provider."),
     )
     .into()
 }
 
-fn unsupported(feature: &str) -> Diagnostics {
+fn unsupported(provider: &str, feature: &str) -> Diagnostics {
     Diagnostic::error(
         format!("{feature} not supported"),
-        format!("The homelab provider does not implement {feature}."),
+        format!("The {provider} provider does not implement {feature}."),
     )
     .into()
 }
@@ -111,14 +111,14 @@ fn log_done(rpc: &'static str, type_name: &str, started: Instant, diags: &Diagno
 }
 
 impl ProviderService {
-    /// A service serving `registry`.
-    pub fn new(registry: Registry) -> Self {
-        let provider_schema = provider::schema();
-        let provider_ty = provider_schema.value_type();
-        let schema_response = Self::build_schema_response(&registry, &provider_schema);
+    /// A service serving `provider`.
+    pub fn new(provider: Arc<dyn ErasedProvider>) -> Self {
+        let registry = provider.registry();
+        let provider_ty = provider.schema().value_type();
+        let schema_response = Self::build_schema_response(&registry, provider.schema());
         Self {
+            provider,
             registry,
-            provider_schema,
             provider_ty,
             data: RwLock::new(None),
             stop: Mutex::new(CancellationToken::new()),
@@ -185,7 +185,7 @@ impl ProviderService {
             .resources
             .get(name)
             .cloned()
-            .ok_or_else(|| unknown_type("resource", name))
+            .ok_or_else(|| unknown_type(self.provider.name(), "resource", name))
     }
 
     /// Cancels in-flight work (StopProvider) and arms a fresh token for later requests.
@@ -197,18 +197,10 @@ impl ProviderService {
     }
 
     fn validate_provider(&self, config: &pb::DynamicValue) -> Diagnostics {
-        let v = match dv_decode(Some(config), &self.provider_ty, "provider configuration") {
-            Ok(v) => v,
-            Err(d) => return d,
-        };
-        let mut diags = Diagnostics::new();
-        adapter::run_validators(&self.provider_schema.block, &v, &mut Vec::new(), &mut diags);
-        match codec::from_value::<provider::ProviderModel>(&v) {
-            Ok(m) => provider::validate(&m, &mut diags),
-            Err(e) if matches!(e.kind, codec::ErrorKind::Unknown) => {}
-            Err(e) => diags.push(Diagnostic::from_codec("Invalid provider configuration", &e)),
+        match dv_decode(Some(config), &self.provider_ty, "provider configuration") {
+            Ok(v) => self.provider.validate(&v),
+            Err(d) => d,
         }
-        diags
     }
 }
 
@@ -286,23 +278,17 @@ impl pb::provider_server::Provider for ProviderService {
             &self.provider_ty,
             "provider configuration",
         )
-        .and_then(|v| adapter::decode::<provider::ProviderModel>(&v, "provider configuration"))
+        .and_then(|v| self.provider.configure(&req.terraform_version, &v))
         {
             Err(d) => diags.extend(d),
-            Ok(m) => {
-                match provider::configure(&req.terraform_version, &m, |k| std::env::var(k).ok()) {
-                    Ok(data) => {
-                        tracing::info!(
-                            tf_rpc = "ConfigureProvider",
-                            terraform_version = %req.terraform_version,
-                            opnsense = ?data.opnsense_status(),
-                            "provider configured"
-                        );
-                        if let Ok(mut slot) = self.data.write() {
-                            *slot = Some(Arc::new(data));
-                        }
-                    }
-                    Err(d) => diags.extend(d),
+            Ok(data) => {
+                tracing::info!(
+                    tf_rpc = "ConfigureProvider",
+                    terraform_version = %req.terraform_version,
+                    "provider configured"
+                );
+                if let Ok(mut slot) = self.data.write() {
+                    *slot = Some(data);
                 }
             }
         }
@@ -359,7 +345,7 @@ impl pb::provider_server::Provider for ProviderService {
         let started = Instant::now();
         let req = r.into_inner();
         let diags = match self.registry.data_sources.get(&req.type_name) {
-            None => unknown_type("data source", &req.type_name),
+            None => unknown_type(self.provider.name(), "data source", &req.type_name),
             Some(ds) => match dv_decode(
                 req.config.as_ref(),
                 ds.value_type(),
@@ -393,8 +379,12 @@ impl pb::provider_server::Provider for ProviderService {
                 if !raw.flatmap.is_empty() {
                     return Err(Diagnostics::from(Diagnostic::error(
                         "Legacy state format not supported",
-                        "This state was written in the pre-0.12 flatmap format, which the homelab provider \
-                         never produced. Remove it from state (`terraform state rm`) and import the object again.",
+                        format!(
+                            "This state was written in the pre-0.12 flatmap format, which the {} provider \
+                             never produced. Remove it from state (`terraform state rm`) and import the object \
+                             again.",
+                            self.provider.name()
+                        ),
                     )));
                 }
                 return Ok((None, Diagnostics::new()));
@@ -651,8 +641,9 @@ impl pb::provider_server::Provider for ProviderService {
         let diags: Diagnostics = Diagnostic::error(
             "Moving resource state is not supported",
             format!(
-                "The homelab provider cannot move state from {} ({}) to {}. Remove the old object from state \
+                "The {} provider cannot move state from {} ({}) to {}. Remove the old object from state \
                  (`terraform state rm`) and import it as the new type instead.",
+                self.provider.name(),
                 req.source_type_name, req.source_provider_address, req.target_type_name
             ),
         )
@@ -679,7 +670,7 @@ impl pb::provider_server::Provider for ProviderService {
                 .data_sources
                 .get(&req.type_name)
                 .cloned()
-                .ok_or_else(|| unknown_type("data source", &req.type_name))?;
+                .ok_or_else(|| unknown_type(self.provider.name(), "data source", &req.type_name))?;
             let config = dv_decode(
                 req.config.as_ref(),
                 ds.value_type(),
@@ -710,7 +701,8 @@ impl pb::provider_server::Provider for ProviderService {
     ) -> Resp<pb::generate_resource_config::Response> {
         Ok(Response::new(pb::generate_resource_config::Response {
             config: None,
-            diagnostics: unsupported("Generating resource configuration").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Generating resource configuration")
+                .to_proto(),
         }))
     }
 
@@ -720,7 +712,7 @@ impl pb::provider_server::Provider for ProviderService {
     ) -> Resp<pb::validate_ephemeral_resource_config::Response> {
         Ok(Response::new(
             pb::validate_ephemeral_resource_config::Response {
-                diagnostics: unsupported("Ephemeral resources").to_proto(),
+                diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
             },
         ))
     }
@@ -730,7 +722,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::open_ephemeral_resource::Request>,
     ) -> Resp<pb::open_ephemeral_resource::Response> {
         Ok(Response::new(pb::open_ephemeral_resource::Response {
-            diagnostics: unsupported("Ephemeral resources").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
             ..Default::default()
         }))
     }
@@ -740,7 +732,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::renew_ephemeral_resource::Request>,
     ) -> Resp<pb::renew_ephemeral_resource::Response> {
         Ok(Response::new(pb::renew_ephemeral_resource::Response {
-            diagnostics: unsupported("Ephemeral resources").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
             ..Default::default()
         }))
     }
@@ -750,7 +742,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::close_ephemeral_resource::Request>,
     ) -> Resp<pb::close_ephemeral_resource::Response> {
         Ok(Response::new(pb::close_ephemeral_resource::Response {
-            diagnostics: unsupported("Ephemeral resources").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
         }))
     }
 
@@ -776,7 +768,9 @@ impl pb::provider_server::Provider for ProviderService {
                 .list_resources
                 .get(&req.type_name)
                 .cloned()
-                .ok_or_else(|| unknown_type("list resource", &req.type_name))?;
+                .ok_or_else(|| {
+                    unknown_type(self.provider.name(), "list resource", &req.type_name)
+                })?;
             let res = self.resource(&req.type_name)?;
             let config = dv_decode(req.config.as_ref(), lr.value_type(), "list configuration")?;
             let list_req = ListRequest {
@@ -840,7 +834,7 @@ impl pb::provider_server::Provider for ProviderService {
         let started = Instant::now();
         let req = r.into_inner();
         let diags = match self.registry.list_resources.get(&req.type_name) {
-            None => unknown_type("list resource", &req.type_name),
+            None => unknown_type(self.provider.name(), "list resource", &req.type_name),
             Some(lr) => match dv_decode(req.config.as_ref(), lr.value_type(), "list configuration")
             {
                 Ok(v) => lr.validate(&v),
@@ -873,7 +867,10 @@ impl pb::provider_server::Provider for ProviderService {
         Ok(Response::new(pb::call_function::Response {
             result: None,
             error: Some(pb::FunctionError {
-                text: format!("The homelab provider defines no function named {name:?}."),
+                text: format!(
+                    "The {} provider defines no function named {name:?}.",
+                    self.provider.name()
+                ),
                 function_argument: None,
             }),
         }))
@@ -884,7 +881,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::validate_state_store::Request>,
     ) -> Resp<pb::validate_state_store::Response> {
         Ok(Response::new(pb::validate_state_store::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -893,7 +890,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::configure_state_store::Request>,
     ) -> Resp<pb::configure_state_store::Response> {
         Ok(Response::new(pb::configure_state_store::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
             capabilities: None,
         }))
     }
@@ -903,7 +900,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::read_state_bytes::Request>,
     ) -> Resp<BoxStream<pb::read_state_bytes::Response>> {
         let ev = pb::read_state_bytes::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
             ..Default::default()
         };
         Ok(Response::new(futures::stream::iter(vec![Ok(ev)]).boxed()))
@@ -914,7 +911,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<tonic::Streaming<pb::write_state_bytes::RequestChunk>>,
     ) -> Resp<pb::write_state_bytes::Response> {
         Ok(Response::new(pb::write_state_bytes::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -924,7 +921,7 @@ impl pb::provider_server::Provider for ProviderService {
     ) -> Resp<pb::lock_state::Response> {
         Ok(Response::new(pb::lock_state::Response {
             lock_id: String::new(),
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -933,7 +930,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::unlock_state::Request>,
     ) -> Resp<pb::unlock_state::Response> {
         Ok(Response::new(pb::unlock_state::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -943,7 +940,7 @@ impl pb::provider_server::Provider for ProviderService {
     ) -> Resp<pb::get_states::Response> {
         Ok(Response::new(pb::get_states::Response {
             state_id: Vec::new(),
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -952,7 +949,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::delete_state::Request>,
     ) -> Resp<pb::delete_state::Response> {
         Ok(Response::new(pb::delete_state::Response {
-            diagnostics: unsupported("State storage").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "State storage").to_proto(),
         }))
     }
 
@@ -961,7 +958,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::plan_action::Request>,
     ) -> Resp<pb::plan_action::Response> {
         Ok(Response::new(pb::plan_action::Response {
-            diagnostics: unsupported("Actions").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Actions").to_proto(),
             deferred: None,
         }))
     }
@@ -973,7 +970,7 @@ impl pb::provider_server::Provider for ProviderService {
         use pb::invoke_action::event;
         let ev = pb::invoke_action::Event {
             r#type: Some(event::Type::Completed(event::Completed {
-                diagnostics: unsupported("Actions").to_proto(),
+                diagnostics: unsupported(self.provider.name(), "Actions").to_proto(),
             })),
         };
         Ok(Response::new(futures::stream::iter(vec![Ok(ev)]).boxed()))
@@ -984,7 +981,7 @@ impl pb::provider_server::Provider for ProviderService {
         _r: Request<pb::validate_action_config::Request>,
     ) -> Resp<pb::validate_action_config::Response> {
         Ok(Response::new(pb::validate_action_config::Response {
-            diagnostics: unsupported("Actions").to_proto(),
+            diagnostics: unsupported(self.provider.name(), "Actions").to_proto(),
         }))
     }
 
@@ -1008,8 +1005,201 @@ mod tests {
     use super::*;
     use pb::provider_server::Provider as _;
 
+    use crate::plugin::schema::{Attribute, Block, NestedBlock, Schema};
+    use crate::plugin::service::{Outcome, PlannedChange};
+
+    /// A toy provider, written against the value-level service only: a provider block with one `greeting`
+    /// attribute (validated: not "bad") and one resource `toy_echo` whose plan is the proposed value and whose
+    /// apply returns the plan. It proves the server serves any provider, not just this crate's.
+    struct Toy {
+        schema: Schema,
+    }
+
+    struct Echo {
+        schema: Schema,
+        ty: Type,
+    }
+
+    #[async_trait::async_trait]
+    impl ErasedResource for Echo {
+        fn schema(&self) -> &Schema {
+            &self.schema
+        }
+        fn value_type(&self) -> &Type {
+            &self.ty
+        }
+        fn identity_schema(&self) -> Option<&crate::plugin::schema::IdentitySchema> {
+            None
+        }
+        fn identity_type(&self) -> Option<&Type> {
+            None
+        }
+        fn validate(&self, _config: &Value) -> Diagnostics {
+            Diagnostics::new()
+        }
+        async fn plan(
+            &self,
+            _ctx: &Context,
+            _prior: &Value,
+            proposed: &Value,
+            _config: &Value,
+        ) -> Outcome<PlannedChange> {
+            (
+                Some(PlannedChange {
+                    planned: proposed.clone(),
+                    requires_replace: vec![],
+                }),
+                Diagnostics::new(),
+            )
+        }
+        async fn apply(
+            &self,
+            ctx: &Context,
+            _prior: &Value,
+            planned: &Value,
+        ) -> Outcome<(Value, Option<Value>)> {
+            // The configured data is the toy's own type.
+            let greeting = ctx.data::<String>().cloned().unwrap_or_default();
+            let mut v = planned.clone();
+            if let Value::Object(m) = &mut v {
+                m.insert("greeting".into(), Value::from(greeting.as_str()));
+            }
+            (Some((v, None)), Diagnostics::new())
+        }
+        async fn read(&self, _ctx: &Context, state: &Value) -> Outcome<(Value, Option<Value>)> {
+            (Some((state.clone(), None)), Diagnostics::new())
+        }
+        async fn import(
+            &self,
+            _ctx: &Context,
+            _from: ImportFrom,
+        ) -> Outcome<(Value, Option<Value>)> {
+            (None, Diagnostic::error("no import", "toy").into())
+        }
+        fn upgrade_state(&self, _version: i64, json: &[u8]) -> Outcome<Value> {
+            match codec::decode_json(json, &self.ty) {
+                Ok(v) => (Some(v), Diagnostics::new()),
+                Err(e) => (None, Diagnostic::from_codec("bad", &e).into()),
+            }
+        }
+        fn upgrade_identity(&self, _version: i64, _json: &[u8]) -> Outcome<Value> {
+            (None, Diagnostic::error("no identity", "toy").into())
+        }
+    }
+
+    impl ErasedProvider for Toy {
+        fn name(&self) -> &str {
+            "toy"
+        }
+        fn schema(&self) -> &Schema {
+            &self.schema
+        }
+        fn validate(&self, config: &Value) -> Diagnostics {
+            let mut d = Diagnostics::new();
+            if config.get("greeting") == Some(&Value::from("bad")) {
+                d.push(
+                    Diagnostic::error("Bad greeting", "Say something nicer.")
+                        .at(vec![codec::PathStep::Attr("greeting".into())]),
+                );
+            }
+            d
+        }
+        fn configure(&self, _tf: &str, config: &Value) -> Result<Configured, Diagnostics> {
+            let g = match config.get("greeting") {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Ok(Arc::new(g))
+        }
+        fn registry(&self) -> Registry {
+            let schema = Schema::new("An echo.")
+                .attribute(Attribute::string("text").optional().description("Echoed."))
+                .attribute(
+                    Attribute::string("greeting")
+                        .computed()
+                        .description("From the provider."),
+                );
+            let ty = schema.value_type();
+            let mut r = Registry::default();
+            r.resources
+                .insert("toy_echo".into(), Arc::new(Echo { schema, ty }));
+            r
+        }
+    }
+
+    fn toy() -> Arc<dyn ErasedProvider> {
+        Arc::new(Toy {
+            schema: Schema::new("The toy provider.")
+                .attribute(
+                    Attribute::string("greeting")
+                        .optional()
+                        .description("A greeting."),
+                )
+                .block(NestedBlock::single("extra", Block::new("An extra block."))),
+        })
+    }
+
     fn svc() -> ProviderService {
-        ProviderService::new(crate::resources::registry())
+        ProviderService::new(toy())
+    }
+
+    fn dv(v: &Value, ty: &Type) -> pb::DynamicValue {
+        pb::DynamicValue {
+            msgpack: codec::encode_msgpack(v, ty).unwrap(),
+            json: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_a_provider_it_was_handed() {
+        let s = svc();
+        let bad = Value::object([("greeting", Value::from("bad")), ("extra", Value::Null)]);
+        let d = s.validate_provider(&dv(&bad, &s.provider_ty));
+        assert_eq!(d.iter().next().unwrap().summary, "Bad greeting");
+        let good = Value::object([("greeting", Value::from("hi")), ("extra", Value::Null)]);
+        let r = s
+            .configure_provider(Request::new(pb::configure_provider::Request {
+                terraform_version: "1.15.5".into(),
+                config: Some(dv(&good, &s.provider_ty)),
+                client_capabilities: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(errors(&r.diagnostics).is_empty());
+        assert_eq!(s.context().data::<String>().map(String::as_str), Some("hi"));
+        let ty = s.resource("toy_echo").unwrap().value_type().clone();
+        let planned = Value::object([("text", Value::from("x")), ("greeting", Value::Unknown)]);
+        let r = s
+            .apply_resource_change(Request::new(pb::apply_resource_change::Request {
+                type_name: "toy_echo".into(),
+                prior_state: Some(dv(&Value::Null, &ty)),
+                planned_state: Some(dv(&planned, &ty)),
+                config: Some(dv(&planned, &ty)),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(errors(&r.diagnostics).is_empty(), "{:?}", r.diagnostics);
+        let new = codec::decode_msgpack(&r.new_state.unwrap().msgpack, &ty).unwrap();
+        assert_eq!(new.get("greeting"), Some(&Value::from("hi")));
+        // Messages name the provider served, not this crate's.
+        let d = s
+            .validate_resource_config(Request::new(pb::validate_resource_config::Request {
+                type_name: "toy_nope".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert!(
+            d[0].detail
+                .contains("The toy provider has no resource type"),
+            "{}",
+            d[0].detail
+        );
     }
 
     fn errors(d: &[pb::Diagnostic]) -> Vec<String> {
@@ -1037,7 +1227,7 @@ mod tests {
             .iter()
             .map(|b| b.type_name.as_str())
             .collect();
-        assert_eq!(names, ["opnsense", "ssh"]);
+        assert_eq!(names, ["extra"]);
         let m = s
             .get_metadata(Request::new(pb::get_metadata::Request {}))
             .await
@@ -1125,52 +1315,5 @@ mod tests {
             .unwrap();
         assert!(before.is_cancelled());
         assert!(!s.context().is_cancelled());
-    }
-
-    #[tokio::test]
-    async fn provider_validation_reports_paths_and_tolerates_unknowns() {
-        let s = svc();
-        let ty = s.provider_ty.clone();
-        let cfg = |url: Value| {
-            let v = Value::object([
-                (
-                    "opnsense",
-                    Value::object([
-                        ("url", url),
-                        ("api_key", Value::Null),
-                        ("api_secret", Value::Null),
-                        ("ca_cert_pem", Value::Null),
-                        ("insecure_skip_verify", Value::Null),
-                        ("timeout", Value::Null),
-                    ]),
-                ),
-                ("ssh", Value::Null),
-            ]);
-            pb::DynamicValue {
-                msgpack: codec::encode_msgpack(&v, &ty).unwrap(),
-                json: vec![],
-            }
-        };
-        let d = s.validate_provider(&cfg(Value::from("fw.lan")));
-        let first = d.iter().next().unwrap();
-        assert_eq!(
-            first.path,
-            Some(vec![
-                codec::PathStep::Attr("opnsense".into()),
-                codec::PathStep::Attr("url".into())
-            ])
-        );
-        assert!(s.validate_provider(&cfg(Value::Unknown)).is_empty());
-        let r = s
-            .configure_provider(Request::new(pb::configure_provider::Request {
-                terraform_version: "1.15.5".into(),
-                config: Some(cfg(Value::Unknown)),
-                client_capabilities: None,
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(errors(&r.diagnostics).is_empty());
-        assert!(s.context().provider().is_ok());
     }
 }

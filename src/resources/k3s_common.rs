@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::framework::*;
 use crate::k3s::{check_install_env_name, InstallSource, K3sError};
+use crate::provider::ProviderData;
 use crate::provider::SshDefaults;
 use crate::ssh::{
     connect_with_retry, Auth, HostConnection, HostKeyPolicy, RetryPolicy, Secret, Session, SshError,
@@ -330,8 +331,7 @@ pub fn host_connection(
         )
         .into());
     };
-    let d = ctx
-        .provider_opt()
+    let d = ProviderData::of_opt(ctx)
         .map(|p| p.ssh.clone())
         .unwrap_or_default();
     resolve_connection(c, &d)

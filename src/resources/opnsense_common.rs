@@ -20,10 +20,11 @@ use uuid::Uuid;
 use crate::framework::*;
 use crate::opnsense::haproxy::{HaproxyObject, Kind, Model};
 use crate::opnsense::{Client, ClientConfig, Error};
+use crate::provider::ProviderData;
 
 /// The OPNsense client of this provider process (built on first use from the provider's `opnsense` block).
 pub fn client(ctx: &Context) -> Result<Arc<Client>, Diagnostics> {
-    let pd = ctx.provider()?;
+    let pd = ProviderData::of(ctx)?;
     pd.cached::<Client>(|pd| {
         let o = pd.opnsense()?;
         let mut cfg = ClientConfig::new(&o.url, &o.api_key, o.api_secret.expose());
@@ -41,7 +42,7 @@ pub fn client(ctx: &Context) -> Result<Arc<Client>, Diagnostics> {
 /// The client when the provider's OPNsense settings are known; `None` at plan time when they are not (then
 /// plan-time checks against the live box are skipped and happen at apply).
 pub fn client_if_ready(ctx: &Context) -> Option<Arc<Client>> {
-    let pd = ctx.provider_opt()?;
+    let pd = ProviderData::of_opt(ctx)?;
     pd.opnsense().ok()?;
     client(ctx).ok()
 }

@@ -705,8 +705,9 @@ mod tests {
         assert_eq!(resource_schema().problems(), Vec::<String>::new());
     }
 
-    use crate::plugin::adapter::{ErasedResource, ImportFrom, ResourceAdapter};
+    use crate::framework::adapter::ResourceAdapter;
     use crate::plugin::codec::{to_value, PathStep, Value};
+    use crate::plugin::service::{ErasedResource, ImportFrom};
 
     fn config_value(r: &ResourceAdapter<Fixture>, store: &str, zone: &str) -> Value {
         let m = FixtureModel {

@@ -57,6 +57,7 @@
 mod de;
 mod error;
 mod json;
+mod jsontext;
 mod msgpack;
 mod number;
 mod path;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::error::{CodecError, ErrorKind};
-use super::json::{parse_json, write_json_string, Json};
+use super::jsontext::{parse_json, write_json_string, Json};
 use super::MAX_DEPTH;
 
 /// A cty type. Optional object attributes (a type-constraint feature) are not modelled: they never appear in

@@ -1,9 +1,11 @@
-//! Type erasure between the typed framework traits and the value-level server.
+//! Type erasure between the typed framework traits and the value-level service of the protocol layer.
 //!
-//! `framework::Resource` has associated model types, so it cannot be a trait object. Each registered resource
-//! is wrapped in an adapter implementing an object-safe trait over [`Value`]s: it decodes values into the model
-//! (codec serde bridge), runs the schema-driven plan (`plan.rs`), validators, timeouts and cancellation, calls
-//! the typed method, and encodes the result back. The server only converts protobuf to and from these calls.
+//! [`Resource`] has associated model types, so it cannot be a trait object. Each registered resource is wrapped
+//! in an adapter implementing `plugin::service`'s object-safe traits over [`Value`]s: it decodes values into the
+//! model (codec serde bridge), runs the schema-driven plan (`plugin::plan`), validators, timeouts and
+//! cancellation, calls the typed method, and encodes the result back. The same is done for data sources, list
+//! resources and the provider itself ([`ProviderAdapter`]). The server only converts protobuf to and from these
+//! calls and never sees a typed model.
 //!
 //! Logging here names types, operations and paths — never values (they may be secret).
 
@@ -12,36 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::codec::{self, CodecError, ErrorKind, PathStep, Type, Value};
-use super::diagnostics::{AttrPath, Diagnostic, Diagnostics};
-use super::plan::{self, SchemaPlan};
-use super::schema::{AttrKind, Block, BlockNesting, IdentitySchema, ObjectNesting, Schema};
-use crate::framework::{Context, DataSource, ListRequest, ListResource, Plan, Resource};
-
-/// Result of an erased operation: a value (absent on error) plus diagnostics (warnings even on success).
-pub(crate) type Outcome<T> = (Option<T>, Diagnostics);
+use super::{DataSource, ListResource, Plan, Provider, Registry, Resource, Timeouts};
+use crate::plugin::codec::{self, CodecError, Type, Value};
+use crate::plugin::diagnostics::{Diagnostic, Diagnostics};
+use crate::plugin::plan::{self, SchemaPlan};
+use crate::plugin::schema::{IdentitySchema, Schema};
+use crate::plugin::service::{
+    decode, encode, is_unknown_error, null_write_only, validate_typed, Configured, Context,
+    ErasedDataSource, ErasedListResource, ErasedProvider, ErasedResource, ImportFrom, ListEvent,
+    ListRequest, Outcome, PlannedChange,
+};
 
 fn fail<T>(d: impl Into<Diagnostics>) -> Outcome<T> {
     (None, d.into())
-}
-
-/// Decodes a value into a model, or an error diagnostic on the offending path.
-pub(crate) fn decode<T: DeserializeOwned>(v: &Value, what: &str) -> Result<T, Diagnostics> {
-    codec::from_value(v).map_err(|e| Diagnostic::from_codec(format!("Invalid {what}"), &e).into())
-}
-
-/// Encodes a model as a value of `ty`; failure here is a provider bug, reported as such.
-pub(crate) fn encode<T: Serialize>(m: &T, ty: &Type, what: &str) -> Result<Value, Diagnostics> {
-    codec::to_value(m, ty).map_err(|e| {
-        Diagnostic::from_codec(format!("Provider produced an invalid {what}"), &e).into()
-    })
-}
-
-fn is_unknown_error(e: &CodecError) -> bool {
-    matches!(e.kind, ErrorKind::Unknown)
 }
 
 /// How long a cancelled or timed-out operation gets to wind down (close SSH channels, stop remote commands,
@@ -87,192 +73,7 @@ async fn guarded<T>(
     }
 }
 
-/// Sets write-only attributes to null everywhere in `v` (they must never reach state).
-pub(crate) fn null_write_only(block: &Block, v: &mut Value) {
-    let Value::Object(map) = v else { return };
-    for a in &block.attributes {
-        if a.write_only {
-            map.insert(a.name.clone(), Value::Null);
-        } else if let (AttrKind::Nested(n), Some(slot)) = (&a.kind, map.get_mut(&a.name)) {
-            let inner = Block {
-                attributes: n.attributes.clone(),
-                ..Default::default()
-            };
-            match (n.nesting, slot) {
-                (ObjectNesting::Single, s) => null_write_only(&inner, s),
-                (_, Value::List(items)) | (_, Value::Set(items)) => {
-                    items.iter_mut().for_each(|i| null_write_only(&inner, i))
-                }
-                (_, Value::Map(items)) => {
-                    items.values_mut().for_each(|i| null_write_only(&inner, i))
-                }
-                _ => {}
-            }
-        }
-    }
-    for b in &block.blocks {
-        if let Some(slot) = map.get_mut(&b.name) {
-            match (b.nesting, slot) {
-                (BlockNesting::Single | BlockNesting::Group, s) => null_write_only(&b.block, s),
-                (_, Value::List(items)) | (_, Value::Set(items)) => {
-                    items.iter_mut().for_each(|i| null_write_only(&b.block, i))
-                }
-                (_, Value::Map(items)) => items
-                    .values_mut()
-                    .for_each(|i| null_write_only(&b.block, i)),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Runs schema validators over known, non-null values of `config`.
-pub(crate) fn run_validators(
-    block: &Block,
-    config: &Value,
-    path: &mut AttrPath,
-    diags: &mut Diagnostics,
-) {
-    for a in &block.attributes {
-        let Some(v) = config.get(&a.name) else {
-            continue;
-        };
-        path.push(PathStep::Attr(a.name.clone()));
-        if v.is_known() && !v.is_null() {
-            for val in &a.validators {
-                val.run(v, path, diags);
-            }
-            if let AttrKind::Nested(n) = &a.kind {
-                let inner = Block {
-                    attributes: n.attributes.clone(),
-                    ..Default::default()
-                };
-                match n.nesting {
-                    ObjectNesting::Single => run_validators(&inner, v, path, diags),
-                    ObjectNesting::List => {
-                        for (i, e) in v.as_elements().unwrap_or(&[]).iter().enumerate() {
-                            path.push(PathStep::Index(i as i64));
-                            run_validators(&inner, e, path, diags);
-                            path.pop();
-                        }
-                    }
-                    ObjectNesting::Set => {
-                        for e in v.as_elements().unwrap_or(&[]) {
-                            run_validators(&inner, e, path, diags);
-                        }
-                    }
-                    ObjectNesting::Map => {
-                        if let Value::Map(m) = v {
-                            for (k, e) in m {
-                                path.push(PathStep::Key(k.clone()));
-                                run_validators(&inner, e, path, diags);
-                                path.pop();
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        path.pop();
-    }
-    for b in &block.blocks {
-        let Some(v) = config.get(&b.name) else {
-            continue;
-        };
-        if !v.is_known() || v.is_null() {
-            continue;
-        }
-        path.push(PathStep::Attr(b.name.clone()));
-        match (b.nesting, v) {
-            (BlockNesting::Single | BlockNesting::Group, _) => {
-                run_validators(&b.block, v, path, diags)
-            }
-            (BlockNesting::List, Value::List(items)) => {
-                for (i, e) in items.iter().enumerate() {
-                    path.push(PathStep::Index(i as i64));
-                    run_validators(&b.block, e, path, diags);
-                    path.pop();
-                }
-            }
-            (BlockNesting::Set, Value::Set(items)) => {
-                for e in items {
-                    run_validators(&b.block, e, path, diags);
-                }
-            }
-            (BlockNesting::Map, Value::Map(m)) => {
-                for (k, e) in m {
-                    path.push(PathStep::Key(k.clone()));
-                    run_validators(&b.block, e, path, diags);
-                    path.pop();
-                }
-            }
-            _ => {}
-        }
-        path.pop();
-    }
-}
-
-/// Full validation of a configuration value: schema validators, then the typed hook.
-fn validate_typed<M: DeserializeOwned>(
-    block: &Block,
-    config: &Value,
-    hook: impl FnOnce(&M, &mut Diagnostics),
-) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    run_validators(block, config, &mut Vec::new(), &mut diags);
-    match codec::from_value::<M>(config) {
-        Ok(m) => hook(&m, &mut diags),
-        // A model field that cannot hold unknown met an unknown: validate again when it is known.
-        Err(e) if is_unknown_error(&e) => {}
-        Err(e) => diags.push(Diagnostic::from_codec("Invalid configuration", &e)),
-    }
-    diags
-}
-
-/// What to import from.
-pub(crate) enum ImportFrom {
-    /// An import ID string.
-    Id(String),
-    /// An identity value (of the identity schema's type).
-    Identity(Value),
-}
-
-/// The result of a plan.
-pub(crate) struct PlannedChange {
-    pub planned: Value,
-    pub requires_replace: Vec<AttrPath>,
-}
-
-/// An object-safe managed resource.
-#[async_trait::async_trait]
-pub(crate) trait ErasedResource: Send + Sync {
-    fn schema(&self) -> &Schema;
-    fn value_type(&self) -> &Type;
-    fn identity_schema(&self) -> Option<&IdentitySchema>;
-    fn identity_type(&self) -> Option<&Type>;
-    fn validate(&self, config: &Value) -> Diagnostics;
-    async fn plan(
-        &self,
-        ctx: &Context,
-        prior: &Value,
-        proposed: &Value,
-        config: &Value,
-    ) -> Outcome<PlannedChange>;
-    /// Returns (new state, new identity).
-    async fn apply(
-        &self,
-        ctx: &Context,
-        prior: &Value,
-        planned: &Value,
-    ) -> Outcome<(Value, Option<Value>)>;
-    /// Returns (new state or null when gone, identity).
-    async fn read(&self, ctx: &Context, state: &Value) -> Outcome<(Value, Option<Value>)>;
-    async fn import(&self, ctx: &Context, from: ImportFrom) -> Outcome<(Value, Option<Value>)>;
-    fn upgrade_state(&self, version: i64, json: &[u8]) -> Outcome<Value>;
-    fn upgrade_identity(&self, version: i64, json: &[u8]) -> Outcome<Value>;
-}
-
-pub(crate) struct ResourceAdapter<R: Resource> {
+pub struct ResourceAdapter<R: Resource> {
     inner: R,
     schema: Schema,
     ty: Type,
@@ -280,7 +81,7 @@ pub(crate) struct ResourceAdapter<R: Resource> {
 }
 
 impl<R: Resource> ResourceAdapter<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         let schema = inner.schema();
         let ty = schema.value_type();
         let identity = inner.identity_schema().map(|s| {
@@ -295,7 +96,7 @@ impl<R: Resource> ResourceAdapter<R> {
         }
     }
 
-    pub(crate) fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
 
@@ -492,7 +293,7 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
 
     async fn import(&self, ctx: &Context, from: ImportFrom) -> Outcome<(Value, Option<Value>)> {
         let r = async {
-            let limit = crate::framework::Timeouts::default().read;
+            let limit = Timeouts::default().read;
             let (m, given_identity) = match from {
                 ImportFrom::Id(id) => (
                     guarded(ctx, limit, "importing", self.inner.import(ctx, &id)).await?,
@@ -612,31 +413,20 @@ fn outcome<T>(ctx: &Context, r: Result<T, Diagnostics>) -> Outcome<T> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-
-/// An object-safe data source.
-#[async_trait::async_trait]
-pub(crate) trait ErasedDataSource: Send + Sync {
-    fn schema(&self) -> &Schema;
-    fn value_type(&self) -> &Type;
-    fn validate(&self, config: &Value) -> Diagnostics;
-    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value>;
-}
-
-pub(crate) struct DataSourceAdapter<D: DataSource> {
+pub struct DataSourceAdapter<D: DataSource> {
     inner: D,
     schema: Schema,
     ty: Type,
 }
 
 impl<D: DataSource> DataSourceAdapter<D> {
-    pub(crate) fn new(inner: D) -> Self {
+    pub fn new(inner: D) -> Self {
         let schema = inner.schema();
         let ty = schema.value_type();
         Self { inner, schema, ty }
     }
 
-    pub(crate) fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
 }
@@ -674,46 +464,20 @@ impl<D: DataSource> ErasedDataSource for DataSourceAdapter<D> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-
-/// One encoded list event.
-pub(crate) struct ListEvent {
-    pub identity: Option<Value>,
-    pub display_name: String,
-    pub object: Option<Value>,
-    pub diagnostics: Diagnostics,
-}
-
-/// An object-safe list resource.
-#[async_trait::async_trait]
-pub(crate) trait ErasedListResource: Send + Sync {
-    fn schema(&self) -> &Schema;
-    fn value_type(&self) -> &Type;
-    fn validate(&self, config: &Value) -> Diagnostics;
-    /// Lists; `resource` is the managed resource of the same type name (for encoding).
-    async fn list(
-        &self,
-        ctx: &Context,
-        config: &Value,
-        req: ListRequest,
-        resource: Arc<dyn ErasedResource>,
-    ) -> Result<futures::stream::BoxStream<'static, ListEvent>, Diagnostics>;
-}
-
-pub(crate) struct ListAdapter<L: ListResource> {
+pub struct ListAdapter<L: ListResource> {
     inner: L,
     schema: Schema,
     ty: Type,
 }
 
 impl<L: ListResource> ListAdapter<L> {
-    pub(crate) fn new(inner: L) -> Self {
+    pub fn new(inner: L) -> Self {
         let schema = inner.schema();
         let ty = schema.value_type();
         Self { inner, schema, ty }
     }
 
-    pub(crate) fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
 }
@@ -794,14 +558,56 @@ impl<L: ListResource> ErasedListResource for ListAdapter<L> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The typed [`Provider`] as the server's [`ErasedProvider`].
+pub struct ProviderAdapter<P: Provider> {
+    inner: P,
+    schema: Schema,
+}
+
+impl<P: Provider> ProviderAdapter<P> {
+    /// Wraps a typed provider.
+    pub fn new(inner: P) -> Self {
+        let schema = inner.schema();
+        Self { inner, schema }
+    }
+}
+
+impl<P: Provider> ErasedProvider for ProviderAdapter<P> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_typed::<P::Model>(&self.schema.block, config, |m, d| self.inner.validate(m, d))
+    }
+    fn configure(
+        &self,
+        terraform_version: &str,
+        config: &Value,
+    ) -> Result<Configured, Diagnostics> {
+        let m: P::Model = decode(config, "provider configuration")?;
+        let data = self.inner.configure(terraform_version, m)?;
+        Ok(Arc::new(data))
+    }
+    fn registry(&self) -> crate::plugin::service::Registry {
+        let r: Registry = self.inner.registry();
+        r.into_inner()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::framework::{
-        Attribute, Context, Diagnostics, IdentityAttribute, NestedBlock, Resource, Schema, Tf,
-        Validator,
+        Attribute, Block, Context, Diagnostics, IdentityAttribute, NestedBlock, Resource, Schema,
+        Tf, Validator,
     };
-    use serde::Deserialize;
+    use crate::plugin::codec::PathStep;
+    use serde::{Deserialize, Serialize};
 
     #[derive(Clone, Debug, Default, Serialize, Deserialize)]
     struct M {
