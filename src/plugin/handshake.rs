@@ -45,8 +45,10 @@ pub const MAGIC_COOKIE_VALUE: &str =
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// Terraform plugin protocol major version we speak.
 pub const APP_PROTOCOL_VERSION: u32 = 6;
-/// The provider source address used for reattach/debug output.
-pub const PROVIDER_ADDRESS: &str = "terraform.local/homelab/homelab";
+/// The provider source address used in reattach/debug output and messages, for a provider named `name`.
+pub fn provider_address(name: &str) -> String {
+    format!("terraform.local/{name}/{name}")
+}
 
 /// Why the plugin cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +57,12 @@ pub enum HandshakeError {
     #[error(
         "This binary is a plugin for Terraform and is not meant to be run directly.\n\
          Terraform starts it on demand; configure it in a `required_providers` block with\n\
-         source \"{PROVIDER_ADDRESS}\". To debug it, run it with `--debug` and follow the instructions."
+         source \"{address}\". To debug it, run it with `--debug` and follow the instructions."
     )]
-    MissingCookie,
+    MissingCookie {
+        /// The provider's source address, for the message.
+        address: String,
+    },
     /// The host does not offer protocol 6.
     #[error(
         "The host offered plugin protocol versions {offered:?}, but this provider only speaks protocol 6 \
@@ -87,10 +92,16 @@ pub struct PluginEnv {
     pub socket_dir: Option<PathBuf>,
 }
 
-/// Checks the handshake environment. `get` looks up an environment variable (injectable for tests).
-pub fn check_env(get: impl Fn(&str) -> Option<String>) -> Result<PluginEnv, HandshakeError> {
+/// Checks the handshake environment. `get` looks up an environment variable (injectable for tests); `address`
+/// is the provider's source address, named in the message for a human who started the binary by hand.
+pub fn check_env(
+    get: impl Fn(&str) -> Option<String>,
+    address: &str,
+) -> Result<PluginEnv, HandshakeError> {
     if get(MAGIC_COOKIE_KEY).as_deref() != Some(MAGIC_COOKIE_VALUE) {
-        return Err(HandshakeError::MissingCookie);
+        return Err(HandshakeError::MissingCookie {
+            address: address.to_string(),
+        });
     }
     // An absent list means "the host did not negotiate" (very old go-plugin); a present one must contain 6.
     if let Some(offered) = get("PLUGIN_PROTOCOL_VERSIONS") {
@@ -135,9 +146,9 @@ pub fn handshake_line(socket: &Path, server_cert_der: Option<&[u8]>) -> String {
 }
 
 /// The `TF_REATTACH_PROVIDERS` value for debug mode.
-pub fn reattach_json(socket: &Path, pid: u32) -> String {
+pub fn reattach_json(socket: &Path, pid: u32, address: &str) -> String {
     serde_json::json!({
-        PROVIDER_ADDRESS: {
+        address: {
             "Protocol": "grpc",
             "ProtocolVersion": APP_PROTOCOL_VERSION,
             "Pid": pid,
@@ -165,19 +176,24 @@ const MAX_SOCKET_PATH: usize = 107;
 ///
 /// The directory goes under `parent` (`PLUGIN_UNIX_SOCKET_DIR`) or the temp dir; if that would make the socket
 /// path longer than a unix socket allows (a deep `TMPDIR`), it falls back to `/tmp`.
-pub fn bind_socket(parent: Option<&Path>) -> Result<(UnixListener, PathBuf), HandshakeError> {
+///
+/// `name` (the provider's name) goes into the directory name, so a leftover directory says whose it was.
+pub fn bind_socket(
+    parent: Option<&Path>,
+    name: &str,
+) -> Result<(UnixListener, PathBuf), HandshakeError> {
     use std::os::unix::fs::DirBuilderExt;
     let mut parent = parent
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
-    // "tf-homelab-" + pid (≤ 10) + "-" + 12 hex + "/plugin.sock"
-    if parent.as_os_str().len() + 1 + 11 + 10 + 1 + 12 + 12 > MAX_SOCKET_PATH {
+    // "tf-<name>-" + pid (≤ 10) + "-" + 12 hex + "/plugin.sock"
+    if parent.as_os_str().len() + 1 + (name.len() + 4) + 10 + 1 + 12 + 12 > MAX_SOCKET_PATH {
         parent = PathBuf::from("/tmp");
     }
     let mut attempt = 0u32;
     let dir = loop {
         let rand = uuid::Uuid::new_v4().simple().to_string();
-        let candidate = parent.join(format!("tf-homelab-{}-{}", std::process::id(), &rand[..12]));
+        let candidate = parent.join(format!("tf-{name}-{}-{}", std::process::id(), &rand[..12]));
         match std::fs::DirBuilder::new().mode(0o700).create(&candidate) {
             Ok(()) => break candidate,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 5 => attempt += 1,
@@ -206,10 +222,9 @@ pub fn generate_server_cert() -> Result<ServerCert, HandshakeError> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "localhost");
-    params.distinguished_name.push(
-        rcgen::DnType::OrganizationName,
-        "terraform-provider-homelab",
-    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "terraform-plugin");
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,
@@ -491,15 +506,19 @@ mod tests {
     #[test]
     fn refuses_without_cookie_or_with_wrong_cookie() {
         assert!(matches!(
-            check_env(env(&[("PLUGIN_PROTOCOL_VERSIONS", "6")])),
-            Err(HandshakeError::MissingCookie)
+            check_env(env(&[("PLUGIN_PROTOCOL_VERSIONS", "6")]), "x"),
+            Err(HandshakeError::MissingCookie { .. })
         ));
         assert!(matches!(
-            check_env(env(&[(MAGIC_COOKIE_KEY, "nope")])),
-            Err(HandshakeError::MissingCookie)
+            check_env(env(&[(MAGIC_COOKIE_KEY, "nope")]), "x"),
+            Err(HandshakeError::MissingCookie { .. })
         ));
-        let msg = HandshakeError::MissingCookie.to_string();
+        let msg = HandshakeError::MissingCookie {
+            address: provider_address("x"),
+        }
+        .to_string();
         assert!(msg.contains("plugin for Terraform"), "{msg}");
+        assert!(msg.contains("terraform.local/x/x"), "{msg}");
     }
 
     #[test]
@@ -509,14 +528,14 @@ mod tests {
                 (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
                 ("PLUGIN_PROTOCOL_VERSIONS", offered),
             ]);
-            assert!(check_env(e).is_ok(), "{offered}");
+            assert!(check_env(e, "x").is_ok(), "{offered}");
         }
         for offered in ["5", "4,5", "", "66"] {
             let e = env(&[
                 (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
                 ("PLUGIN_PROTOCOL_VERSIONS", offered),
             ]);
-            match check_env(e) {
+            match check_env(e, "x") {
                 Err(HandshakeError::UnsupportedProtocol { offered: o }) => assert_eq!(o, offered),
                 other => panic!("{offered}: {other:?}"),
             }
@@ -536,14 +555,17 @@ mod tests {
             ("PLUGIN_CLIENT_CERT", &pem),
             ("PLUGIN_UNIX_SOCKET_DIR", "/run/x"),
         ]);
-        let got = check_env(e).unwrap();
+        let got = check_env(e, "x").unwrap();
         assert_eq!(got.client_cert.as_deref(), Some(cert.cert_der.as_slice()));
         assert_eq!(got.socket_dir, Some(PathBuf::from("/run/x")));
         let bad = env(&[
             (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE),
             ("PLUGIN_CLIENT_CERT", "garbage"),
         ]);
-        assert!(matches!(check_env(bad), Err(HandshakeError::ClientCert(_))));
+        assert!(matches!(
+            check_env(bad, "x"),
+            Err(HandshakeError::ClientCert(_))
+        ));
     }
 
     #[test]
@@ -559,9 +581,13 @@ mod tests {
 
     #[test]
     fn reattach_json_shape() {
-        let v: serde_json::Value =
-            serde_json::from_str(&reattach_json(Path::new("/tmp/s.sock"), 42)).unwrap();
-        let p = &v[PROVIDER_ADDRESS];
+        let v: serde_json::Value = serde_json::from_str(&reattach_json(
+            Path::new("/tmp/s.sock"),
+            42,
+            "terraform.local/x/x",
+        ))
+        .unwrap();
+        let p = &v["terraform.local/x/x"];
         assert_eq!(p["ProtocolVersion"], 6);
         assert_eq!(p["Pid"], 42);
         assert_eq!(p["Addr"]["Network"], "unix");
@@ -572,14 +598,14 @@ mod tests {
     async fn socket_dir_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let parent = std::env::temp_dir();
-        let (_l, path) = bind_socket(Some(&parent)).unwrap();
+        let (_l, path) = bind_socket(Some(&parent), "homelab").unwrap();
         let dir = path.parent().unwrap();
         let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::remove_dir_all(dir).unwrap();
 
         let deep = std::env::temp_dir().join("x".repeat(100));
-        let (_l, path) = bind_socket(Some(&deep)).unwrap();
+        let (_l, path) = bind_socket(Some(&deep), "homelab").unwrap();
         assert!(
             path.to_string_lossy().starts_with("/tmp/tf-homelab-"),
             "{}",
@@ -674,7 +700,7 @@ mod tests {
         let stranger = generate_server_cert().unwrap();
         let cfg = tls_config(&server, host_cert.cert_der.clone()).unwrap();
         let parent = std::env::temp_dir();
-        let (listener, path) = bind_socket(Some(&parent)).unwrap();
+        let (listener, path) = bind_socket(Some(&parent), "homelab").unwrap();
         let mut conns = incoming(listener, Some(cfg));
         // Echo one byte on every accepted connection.
         tokio::spawn(async move {

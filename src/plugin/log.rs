@@ -25,15 +25,14 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// The `@module` of every line.
-pub const MODULE: &str = "provider.terraform-provider-homelab";
-
 /// Reads the provider log level from the environment (first set variable wins).
 ///
 /// Accepted values follow Terraform: TRACE, DEBUG, INFO, WARN, ERROR, JSON (= TRACE), OFF. Like Terraform,
 /// an unrecognised non-empty value means TRACE.
-pub fn level_from_env(get: impl Fn(&str) -> Option<String>) -> LevelFilter {
-    let raw = ["TF_LOG_PROVIDER_HOMELAB", "TF_LOG_PROVIDER", "TF_LOG"]
+/// `provider` is the provider's name: `TF_LOG_PROVIDER_<NAME>` is read first.
+pub fn level_from_env(get: impl Fn(&str) -> Option<String>, provider: &str) -> LevelFilter {
+    let own = format!("TF_LOG_PROVIDER_{}", provider.to_ascii_uppercase());
+    let raw = [own.as_str(), "TF_LOG_PROVIDER", "TF_LOG"]
         .iter()
         .find_map(|k| get(k).filter(|v| !v.trim().is_empty()));
     match raw.map(|v| v.trim().to_ascii_uppercase()).as_deref() {
@@ -46,8 +45,9 @@ pub fn level_from_env(get: impl Fn(&str) -> Option<String>) -> LevelFilter {
     }
 }
 
-/// Installs the stderr JSON logger as the global subscriber. Safe to call more than once.
-pub fn init(level: LevelFilter) {
+/// Installs the stderr JSON logger as the global subscriber. Safe to call more than once. `module` is the
+/// `@module` of every line (`provider.terraform-provider-<name>`).
+pub fn init(level: LevelFilter, module: &str) {
     if level == LevelFilter::OFF {
         return;
     }
@@ -56,7 +56,7 @@ pub fn init(level: LevelFilter) {
         .with_default(level.min(LevelFilter::WARN))
         .with_target(ours, level);
     let _ = tracing_subscriber::registry()
-        .with(HclogLayer::new(Box::new(std::io::stderr())).with_filter(filter))
+        .with(HclogLayer::new(Box::new(std::io::stderr()), module).with_filter(filter))
         .try_init();
 }
 
@@ -88,13 +88,15 @@ fn level_name(level: &Level) -> &'static str {
 /// The layer: one JSON object per event, span fields included (innermost wins).
 pub struct HclogLayer {
     out: Mutex<Box<dyn std::io::Write + Send>>,
+    module: String,
 }
 
 impl HclogLayer {
-    /// A layer writing to `out` (stderr in production, a buffer in tests).
-    pub fn new(out: Box<dyn std::io::Write + Send>) -> Self {
+    /// A layer writing to `out` (stderr in production, a buffer in tests), naming `module` on every line.
+    pub fn new(out: Box<dyn std::io::Write + Send>, module: &str) -> Self {
         Self {
             out: Mutex::new(out),
+            module: module.to_string(),
         }
     }
 }
@@ -186,7 +188,7 @@ where
             "@timestamp".into(),
             format_timestamp(time::OffsetDateTime::now_utc()).into(),
         );
-        line.insert("@module".into(), MODULE.into());
+        line.insert("@module".into(), self.module.clone().into());
         if meta.target() != env!("CARGO_CRATE_NAME") {
             line.insert("target".into(), meta.target().into());
         }
@@ -232,34 +234,43 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             }
         };
-        assert_eq!(level_from_env(get(&[])), LevelFilter::OFF);
+        assert_eq!(level_from_env(get(&[]), "homelab"), LevelFilter::OFF);
         assert_eq!(
-            level_from_env(get(&[("TF_LOG", "info")])),
+            level_from_env(get(&[("TF_LOG", "info")]), "homelab"),
             LevelFilter::INFO
         );
         assert_eq!(
-            level_from_env(get(&[("TF_LOG", "info"), ("TF_LOG_PROVIDER", "ERROR")])),
+            level_from_env(
+                get(&[("TF_LOG", "info"), ("TF_LOG_PROVIDER", "ERROR")]),
+                "homelab"
+            ),
             LevelFilter::ERROR
         );
         assert_eq!(
-            level_from_env(get(&[
-                ("TF_LOG", "info"),
-                ("TF_LOG_PROVIDER", "ERROR"),
-                ("TF_LOG_PROVIDER_HOMELAB", "debug")
-            ])),
+            level_from_env(
+                get(&[
+                    ("TF_LOG", "info"),
+                    ("TF_LOG_PROVIDER", "ERROR"),
+                    ("TF_LOG_PROVIDER_HOMELAB", "debug")
+                ]),
+                "homelab"
+            ),
             LevelFilter::DEBUG
         );
         assert_eq!(
-            level_from_env(get(&[("TF_LOG", "JSON")])),
+            level_from_env(get(&[("TF_LOG", "JSON")]), "homelab"),
             LevelFilter::TRACE
         );
-        assert_eq!(level_from_env(get(&[("TF_LOG", "off")])), LevelFilter::OFF);
         assert_eq!(
-            level_from_env(get(&[("TF_LOG", "WARN")])),
+            level_from_env(get(&[("TF_LOG", "off")]), "homelab"),
+            LevelFilter::OFF
+        );
+        assert_eq!(
+            level_from_env(get(&[("TF_LOG", "WARN")]), "homelab"),
             LevelFilter::WARN
         );
         assert_eq!(
-            level_from_env(get(&[("TF_LOG", "bogus")])),
+            level_from_env(get(&[("TF_LOG", "bogus")]), "homelab"),
             LevelFilter::TRACE
         );
     }
@@ -275,7 +286,10 @@ mod tests {
     #[test]
     fn lines_are_hclog_json() {
         let buf = Buf::default();
-        let sub = tracing_subscriber::registry().with(HclogLayer::new(Box::new(buf.clone())));
+        let sub = tracing_subscriber::registry().with(HclogLayer::new(
+            Box::new(buf.clone()),
+            "provider.terraform-provider-x",
+        ));
         tracing::subscriber::with_default(sub, || {
             let span = tracing::info_span!("rpc", tf_rpc = "PlanResourceChange");
             let _g = span.enter();
@@ -293,7 +307,7 @@ mod tests {
         let v: Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(v["@level"], "warn");
         assert_eq!(v["@message"], "planned thing");
-        assert_eq!(v["@module"], MODULE);
+        assert_eq!(v["@module"], "provider.terraform-provider-x");
         assert_eq!(v["tf_rpc"], "PlanResourceChange");
         assert_eq!(v["tf_resource_type"], "homelab_x");
         assert_eq!(v["count"], 3);

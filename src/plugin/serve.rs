@@ -54,22 +54,37 @@ struct Broker;
 #[tonic::async_trait]
 impl goplugin::grpc_broker_server::GrpcBroker for Broker {}
 
-/// Builds the provider to serve; called once, after the handshake line is out (see [`serve`]).
-pub type MakeProvider = fn() -> Arc<dyn ErasedProvider>;
+/// What this process serves: the provider's name and version, and how to build it.
+#[derive(Clone, Copy)]
+pub struct Plugin {
+    /// The provider's name as users write it (`provider "homelab"`); the binary is `terraform-provider-<name>`.
+    pub name: &'static str,
+    /// The provider's version, for `--version`.
+    pub version: &'static str,
+    /// Builds the provider; called once, after the handshake line is out (see [`serve`]).
+    pub make: fn() -> Arc<dyn ErasedProvider>,
+}
 
-/// Runs the provider process. `args` are the command-line arguments without the program name; `make` builds
-/// the provider this process serves (`main.rs` hands in the homelab provider).
-pub fn main_with_args(args: &[String], make: MakeProvider) -> ExitCode {
+impl Plugin {
+    fn binary(&self) -> String {
+        format!("terraform-provider-{}", self.name)
+    }
+}
+
+/// Runs the provider process. `args` are the command-line arguments without the program name; `plugin` says
+/// what this process serves (`main.rs` hands in the homelab provider).
+pub fn main_with_args(args: &[String], plugin: Plugin) -> ExitCode {
+    let bin = plugin.binary();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         eprintln!(
-            "terraform-provider-homelab {}\n\nTerraform starts this plugin itself. Options:\n  --debug   serve for \
+            "{bin} {}\n\nTerraform starts this plugin itself. Options:\n  --debug   serve for \
              a debugger: prints a TF_REATTACH_PROVIDERS value to use in another shell, serves until Ctrl-C",
-            env!("CARGO_PKG_VERSION")
+            plugin.version
         );
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--version") {
-        eprintln!("terraform-provider-homelab {}", env!("CARGO_PKG_VERSION"));
+        eprintln!("{bin} {}", plugin.version);
         return ExitCode::SUCCESS;
     }
     let debug = args.iter().any(|a| a == "--debug");
@@ -84,11 +99,11 @@ pub fn main_with_args(args: &[String], make: MakeProvider) -> ExitCode {
         handshake::exit_now(2);
     }));
     let env_get = |k: &str| std::env::var(k).ok();
-    let mut level = super::log::level_from_env(env_get);
+    let mut level = super::log::level_from_env(env_get, plugin.name);
     if debug && level == tracing_subscriber::filter::LevelFilter::OFF {
         level = tracing_subscriber::filter::LevelFilter::INFO;
     }
-    super::log::init(level);
+    super::log::init(level, &format!("provider.{bin}"));
 
     let env = if debug {
         PluginEnv {
@@ -98,7 +113,7 @@ pub fn main_with_args(args: &[String], make: MakeProvider) -> ExitCode {
                 .map(Into::into),
         }
     } else {
-        match handshake::check_env(env_get) {
+        match handshake::check_env(env_get, &handshake::provider_address(plugin.name)) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("{e}");
@@ -113,21 +128,21 @@ pub fn main_with_args(args: &[String], make: MakeProvider) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("terraform-provider-homelab: cannot start the async runtime: {e}");
+            eprintln!("{bin}: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(env, debug, make)) {
+    match rt.block_on(serve(env, debug, plugin)) {
         Ok(()) => handshake::exit_now(0),
         Err(e) => {
-            eprintln!("terraform-provider-homelab: {e}");
+            eprintln!("{bin}: {e}");
             handshake::exit_now(1)
         }
     }
 }
 
-async fn serve(env: PluginEnv, debug: bool, make: MakeProvider) -> Result<(), HandshakeError> {
-    let (listener, socket) = handshake::bind_socket(env.socket_dir.as_deref())?;
+async fn serve(env: PluginEnv, debug: bool, plugin: Plugin) -> Result<(), HandshakeError> {
+    let (listener, socket) = handshake::bind_socket(env.socket_dir.as_deref(), plugin.name)?;
     let (tls, cert_der) = match (&env.client_cert, debug) {
         (Some(client), false) => {
             let cert = handshake::generate_server_cert()?;
@@ -141,7 +156,11 @@ async fn serve(env: PluginEnv, debug: bool, make: MakeProvider) -> Result<(), Ha
     // and the schema and router are built meanwhile (a connection made before `serve` starts waits in the listen
     // backlog). Only what the line carries — socket and certificate — has to exist before it.
     if debug {
-        let json = handshake::reattach_json(&socket, std::process::id());
+        let json = handshake::reattach_json(
+            &socket,
+            std::process::id(),
+            &handshake::provider_address(plugin.name),
+        );
         println!(
             "Provider started in debug mode. To attach Terraform, run this in the shell where you run \
              terraform:\n\n\texport TF_REATTACH_PROVIDERS='{json}'\n\nServing until Ctrl-C."
@@ -157,7 +176,7 @@ async fn serve(env: PluginEnv, debug: bool, make: MakeProvider) -> Result<(), Ha
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
     let shutdown = CancellationToken::new();
-    let provider = ProviderServer::new(ProviderService::new(make()))
+    let provider = ProviderServer::new(ProviderService::new((plugin.make)()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let router = Server::builder()
