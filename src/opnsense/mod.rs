@@ -27,4 +27,4 @@ pub(crate) mod testserver;
 
 pub use client::{Client, Versions};
 pub use error::{Error, FieldError, Result};
-pub use transport::{ClientConfig, RetryPolicy, Secret, Transport};
+pub use transport::{ClientConfig, RetryPolicy, Transport};

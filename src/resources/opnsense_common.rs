@@ -19,18 +19,13 @@ use uuid::Uuid;
 
 use crate::framework::*;
 use crate::opnsense::haproxy::{HaproxyObject, Kind, Model};
-use crate::opnsense::{Client, ClientConfig, Error};
+use crate::opnsense::{Client, Error};
 
 /// The OPNsense client of this provider process (built on first use from the provider's `opnsense` block).
 pub fn client(ctx: &Context) -> Result<Arc<Client>, Diagnostics> {
     let pd = ctx.provider()?;
     pd.cached::<Client>(|pd| {
-        let o = pd.opnsense()?;
-        let mut cfg = ClientConfig::new(&o.url, &o.api_key, o.api_secret.expose());
-        cfg.ca_cert_pem = o.ca_cert_pem.clone();
-        cfg.insecure_skip_verify = o.insecure_skip_verify;
-        cfg.timeout = o.timeout;
-        Client::new(&cfg).map_err(|e| {
+        Client::new(pd.opnsense()?).map_err(|e| {
             Diagnostic::error("Invalid OPNsense connection settings", e.to_string())
                 .at(attr("opnsense"))
                 .into()
