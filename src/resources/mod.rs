@@ -21,6 +21,7 @@ pub mod opnsense_haproxy_server;
 pub mod opnsense_haproxy_settings;
 pub mod opnsense_haproxy_status;
 pub mod opnsense_interfaces;
+pub mod opnsense_object;
 pub mod opnsense_vip;
 #[cfg(feature = "test-fixtures")]
 pub mod test_fixture;
