@@ -8,4 +8,5 @@ pub mod opnsense;
 pub mod plugin;
 pub mod provider;
 pub mod resources;
+pub mod secret;
 pub mod ssh;

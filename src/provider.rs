@@ -9,8 +9,9 @@
 //! resource). Validation skips unknowns; configuration records that a value was unknown and resources that need
 //! it get a clear error only if they actually call the API during that plan.
 //!
-//! Secrets (`api_secret`, `private_key`, `sudo_password`) are held in [`Secret`], whose `Debug` is redacted,
-//! and never appear in diagnostics or logs.
+//! Configure resolves the `opnsense` block straight into the client's [`ClientConfig`] (one type, nothing copied
+//! field by field). Secrets (`api_secret`, `private_key`, `sudo_password`) are held in the crate's one
+//! [`Secret`], whose `Debug` is redacted and which is wiped on drop; they never appear in diagnostics or logs.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -24,47 +25,11 @@ use crate::framework::{
     attr, parse_duration, Attribute, Block, Context, Diagnostic, Diagnostics, NestedBlock, PathExt,
     Schema, Tf, Validator,
 };
+use crate::opnsense::ClientConfig;
+use crate::secret::Secret;
 
 /// Default OPNsense API timeout.
 pub const DEFAULT_OPNSENSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A secret string: `Debug`/`Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; call only where it is sent to its destination.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Resolved OPNsense connection settings.
-#[derive(Clone, Debug)]
-pub struct OpnsenseConfig {
-    /// Base URL, e.g. `https://192.168.1.1` (no trailing slash).
-    pub url: String,
-    /// API key.
-    pub api_key: String,
-    /// API secret.
-    pub api_secret: Secret,
-    /// PEM CA bundle to trust instead of the system roots.
-    pub ca_cert_pem: Option<String>,
-    /// Skip TLS verification (lab use only).
-    pub insecure_skip_verify: bool,
-    /// Per-request timeout.
-    pub timeout: Duration,
-}
 
 /// SSH defaults for hosts (used by the k3s resources; each resource may override them).
 #[derive(Clone, Debug, Default)]
@@ -111,7 +76,7 @@ pub struct ProviderData {
     /// Terraform's version, as reported by Terraform.
     pub terraform_version: String,
     /// OPNsense settings, when [`OpnsenseStatus::Ready`].
-    opnsense: Option<OpnsenseConfig>,
+    opnsense: Option<ClientConfig>,
     opnsense_status: OpnsenseStatus,
     /// SSH defaults (unknown values are left unset).
     pub ssh: SshDefaults,
@@ -151,7 +116,7 @@ impl ProviderData {
     /// Provider data from parts (tests and the configure step).
     pub fn new(
         terraform_version: impl Into<String>,
-        opnsense: Result<OpnsenseConfig, OpnsenseStatus>,
+        opnsense: Result<ClientConfig, OpnsenseStatus>,
         ssh: SshDefaults,
     ) -> Self {
         let (opnsense, opnsense_status) = match opnsense {
@@ -168,7 +133,7 @@ impl ProviderData {
     }
 
     /// The OPNsense settings, or an error diagnostic explaining how to provide them.
-    pub fn opnsense(&self) -> Result<&OpnsenseConfig, Diagnostics> {
+    pub fn opnsense(&self) -> Result<&ClientConfig, Diagnostics> {
         match (&self.opnsense, &self.opnsense_status) {
             (Some(c), _) => Ok(c),
             (None, OpnsenseStatus::Unknown) => Err(Diagnostic::error(
@@ -490,7 +455,7 @@ fn resolve_opnsense(
     o: Option<&OpnsenseModel>,
     env: &impl Fn(&str) -> Option<String>,
     diags: &mut Diagnostics,
-) -> Result<OpnsenseConfig, OpnsenseStatus> {
+) -> Result<ClientConfig, OpnsenseStatus> {
     let empty = OpnsenseModel::default();
     let o = o.unwrap_or(&empty);
     let fields = [
@@ -562,14 +527,11 @@ fn resolve_opnsense(
         .known()
         .and_then(|t| parse_duration(t).ok())
         .unwrap_or(DEFAULT_OPNSENSE_TIMEOUT);
-    Ok(OpnsenseConfig {
-        url: url.trim_end_matches('/').to_string(),
-        api_key,
-        api_secret: Secret::new(secret),
-        ca_cert_pem: o.ca_cert_pem.known().cloned(),
-        insecure_skip_verify: insecure,
-        timeout,
-    })
+    let mut cfg = ClientConfig::new(url.trim_end_matches('/'), api_key, secret);
+    cfg.ca_cert_pem = o.ca_cert_pem.known().cloned();
+    cfg.insecure_skip_verify = insecure;
+    cfg.timeout = timeout;
+    Ok(cfg)
 }
 
 fn resolve_ssh(s: Option<&SshModel>) -> SshDefaults {

@@ -13,13 +13,14 @@ use uuid::Uuid;
 
 use super::coalesce::{Change, Coalescer, Deployer, Revert, Target, Timing};
 use super::error::{Error, Result};
-use super::firewall::{Alias, Aliases, Rule, Rules};
+use super::firewall::Aliases;
 use super::haproxy::{
     configtest_failed, Haproxy, HaproxyObject, Kind, Model, ModelCache, Settings,
 };
+use super::item::{service_ok, Item, Items};
 use super::transport::{ClientConfig, Idempotency, Transport};
-use super::vip::{Vip, Vips};
-use super::wire::{flatten_for_set, short};
+use super::vip::Vips;
+use super::wire::flatten_for_set;
 
 /// Versions read once per client (`core/firmware/info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,9 +36,9 @@ pub struct Client {
     t: Transport,
     haproxy: Haproxy,
     haproxy_co: Coalescer,
-    vip_co: Coalescer,
-    alias_co: Coalescer,
-    filter_co: Coalescer,
+    /// One coalescer per item service, keyed by its apply path (made on first use).
+    service_co: Arc<std::sync::Mutex<BTreeMap<&'static str, Coalescer>>>,
+    timing: Timing,
     versions: Arc<OnceCell<Versions>>,
     /// Names claimed by writes of this process, so two resources of one apply cannot both take a name before
     /// either is visible in the model.
@@ -55,16 +56,6 @@ impl Client {
             t: t.clone(),
             cache: Arc::new(ModelCache::default()),
         };
-        let simple = |path: &'static str, service: &'static str| {
-            Coalescer::new(
-                Arc::new(ServiceDeployer {
-                    t: t.clone(),
-                    path,
-                    service,
-                }),
-                timing,
-            )
-        };
         Ok(Client {
             haproxy_co: Coalescer::new(
                 Arc::new(HaproxyDeployer {
@@ -72,9 +63,8 @@ impl Client {
                 }),
                 timing,
             ),
-            vip_co: simple("interfaces/vip_settings/reconfigure", "virtual IP"),
-            alias_co: simple("firewall/alias/reconfigure", "firewall alias"),
-            filter_co: simple("firewall/filter/apply", "firewall filter"),
+            service_co: Arc::default(),
+            timing,
             haproxy,
             t,
             versions: Arc::new(OnceCell::new()),
@@ -98,8 +88,29 @@ impl Client {
         Aliases { t: self.t.clone() }
     }
 
-    pub fn rules(&self) -> Rules {
-        Rules { t: self.t.clone() }
+    /// The generic calls of one item type (virtual IPs, aliases, rules, …).
+    pub fn items<T: Item>(&self) -> Items<T> {
+        Items::new(self.t.clone())
+    }
+
+    /// The coalescer of the service that makes `T`'s changes live.
+    fn service_coalescer<T: Item>(&self) -> Coalescer {
+        let service = T::ENDPOINT.service;
+        self.service_co
+            .lock()
+            .unwrap()
+            .entry(service.apply)
+            .or_insert_with(|| {
+                Coalescer::new(
+                    Arc::new(ServiceDeployer {
+                        t: self.t.clone(),
+                        path: service.apply,
+                        service: service.name,
+                    }),
+                    self.timing,
+                )
+            })
+            .clone()
     }
 
     /// A HAProxy write is coming (Terraform planned a create or update of a HAProxy object): the batch being collected
@@ -113,16 +124,17 @@ impl Client {
         self.haproxy_co.arrived();
     }
 
-    /// Reconfigure batches per service so far (for tests and benchmarks).
+    /// Deploy batches so far: `haproxy`, and each item service by its apply path (for tests and benchmarks).
     pub fn deploy_batches(&self) -> BTreeMap<&'static str, u64> {
-        [
-            ("haproxy", self.haproxy_co.batches()),
-            ("vip", self.vip_co.batches()),
-            ("alias", self.alias_co.batches()),
-            ("filter", self.filter_co.batches()),
-        ]
-        .into_iter()
-        .collect()
+        let mut out: BTreeMap<&'static str, u64> = self
+            .service_co
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(path, co)| (*path, co.batches()))
+            .collect();
+        out.insert("haproxy", self.haproxy_co.batches());
+        out
     }
 
     /// Claim `name` for the object `uuid` of `kind`: refused with the other objects' UUIDs when another object
@@ -370,45 +382,26 @@ impl Client {
             .await
     }
 
-    // ---- VIPs, aliases, rules: write, then one reconfigure per batch ----
+    // ---- items (VIPs, aliases, rules, …): write, then one service action per batch ----
 
-    pub async fn vip_put(&self, uuid: Uuid, vip: &Vip) -> Result<()> {
-        self.preflight(false).await?;
-        let permit = self.vip_co.begin().await;
-        self.vips().put(uuid, vip).await?;
-        permit.commit(other("vip", uuid)).live().await
+    /// Create or update an item and return once the change is live (its service applied).
+    pub async fn item_put<T: Item>(&self, uuid: Uuid, obj: &T) -> Result<()> {
+        if T::ENDPOINT.needs_23_1 {
+            self.preflight(false).await?;
+        }
+        let permit = self.service_coalescer::<T>().begin().await;
+        self.items::<T>().put(uuid, obj).await?;
+        permit.commit(other(T::ENDPOINT.wrapper, uuid)).live().await
     }
 
-    pub async fn vip_delete(&self, uuid: Uuid) -> Result<bool> {
-        let permit = self.vip_co.begin().await;
-        let deleted = self.vips().delete(uuid).await?;
-        permit.commit(other("vip", uuid)).live().await?;
-        Ok(deleted)
-    }
-
-    pub async fn alias_put(&self, uuid: Uuid, a: &Alias) -> Result<()> {
-        let permit = self.alias_co.begin().await;
-        self.aliases().put(uuid, a).await?;
-        permit.commit(other("alias", uuid)).live().await
-    }
-
-    pub async fn alias_delete(&self, uuid: Uuid) -> Result<bool> {
-        let permit = self.alias_co.begin().await;
-        let deleted = self.aliases().delete(uuid).await?;
-        permit.commit(other("alias", uuid)).live().await?;
-        Ok(deleted)
-    }
-
-    pub async fn rule_put(&self, uuid: Uuid, r: &Rule) -> Result<()> {
-        let permit = self.filter_co.begin().await;
-        self.rules().put(uuid, r).await?;
-        permit.commit(other("rule", uuid)).live().await
-    }
-
-    pub async fn rule_delete(&self, uuid: Uuid) -> Result<bool> {
-        let permit = self.filter_co.begin().await;
-        let deleted = self.rules().delete(uuid).await?;
-        permit.commit(other("rule", uuid)).live().await?;
+    /// Delete an item and return once the removal is live. `Ok(false)` when it was already gone.
+    pub async fn item_delete<T: Item>(&self, uuid: Uuid) -> Result<bool> {
+        let permit = self.service_coalescer::<T>().begin().await;
+        let deleted = self.items::<T>().delete(uuid).await?;
+        permit
+            .commit(other(T::ENDPOINT.wrapper, uuid))
+            .live()
+            .await?;
         Ok(deleted)
     }
 }
@@ -545,16 +538,7 @@ struct ServiceDeployer {
 #[async_trait::async_trait]
 impl Deployer for ServiceDeployer {
     async fn deploy(&self, batch: &[Change]) -> Vec<Result<()>> {
-        let r = match self.t.post(self.path, None, Idempotency::Idempotent).await {
-            Ok(v) => match v.get("status").and_then(Value::as_str) {
-                Some(s) if s.trim().eq_ignore_ascii_case("ok") => Ok(()),
-                _ => Err(Error::Service {
-                    service: self.service,
-                    message: short(&v),
-                }),
-            },
-            Err(e) => Err(e),
-        };
+        let r = service_ok(&self.t, self.path, self.service).await;
         vec![r; batch.len()]
     }
 }

@@ -7,13 +7,13 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::error::{DecodeError, Error, Result};
-use super::transport::{Idempotency, Transport};
-use super::vip::{del, rows, service_ok};
-use super::wire::{self, *};
+use super::error::{DecodeError, Result};
+use super::item::{Endpoint, Item, Service};
+use super::transport::Transport;
+use super::wire::*;
 
 wire_enum! {
     pub enum AliasType {
@@ -32,8 +32,21 @@ pub struct Alias {
     pub description: Option<String>,
 }
 
-impl Alias {
-    pub const FIELDS: &'static [(&'static str, &'static str)] = &[
+impl Item for Alias {
+    const ENDPOINT: Endpoint = Endpoint {
+        get: "firewall/alias/getItem",
+        search: "firewall/alias/searchItem",
+        set: "firewall/alias/setItem",
+        del: "firewall/alias/delItem",
+        wrapper: "alias",
+        label: "firewall alias",
+        service: Service {
+            apply: "firewall/alias/reconfigure",
+            name: "firewall alias",
+        },
+        needs_23_1: false,
+    };
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
         ("name", "name"),
         ("enabled", "enabled"),
         ("type", "type"),
@@ -41,14 +54,12 @@ impl Alias {
         ("description", "description"),
     ];
 
-    pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS
-            .iter()
-            .find(|(w, _)| *w == field)
-            .map(|(_, a)| *a)
+    /// `getItem` of an unknown UUID answers a template (whose content lists every other alias) instead of `[]`.
+    fn exists(o: &Obj) -> bool {
+        !text(o, "name").is_empty()
     }
 
-    pub fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
+    fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
         let content = match o.get("content") {
             // Search rows and raw models: newline- (or comma-) separated text.
             Some(Value::String(s)) => s
@@ -68,7 +79,7 @@ impl Alias {
         })
     }
 
-    pub fn to_wire(&self) -> Obj {
+    fn to_wire(&self) -> Obj {
         let mut m = Obj::new();
         m.insert("name".into(), enc_text(&self.name));
         m.insert("enabled".into(), enc_bool(self.enabled));
@@ -113,8 +124,21 @@ pub struct Rule {
     pub description: Option<String>,
 }
 
-impl Rule {
-    pub const FIELDS: &'static [(&'static str, &'static str)] = &[
+impl Item for Rule {
+    const ENDPOINT: Endpoint = Endpoint {
+        get: "firewall/filter/getRule",
+        search: "firewall/filter/searchRule",
+        set: "firewall/filter/setRule",
+        del: "firewall/filter/delRule",
+        wrapper: "rule",
+        label: "firewall rule",
+        service: Service {
+            apply: "firewall/filter/apply",
+            name: "firewall filter",
+        },
+        needs_23_1: false,
+    };
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
         ("enabled", "enabled"),
         ("sequence", "sequence"),
         ("action", "action"),
@@ -133,14 +157,7 @@ impl Rule {
         ("description", "description"),
     ];
 
-    pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS
-            .iter()
-            .find(|(w, _)| *w == field)
-            .map(|(_, a)| *a)
-    }
-
-    pub fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
+    fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
         Ok(Rule {
             enabled: boolean(o, "enabled")?,
             sequence: opt_int(o, "sequence")?,
@@ -161,7 +178,7 @@ impl Rule {
         })
     }
 
-    pub fn to_wire(&self) -> Obj {
+    fn to_wire(&self) -> Obj {
         let mut m = Obj::new();
         m.insert("enabled".into(), enc_bool(self.enabled));
         if let Some(s) = self.sequence {
@@ -188,27 +205,13 @@ impl Rule {
     }
 }
 
-/// Alias API calls.
+/// The alias calls beyond the generic item ones ([`super::item::Items`]).
 #[derive(Debug, Clone)]
 pub struct Aliases {
     pub(crate) t: Transport,
 }
 
 impl Aliases {
-    pub async fn get(&self, uuid: Uuid) -> Result<Option<Alias>> {
-        let path = format!("firewall/alias/getItem/{uuid}");
-        let body = self.t.get(&path).await?;
-        match wire::unwrap_object(&path, &body, "alias")? {
-            Some(o) if !text(o, "name").is_empty() => {
-                Alias::from_wire(o).map(Some).map_err(|e| Error::Decode {
-                    path,
-                    detail: e.to_string(),
-                })
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// `getAliasUUID/{name}`.
     pub async fn uuid_of(&self, name: &str) -> Result<Option<Uuid>> {
         let path = format!("firewall/alias/getAliasUUID/{name}");
@@ -217,110 +220,6 @@ impl Aliases {
             .get("uuid")
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok()))
-    }
-
-    /// User aliases (built-ins such as `bogons` have no UUID and are skipped).
-    pub async fn list(&self) -> Result<Vec<(Uuid, Result<Alias>)>> {
-        let path = "firewall/alias/searchItem";
-        let body = self.t.get(path).await?;
-        Ok(rows(path, &body)?
-            .into_iter()
-            .map(|(u, o)| {
-                (
-                    u,
-                    Alias::from_wire(o).map_err(|e| Error::Decode {
-                        path: path.into(),
-                        detail: e.to_string(),
-                    }),
-                )
-            })
-            .collect())
-    }
-
-    pub async fn put(&self, uuid: Uuid, a: &Alias) -> Result<()> {
-        let path = format!("firewall/alias/setItem/{uuid}");
-        let body = json!({ "alias": a.to_wire() });
-        let res = self
-            .t
-            .post(&path, Some(&body), Idempotency::Idempotent)
-            .await?;
-        wire::interpret_save(&path, "alias", &res, &Alias::attribute_of).map(|_| ())
-    }
-
-    pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(
-            &self.t,
-            &format!("firewall/alias/delItem/{uuid}"),
-            "firewall alias",
-            uuid,
-        )
-        .await
-    }
-
-    pub async fn reconfigure(&self) -> Result<()> {
-        service_ok(&self.t, "firewall/alias/reconfigure", "firewall alias").await
-    }
-}
-
-/// Filter rule API calls.
-#[derive(Debug, Clone)]
-pub struct Rules {
-    pub(crate) t: Transport,
-}
-
-impl Rules {
-    pub async fn get(&self, uuid: Uuid) -> Result<Option<Rule>> {
-        let path = format!("firewall/filter/getRule/{uuid}");
-        let body = self.t.get(&path).await?;
-        match wire::unwrap_object(&path, &body, "rule")? {
-            None => Ok(None),
-            Some(o) => Rule::from_wire(o).map(Some).map_err(|e| Error::Decode {
-                path,
-                detail: e.to_string(),
-            }),
-        }
-    }
-
-    pub async fn list(&self) -> Result<Vec<(Uuid, Result<Rule>)>> {
-        let path = "firewall/filter/searchRule";
-        let body = self.t.get(path).await?;
-        Ok(rows(path, &body)?
-            .into_iter()
-            .map(|(u, o)| {
-                (
-                    u,
-                    Rule::from_wire(o).map_err(|e| Error::Decode {
-                        path: path.into(),
-                        detail: e.to_string(),
-                    }),
-                )
-            })
-            .collect())
-    }
-
-    pub async fn put(&self, uuid: Uuid, r: &Rule) -> Result<()> {
-        let path = format!("firewall/filter/setRule/{uuid}");
-        let body = json!({ "rule": r.to_wire() });
-        let res = self
-            .t
-            .post(&path, Some(&body), Idempotency::Idempotent)
-            .await?;
-        wire::interpret_save(&path, "rule", &res, &Rule::attribute_of).map(|_| ())
-    }
-
-    pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(
-            &self.t,
-            &format!("firewall/filter/delRule/{uuid}"),
-            "firewall rule",
-            uuid,
-        )
-        .await
-    }
-
-    /// `apply` (answers `{"status":"OK\n\n"}`).
-    pub async fn apply(&self) -> Result<()> {
-        service_ok(&self.t, "firewall/filter/apply", "firewall filter").await
     }
 }
 

@@ -7,13 +7,15 @@
 //! configtest → reconfigure ([`coalesce`]).
 //!
 //! Map: [`transport`] (HTTP, auth, TLS pinning, retries) → [`wire`] (string forms, result shapes) →
-//! [`haproxy`], [`vip`], [`firewall`] (typed models and calls) → [`client::Client`] (what resources hold).
+//! [`haproxy`] (the whole-model family) and [`item`] (the generic get/search/set/del of one service's items,
+//! whose models are [`vip`] and [`firewall`]) (typed models and calls) → [`client::Client`] (what resources hold).
 
 pub mod client;
 pub mod coalesce;
 pub mod error;
 pub mod firewall;
 pub mod haproxy;
+pub mod item;
 pub mod transport;
 pub mod vip;
 pub mod wire;
@@ -27,4 +29,4 @@ pub(crate) mod testserver;
 
 pub use client::{Client, Versions};
 pub use error::{Error, FieldError, Result};
-pub use transport::{ClientConfig, RetryPolicy, Secret, Transport};
+pub use transport::{ClientConfig, RetryPolicy, Transport};

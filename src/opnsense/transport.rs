@@ -21,25 +21,7 @@ use serde_json::Value;
 
 use super::error::{Error, Result};
 use super::wire::short;
-
-/// A secret string whose `Debug`/`Display` never shows the value.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use crate::secret::Secret;
 
 /// Retry policy for idempotent calls.
 #[derive(Debug, Clone)]
@@ -70,12 +52,14 @@ impl RetryPolicy {
     }
 }
 
-/// Everything needed to reach one OPNsense.
+/// Everything needed to reach one OPNsense. The provider's `opnsense` block resolves straight into this (there is
+/// no second configuration type to copy it from), so what `terraform plan` validated is what the client uses.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URL, e.g. `https://192.168.1.1` or `https://fw.lan:8443` (a trailing `/api` is accepted).
     pub url: String,
     pub api_key: String,
+    /// The API secret; it only ever leaves this type inside the `Authorization` header.
     pub api_secret: Secret,
     /// PEM of the firewall's certificate (pinned leaf) or of the CA that signed it.
     pub ca_cert_pem: Option<String>,
@@ -90,12 +74,12 @@ impl ClientConfig {
     pub fn new(
         url: impl Into<String>,
         api_key: impl Into<String>,
-        api_secret: impl Into<String>,
+        api_secret: impl Into<Secret>,
     ) -> Self {
         ClientConfig {
             url: url.into(),
             api_key: api_key.into(),
-            api_secret: Secret::new(api_secret),
+            api_secret: api_secret.into(),
             ca_cert_pem: None,
             insecure_skip_verify: false,
             timeout: Duration::from_secs(30),

@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::Value;
 
 use super::error::{DecodeError, Error, Result};
-use super::transport::{Idempotency, Transport};
+use super::item::{Endpoint, Item, Service};
+use super::transport::Transport;
 use super::wire::{self, *};
 
 wire_enum! {
@@ -52,29 +52,6 @@ impl std::fmt::Debug for Vip {
 }
 
 impl Vip {
-    pub const FIELDS: &'static [(&'static str, &'static str)] = &[
-        ("interface", "interface"),
-        ("mode", "mode"),
-        ("network", "address"),
-        ("subnet", "address"),
-        ("subnet_bits", "address"),
-        ("gateway", "gateway"),
-        ("noexpand", "noexpand"),
-        ("nobind", "nobind"),
-        ("password", "password"),
-        ("vhid", "vhid"),
-        ("advbase", "advbase"),
-        ("advskew", "advskew"),
-        ("descr", "description"),
-    ];
-
-    pub fn attribute_of(field: &str) -> Option<&'static str> {
-        Self::FIELDS
-            .iter()
-            .find(|(w, _)| *w == field)
-            .map(|(_, a)| *a)
-    }
-
     pub fn ip_alias(interface: &str, network: &str) -> Self {
         Vip {
             interface: interface.into(),
@@ -90,8 +67,39 @@ impl Vip {
             description: None,
         }
     }
+}
 
-    pub fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
+impl Item for Vip {
+    const ENDPOINT: Endpoint = Endpoint {
+        get: "interfaces/vip_settings/getItem",
+        search: "interfaces/vip_settings/searchItem",
+        set: "interfaces/vip_settings/setItem",
+        del: "interfaces/vip_settings/delItem",
+        wrapper: "vip",
+        label: "virtual IP",
+        service: Service {
+            apply: "interfaces/vip_settings/reconfigure",
+            name: "virtual IP",
+        },
+        needs_23_1: true,
+    };
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("interface", "interface"),
+        ("mode", "mode"),
+        ("network", "address"),
+        ("subnet", "address"),
+        ("subnet_bits", "address"),
+        ("gateway", "gateway"),
+        ("noexpand", "noexpand"),
+        ("nobind", "nobind"),
+        ("password", "password"),
+        ("vhid", "vhid"),
+        ("advbase", "advbase"),
+        ("advskew", "advskew"),
+        ("descr", "description"),
+    ];
+
+    fn from_wire(o: &Obj) -> std::result::Result<Self, DecodeError> {
         let network = match opt_text(o, "network") {
             Some(n) => n,
             None => match (opt_text(o, "subnet"), opt_text(o, "subnet_bits")) {
@@ -115,7 +123,7 @@ impl Vip {
         })
     }
 
-    pub fn to_wire(&self) -> Obj {
+    fn to_wire(&self) -> Obj {
         let mut m = Obj::new();
         m.insert("interface".into(), enc_text(&self.interface));
         m.insert("mode".into(), enc_enum(&self.mode));
@@ -132,69 +140,13 @@ impl Vip {
     }
 }
 
-/// VIP API calls.
+/// The VIP calls beyond the generic item ones ([`super::item::Items`]).
 #[derive(Debug, Clone)]
 pub struct Vips {
     pub(crate) t: Transport,
 }
 
 impl Vips {
-    pub async fn get(&self, uuid: Uuid) -> Result<Option<Vip>> {
-        let path = format!("interfaces/vip_settings/getItem/{uuid}");
-        let body = self.t.get(&path).await?;
-        match wire::unwrap_object(&path, &body, "vip")? {
-            None => Ok(None),
-            Some(o) => Vip::from_wire(o).map(Some).map_err(|e| Error::Decode {
-                path,
-                detail: e.to_string(),
-            }),
-        }
-    }
-
-    /// Every VIP (one search call).
-    pub async fn list(&self) -> Result<Vec<(Uuid, Result<Vip>)>> {
-        let path = "interfaces/vip_settings/searchItem";
-        let body = self.t.get(path).await?;
-        Ok(rows(path, &body)?
-            .into_iter()
-            .map(|(u, o)| {
-                (
-                    u,
-                    Vip::from_wire(o).map_err(|e| Error::Decode {
-                        path: path.into(),
-                        detail: e.to_string(),
-                    }),
-                )
-            })
-            .collect())
-    }
-
-    /// Create or update with a client-chosen UUID (upsert).
-    pub async fn put(&self, uuid: Uuid, vip: &Vip) -> Result<()> {
-        let path = format!("interfaces/vip_settings/setItem/{uuid}");
-        let body = json!({ "vip": vip.to_wire() });
-        let res = self
-            .t
-            .post(&path, Some(&body), Idempotency::Idempotent)
-            .await?;
-        match wire::interpret_save(&path, "vip", &res, &Vip::attribute_of) {
-            Err(Error::Failed { .. }) if self.get(uuid).await?.is_none() => Err(Error::Unsupported(format!(
-                "virtual IP {uuid} could not be created with a client-chosen UUID (needs OPNsense 23.1 or later)"
-            ))),
-            other => other.map(|_| ()),
-        }
-    }
-
-    pub async fn delete(&self, uuid: Uuid) -> Result<bool> {
-        del(
-            &self.t,
-            &format!("interfaces/vip_settings/delItem/{uuid}"),
-            "virtual IP",
-            uuid,
-        )
-        .await
-    }
-
     /// `getUnusedVhid`.
     pub async fn unused_vhid(&self) -> Result<u8> {
         let path = "interfaces/vip_settings/getUnusedVhid";
@@ -235,67 +187,6 @@ impl Vips {
         }
         Ok(out)
     }
-
-    pub async fn reconfigure(&self) -> Result<()> {
-        service_ok(&self.t, "interfaces/vip_settings/reconfigure", "virtual IP").await
-    }
-}
-
-/// Rows of a `search*` answer, keyed by UUID (rows without a UUID, like built-in aliases, are skipped).
-pub(crate) fn rows<'a>(path: &str, body: &'a Value) -> Result<Vec<(Uuid, &'a Obj)>> {
-    let rows = body
-        .get("rows")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::Decode {
-            path: path.into(),
-            detail: "no rows".into(),
-        })?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let o = r.as_object()?;
-            Some((Uuid::parse_str(o.get("uuid")?.as_str()?).ok()?, o))
-        })
-        .collect())
-}
-
-/// A `del*` call: `deleted` → true, `not found` → false, "in use" → [`Error::InUse`].
-pub(crate) async fn del(
-    t: &Transport,
-    path: &str,
-    object: &'static str,
-    uuid: Uuid,
-) -> Result<bool> {
-    match t.post(path, None, Idempotency::Idempotent).await {
-        Ok(v) => match v.get("result").and_then(Value::as_str) {
-            Some("deleted") => Ok(true),
-            Some("not found") => Ok(false),
-            _ => Err(Error::Decode {
-                path: path.into(),
-                detail: format!("expected deleted or not found, got {}", short(&v)),
-            }),
-        },
-        Err(Error::InUse { title, message, .. }) => Err(Error::InUse {
-            object,
-            uuid: uuid.to_string(),
-            title,
-            message,
-        }),
-        // Alias deletes refuse with title "Alias in use" through the same path; other refusals stay as they are.
-        Err(e) => Err(e),
-    }
-}
-
-/// A service action answering `{"status":"ok"}` (any case, trailing newlines allowed).
-pub(crate) async fn service_ok(t: &Transport, path: &str, service: &'static str) -> Result<()> {
-    let v = t.post(path, None, Idempotency::Idempotent).await?;
-    match v.get("status").and_then(Value::as_str) {
-        Some(s) if s.trim().eq_ignore_ascii_case("ok") => Ok(()),
-        _ => Err(Error::Service {
-            service,
-            message: short(&v),
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -321,7 +212,7 @@ mod tests {
         assert_eq!(v.vhid, Some(5));
         assert!(!format!("{v:?}").contains("s3cret"));
         let body = sample("vip_searchItem");
-        let rows = rows("p", &body).unwrap();
+        let rows = crate::opnsense::item::rows("p", &body).unwrap();
         assert_eq!(rows.len(), 3);
         let first = Vip::from_wire(rows[0].1).unwrap();
         assert_eq!(first, v);

@@ -573,7 +573,7 @@ pub fn ready_budget(limit: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::plugin::codec;
-    use crate::provider::Secret as ProviderSecret;
+    use crate::secret::Secret as ProviderSecret;
 
     fn block(address: &str) -> ConnectionModel {
         ConnectionModel {

@@ -1,7 +1,9 @@
 //! One file per resource, data source and list resource.
 //!
 //! [`registry`] lists everything the provider serves. To add a resource: write `src/resources/<name>.rs`
-//! implementing `crate::framework::Resource`, declare the module here and register it in [`registry`].
+//! implementing `crate::framework::Resource`, declare the module here and register it in [`registry`]. An OPNsense
+//! object type is an `opnsense_object::ObjectSpec` instead (see "Adding an OPNsense object type" in
+//! ARCHITECTURE.md).
 
 use crate::framework::Registry;
 
@@ -21,6 +23,7 @@ pub mod opnsense_haproxy_server;
 pub mod opnsense_haproxy_settings;
 pub mod opnsense_haproxy_status;
 pub mod opnsense_interfaces;
+pub mod opnsense_object;
 pub mod opnsense_vip;
 #[cfg(feature = "test-fixtures")]
 pub mod test_fixture;

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::firewall::{Alias, AliasType};
 use crate::opnsense::wire::WireEnum;
-use crate::opnsense::Error;
+use crate::opnsense::Client;
 
 pub const TYPE: &str = "homelab_opnsense_firewall_alias";
 
@@ -99,44 +100,36 @@ pub fn schema() -> Schema {
     )
 }
 
-pub struct FirewallAlias;
-
-async fn write(
-    ctx: &Context,
-    uuid: Uuid,
-    plan: AliasModel,
-    creating: bool,
-) -> Result<AliasModel, Diagnostics> {
-    let c = client(ctx)?;
-    let a = to_alias(&plan);
-    if let Err(e) = c.alias_put(uuid, &a).await {
-        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
-            // No object Terraform does not know about.
-            let _ = c.aliases().delete(uuid).await;
-        }
-        return Err(diags(e, "Could not apply the firewall alias"));
-    }
-    Ok(from_alias(uuid, &a, Some(&plan)))
-}
+pub struct Spec;
 
 #[async_trait]
-impl Resource for FirewallAlias {
+impl ObjectSpec for Spec {
+    type Obj = Alias;
     type Model = AliasModel;
-    type Identity = UuidIdentity;
+    type Family = ItemFamily;
+    const TYPE: &'static str = TYPE;
+    const WHAT: &'static str = "firewall alias";
+    const NOUN: &'static str = "alias";
+    // Types this resource does not manage (url tables, geoip, …) are not listed; neither is what cannot be read.
+    const SKIP_UNREADABLE: bool = true;
 
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
+    fn schema() -> Schema {
         schema()
     }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("alias"))
+    fn id(m: &AliasModel) -> &Tf<String> {
+        &m.id
     }
-    fn identity(&self, state: &AliasModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
+    fn set_id(m: &mut AliasModel, id: String) {
+        m.id = Tf::Known(id);
     }
-    fn validate(&self, config: &AliasModel, diags: &mut Diagnostics) {
+    fn to_obj(m: &AliasModel) -> Result<Alias, Diagnostics> {
+        Ok(to_alias(m))
+    }
+    fn from_obj(uuid: Uuid, o: &Alias, prior: Option<&AliasModel>) -> AliasModel {
+        from_alias(uuid, o, prior)
+    }
+
+    fn validate(config: &AliasModel, diags: &mut Diagnostics) {
         let (Some(t), Some(items)) = (config.alias_type.known(), set_known(&config.content)) else {
             return;
         };
@@ -169,20 +162,17 @@ impl Resource for FirewallAlias {
             }
         }
     }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<AliasModel>,
+    /// Duplicate names are refused by OPNsense too, but only at apply; say it at plan where we can see it.
+    async fn plan_check(
+        _ctx: &Context,
+        c: &Client,
+        plan: &Plan<AliasModel>,
     ) -> Result<(), Diagnostics> {
-        // Duplicate names are refused by OPNsense too, but only at apply; say it at plan where we can see it.
-        let Some(name) = plan.planned.name.known().cloned() else {
-            return Ok(());
-        };
-        let Some(c) = client_if_ready(ctx) else {
+        let Some(name) = plan.planned.name.known() else {
             return Ok(());
         };
         let own = plan.prior.as_ref().and_then(|p| p.id.known().cloned());
-        if let Ok(Some(u)) = c.aliases().uuid_of(&name).await {
+        if let Ok(Some(u)) = c.aliases().uuid_of(name).await {
             if Some(u.to_string()) != own {
                 return Err(Diagnostic::error(
                     "Duplicate alias name",
@@ -194,119 +184,40 @@ impl Resource for FirewallAlias {
         }
         Ok(())
     }
-    async fn create(&self, ctx: &Context, plan: AliasModel) -> Result<AliasModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan, true).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: AliasModel,
-    ) -> Result<Option<AliasModel>, Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        let got = c
-            .aliases()
-            .get(uuid)
-            .await
-            .map_err(|e| diags(e, "Could not read the firewall alias"))?;
-        Ok(got.map(|a| from_alias(uuid, &a, Some(&state))))
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: AliasModel,
-        plan: AliasModel,
-    ) -> Result<AliasModel, Diagnostics> {
-        let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan, false).await
-    }
-    async fn delete(&self, ctx: &Context, state: AliasModel) -> Result<(), Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        c.alias_delete(uuid)
-            .await
-            .map(|_| ())
-            .map_err(|e| diags(e, "Could not delete the firewall alias"))
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<AliasModel, Diagnostics> {
-        let uuid = match Uuid::parse_str(id.trim()) {
-            Ok(u) => u,
-            Err(_) => {
-                let c = client(ctx)?;
-                c.aliases()
-                    .uuid_of(id.trim())
-                    .await
-                    .map_err(|e| diags(e, "Could not look the alias up"))?
-                    .ok_or_else(|| {
-                        Diagnostics::from(Diagnostic::error(
-                            "No alias to import",
-                            format!("No alias has the UUID or name {id:?}."),
-                        ))
-                    })?
-            }
-        };
-        Ok(AliasModel {
-            id: Tf::Known(uuid.to_string()),
-            ..Default::default()
-        })
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<AliasModel, Diagnostics> {
-        self.import(ctx, &identity.id).await
-    }
-}
 
-pub struct FirewallAliasList;
-
-#[async_trait]
-impl ListResource for FirewallAliasList {
-    type Resource = FirewallAlias;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists the user-defined firewall aliases (built-ins are left out).")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<FirewallAlias>, Diagnostics> {
-        let c = client(ctx)?;
-        let all = c
-            .aliases()
-            .list()
+    /// By name.
+    async fn find(c: &Client, id: &str) -> Result<Uuid, Diagnostics> {
+        c.aliases()
+            .uuid_of(id.trim())
             .await
-            .map_err(|e| diags(e, "Could not list the aliases"))?;
-        let mut items = Vec::new();
-        for (u, a) in all {
-            // Types this resource does not manage (url tables, geoip, …) are not listed.
-            let Ok(a) = a else { continue };
-            if !matches!(
-                a.alias_type,
-                AliasType::Host | AliasType::Network | AliasType::Port
-            ) {
-                continue;
-            }
-            items.push((
-                UuidIdentity { id: u.to_string() },
-                a.name.clone(),
-                req.include_resource_object.then(|| from_alias(u, &a, None)),
-            ));
-        }
-        items.sort_by(|a, b| a.1.cmp(&b.1));
-        Ok(list_stream::<FirewallAlias>(items, req.limit))
+            .map_err(|e| diags(e, "Could not look the alias up"))?
+            .ok_or_else(|| {
+                Diagnostics::from(Diagnostic::error(
+                    "No alias to import",
+                    format!("No alias has the UUID or name {id:?}."),
+                ))
+            })
+    }
+
+    fn display_name(_uuid: Uuid, a: &Alias) -> Option<String> {
+        matches!(
+            a.alias_type,
+            AliasType::Host | AliasType::Network | AliasType::Port
+        )
+        .then(|| a.name.clone())
+    }
+
+    fn list_description() -> String {
+        "Lists the user-defined firewall aliases (built-ins are left out).".into()
+    }
+
+    fn plural() -> String {
+        "aliases".into()
     }
 }
 
 pub fn register(r: &mut Registry) {
-    r.resource(FirewallAlias);
-    r.list_resource(FirewallAliasList);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

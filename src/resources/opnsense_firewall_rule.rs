@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::firewall::{Direction, IpProtocol, Rule, RuleAction};
 use crate::opnsense::wire::WireEnum;
-use crate::opnsense::Error;
+use crate::opnsense::Client;
 
 pub const TYPE: &str = "homelab_opnsense_firewall_rule";
 
@@ -173,59 +174,36 @@ pub fn schema() -> Schema {
     .attribute(Attribute::bool("log").default_bool(false).description("Log packets matching the rule."))
 }
 
-pub struct FirewallRule;
-
-async fn write(
-    ctx: &Context,
-    uuid: Uuid,
-    mut plan: RuleModel,
-    creating: bool,
-) -> Result<RuleModel, Diagnostics> {
-    let c = client(ctx)?;
-    if !plan.sequence.is_known() {
-        // Append like the UI does (max + 100). Chosen here rather than left to OPNsense because an upsert by UUID
-        // does not get the add-time default on every version.
-        let all = c
-            .rules()
-            .list()
-            .await
-            .map_err(|e| diags(e, "Could not list the firewall rules"))?;
-        let max = all
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().and_then(|r| r.sequence))
-            .max()
-            .unwrap_or(0);
-        plan.sequence = Tf::Known(i64::from((max + 100).min(999_999)));
-    }
-    let r = to_rule(&plan);
-    if let Err(e) = c.rule_put(uuid, &r).await {
-        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
-            // No object Terraform does not know about.
-            let _ = c.rules().delete(uuid).await;
-        }
-        return Err(diags(e, "Could not apply the firewall rule"));
-    }
-    Ok(from_rule(uuid, &r, Some(&plan)))
-}
+pub struct Spec;
 
 #[async_trait]
-impl Resource for FirewallRule {
+impl ObjectSpec for Spec {
+    type Obj = Rule;
     type Model = RuleModel;
-    type Identity = UuidIdentity;
+    type Family = ItemFamily;
+    const TYPE: &'static str = TYPE;
+    const WHAT: &'static str = "firewall rule";
+    const NOUN: &'static str = "rule";
+    const SORT_LIST: bool = false;
+    const SKIP_UNREADABLE: bool = true;
 
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
+    fn schema() -> Schema {
         schema()
     }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("rule"))
+    fn id(m: &RuleModel) -> &Tf<String> {
+        &m.id
     }
-    fn identity(&self, state: &RuleModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
+    fn set_id(m: &mut RuleModel, id: String) {
+        m.id = Tf::Known(id);
     }
-    fn validate(&self, config: &RuleModel, diags: &mut Diagnostics) {
+    fn to_obj(m: &RuleModel) -> Result<Rule, Diagnostics> {
+        Ok(to_rule(m))
+    }
+    fn from_obj(uuid: Uuid, o: &Rule, prior: Option<&RuleModel>) -> RuleModel {
+        from_rule(uuid, o, prior)
+    }
+
+    fn validate(config: &RuleModel, diags: &mut Diagnostics) {
         let proto = config.protocol.known().map(|s| s.to_ascii_uppercase());
         let ports = config.source_port.is_known() || config.destination_port.is_known();
         if ports
@@ -242,15 +220,13 @@ impl Resource for FirewallRule {
             );
         }
     }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<RuleModel>,
+    /// Interfaces, and interface networks used as source or destination, must exist on the box.
+    async fn plan_check(
+        _ctx: &Context,
+        c: &Client,
+        plan: &Plan<RuleModel>,
     ) -> Result<(), Diagnostics> {
         let Some(ifaces) = set_known(&plan.planned.interfaces) else {
-            return Ok(());
-        };
-        let Some(c) = client_if_ready(ctx) else {
             return Ok(());
         };
         if let Ok(known) = c.vips().interfaces().await {
@@ -290,122 +266,66 @@ impl Resource for FirewallRule {
         }
         Ok(())
     }
-    async fn create(&self, ctx: &Context, plan: RuleModel) -> Result<RuleModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan, true).await
-    }
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: RuleModel,
-    ) -> Result<Option<RuleModel>, Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        let got = c
-            .rules()
-            .get(uuid)
-            .await
-            .map_err(|e| diags(e, "Could not read the firewall rule"))?;
-        Ok(got.map(|r| from_rule(uuid, &r, Some(&state))))
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: RuleModel,
-        plan: RuleModel,
-    ) -> Result<RuleModel, Diagnostics> {
-        let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan, false).await
-    }
-    async fn delete(&self, ctx: &Context, state: RuleModel) -> Result<(), Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        c.rule_delete(uuid)
-            .await
-            .map(|_| ())
-            .map_err(|e| diags(e, "Could not delete the firewall rule"))
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<RuleModel, Diagnostics> {
-        let uuid = match Uuid::parse_str(id.trim()) {
-            Ok(u) => u,
-            Err(_) => {
-                let c = client(ctx)?;
-                let all = c
-                    .rules()
-                    .list()
-                    .await
-                    .map_err(|e| diags(e, "Could not list the rules"))?;
-                let hits: Vec<Uuid> = all
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.as_ref()
-                            .is_ok_and(|r| r.description.as_deref() == Some(id.trim()))
-                    })
-                    .map(|(u, _)| *u)
-                    .collect();
-                single_match(
-                    &hits,
-                    Diagnostic::error(
-                        "No rule to import",
-                        format!("No rule has the UUID or description {id:?}."),
-                    ),
-                    |_| {
-                        Diagnostic::error(
-                            "Ambiguous rule description",
-                            format!("Several rules are described {id:?}; import by UUID."),
-                        )
-                    },
-                )?
-            }
-        };
-        Ok(RuleModel {
-            id: Tf::Known(uuid.to_string()),
-            ..Default::default()
-        })
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<RuleModel, Diagnostics> {
-        self.import(ctx, &identity.id).await
-    }
-}
 
-pub struct FirewallRuleList;
+    async fn prepare(c: &Client, plan: &mut RuleModel) -> Result<(), Diagnostics> {
+        if !plan.sequence.is_known() {
+            // Append like the UI does (max + 100). Chosen here rather than left to OPNsense because an upsert by UUID
+            // does not get the add-time default on every version.
+            let all = c
+                .items::<Rule>()
+                .list()
+                .await
+                .map_err(|e| diags(e, "Could not list the firewall rules"))?;
+            let max = all
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok().and_then(|r| r.sequence))
+                .max()
+                .unwrap_or(0);
+            plan.sequence = Tf::Known(i64::from((max + 100).min(999_999)));
+        }
+        Ok(())
+    }
 
-#[async_trait]
-impl ListResource for FirewallRuleList {
-    type Resource = FirewallRule;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists the firewall rules managed through the MVC API (legacy and automatic rules are left out).")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<FirewallRule>, Diagnostics> {
-        let c = client(ctx)?;
+    /// By description.
+    async fn find(c: &Client, id: &str) -> Result<Uuid, Diagnostics> {
         let all = c
-            .rules()
+            .items::<Rule>()
             .list()
             .await
             .map_err(|e| diags(e, "Could not list the rules"))?;
-        let mut items = Vec::new();
-        for (u, r) in all {
-            let Ok(r) = r else { continue };
-            let name = r.description.clone().unwrap_or_else(|| u.to_string());
-            items.push((
-                UuidIdentity { id: u.to_string() },
-                name,
-                req.include_resource_object.then(|| from_rule(u, &r, None)),
-            ));
-        }
-        Ok(list_stream::<FirewallRule>(items, req.limit))
+        let hits: Vec<Uuid> = all
+            .iter()
+            .filter(|(_, r)| {
+                r.as_ref()
+                    .is_ok_and(|r| r.description.as_deref() == Some(id.trim()))
+            })
+            .map(|(u, _)| *u)
+            .collect();
+        single_match(
+            &hits,
+            Diagnostic::error(
+                "No rule to import",
+                format!("No rule has the UUID or description {id:?}."),
+            ),
+            |_| {
+                Diagnostic::error(
+                    "Ambiguous rule description",
+                    format!("Several rules are described {id:?}; import by UUID."),
+                )
+            },
+        )
+    }
+
+    fn display_name(uuid: Uuid, r: &Rule) -> Option<String> {
+        Some(r.description.clone().unwrap_or_else(|| uuid.to_string()))
+    }
+
+    fn list_description() -> String {
+        "Lists the firewall rules managed through the MVC API (legacy and automatic rules are left out).".into()
+    }
+
+    fn plural() -> String {
+        "rules".into()
     }
 }
 
@@ -418,8 +338,7 @@ fn looks_like_interface(s: &str) -> bool {
 }
 
 pub fn register(r: &mut Registry) {
-    r.resource(FirewallRule);
-    r.list_resource(FirewallRuleList);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::haproxy::{
-    Algorithm, Backend, BackendMode, Kind, Model, Persistence, ProxyProtocol, Server,
-    StickinessPattern,
+    Algorithm, Backend, BackendMode, Kind, Persistence, ProxyProtocol, Server, StickinessPattern,
 };
 use crate::opnsense::wire::WireEnum;
+use crate::opnsense::Client;
 
 pub const TYPE: &str = "homelab_opnsense_haproxy_backend";
 
@@ -54,11 +55,14 @@ fn enum_of<E: WireEnum>(t: &Tf<String>) -> Option<E> {
 
 pub struct Spec;
 
-impl HaproxySpec for Spec {
+#[async_trait]
+impl ObjectSpec for Spec {
+    type Family = HaproxyFamily;
     type Obj = Backend;
     type Model = BackendModel;
     const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy backend";
+    const NOUN: &'static str = "backend";
 
     fn schema() -> Schema {
         schema()
@@ -70,8 +74,8 @@ impl HaproxySpec for Spec {
     fn set_id(m: &mut BackendModel, id: String) {
         m.id = Tf::Known(id);
     }
-    fn name(m: &BackendModel) -> &Tf<String> {
-        &m.name
+    fn name(m: &BackendModel) -> Option<&Tf<String>> {
+        Some(&m.name)
     }
 
     fn to_obj(m: &BackendModel) -> Result<Backend, Diagnostics> {
@@ -206,7 +210,12 @@ impl HaproxySpec for Spec {
         }
     }
 
-    fn check(o: &Backend, model: &Model) -> Result<(), Diagnostics> {
+    async fn check(c: &Client, o: &Backend) -> Result<(), Diagnostics> {
+        let model = c
+            .haproxy()
+            .model()
+            .await
+            .map_err(|e| diags(e, "Could not read the HAProxy backends"))?;
         let mut d = Diagnostics::new();
         for s in &o.linked_servers {
             if !model.contains(Kind::Server, *s) {
@@ -381,7 +390,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn register(r: &mut Registry) {
-    register_haproxy::<Spec>(r);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

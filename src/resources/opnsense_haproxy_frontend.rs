@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::haproxy::{
-    Backend, BackendMode, ConnectionBehaviour, Frontend, FrontendMode, Kind, Model,
+    Backend, BackendMode, ConnectionBehaviour, Frontend, FrontendMode, Kind,
 };
 use crate::opnsense::wire::WireEnum;
+use crate::opnsense::Client;
 
 pub const TYPE: &str = "homelab_opnsense_haproxy_frontend";
 
@@ -68,11 +70,14 @@ fn mismatch(fe: FrontendMode, be: &Backend) -> Diagnostic {
 
 pub struct Spec;
 
-impl HaproxySpec for Spec {
+#[async_trait]
+impl ObjectSpec for Spec {
+    type Family = HaproxyFamily;
     type Obj = Frontend;
     type Model = FrontendModel;
     const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy frontend";
+    const NOUN: &'static str = "frontend";
 
     fn schema() -> Schema {
         schema()
@@ -84,8 +89,8 @@ impl HaproxySpec for Spec {
     fn set_id(m: &mut FrontendModel, id: String) {
         m.id = Tf::Known(id);
     }
-    fn name(m: &FrontendModel) -> &Tf<String> {
-        &m.name
+    fn name(m: &FrontendModel) -> Option<&Tf<String>> {
+        Some(&m.name)
     }
 
     fn to_obj(m: &FrontendModel) -> Result<Frontend, Diagnostics> {
@@ -164,7 +169,15 @@ impl HaproxySpec for Spec {
             );
         }
     }
-    fn warn_plan(ctx: &Context, planned: &FrontendModel, model: &Model) {
+    async fn plan_check(
+        ctx: &Context,
+        c: &Client,
+        plan: &Plan<FrontendModel>,
+    ) -> Result<(), Diagnostics> {
+        let planned = &plan.planned;
+        let Ok(model) = c.haproxy().model().await else {
+            return Ok(());
+        };
         let (Some(b), Some(mode)) = (
             planned
                 .default_backend
@@ -175,7 +188,7 @@ impl HaproxySpec for Spec {
                 .known()
                 .and_then(|s| FrontendMode::from_wire(s)),
         ) else {
-            return;
+            return Ok(());
         };
         if let Ok(Some(be)) = model.get::<Backend>(b) {
             if !modes_fit(mode, be.mode) && model.contains(Kind::Backend, b) {
@@ -189,12 +202,18 @@ impl HaproxySpec for Spec {
                 );
             }
         }
+        Ok(())
     }
 
-    fn check(o: &Frontend, model: &Model) -> Result<(), Diagnostics> {
+    async fn check(c: &Client, o: &Frontend) -> Result<(), Diagnostics> {
         let Some(b) = o.default_backend else {
             return Ok(());
         };
+        let model = c
+            .haproxy()
+            .model()
+            .await
+            .map_err(|e| diags(e, "Could not read the HAProxy frontends"))?;
         match model.get::<Backend>(b) {
             Ok(Some(be)) if !modes_fit(o.mode, be.mode) => Err(mismatch(o.mode, &be).into()),
             Ok(Some(_)) => Ok(()),
@@ -294,7 +313,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn register(r: &mut Registry) {
-    register_haproxy::<Spec>(r);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

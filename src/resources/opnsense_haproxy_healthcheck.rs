@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::haproxy::{
     Healthcheck, HealthcheckType, HttpMethod, HttpVersion, TcpMatchType,
@@ -46,11 +47,14 @@ fn enum_str<E: WireEnum>(e: Option<E>) -> Tf<String> {
 
 pub struct Spec;
 
-impl HaproxySpec for Spec {
+#[async_trait]
+impl ObjectSpec for Spec {
+    type Family = HaproxyFamily;
     type Obj = Healthcheck;
     type Model = HealthcheckModel;
     const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy health check";
+    const NOUN: &'static str = "health check";
 
     fn schema() -> Schema {
         schema()
@@ -62,8 +66,8 @@ impl HaproxySpec for Spec {
     fn set_id(m: &mut HealthcheckModel, id: String) {
         m.id = Tf::Known(id);
     }
-    fn name(m: &HealthcheckModel) -> &Tf<String> {
-        &m.name
+    fn name(m: &HealthcheckModel) -> Option<&Tf<String>> {
+        Some(&m.name)
     }
 
     fn to_obj(m: &HealthcheckModel) -> Result<Healthcheck, Diagnostics> {
@@ -196,7 +200,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn register(r: &mut Registry) {
-    register_haproxy::<Spec>(r);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::haproxy::{Server, ServerMode};
 use crate::opnsense::wire::WireEnum;
@@ -36,11 +37,14 @@ pub struct ServerModel {
 
 pub struct Spec;
 
-impl HaproxySpec for Spec {
+#[async_trait]
+impl ObjectSpec for Spec {
+    type Family = HaproxyFamily;
     type Obj = Server;
     type Model = ServerModel;
     const TYPE: &'static str = TYPE;
     const WHAT: &'static str = "HAProxy server";
+    const NOUN: &'static str = "server";
 
     fn schema() -> Schema {
         schema()
@@ -52,8 +56,8 @@ impl HaproxySpec for Spec {
     fn set_id(m: &mut ServerModel, id: String) {
         m.id = Tf::Known(id);
     }
-    fn name(m: &ServerModel) -> &Tf<String> {
-        &m.name
+    fn name(m: &ServerModel) -> Option<&Tf<String>> {
+        Some(&m.name)
     }
 
     fn to_obj(m: &ServerModel) -> Result<Server, Diagnostics> {
@@ -203,7 +207,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn register(r: &mut Registry) {
-    register_haproxy::<Spec>(r);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

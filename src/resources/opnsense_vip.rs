@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::opnsense_common::*;
+use super::opnsense_object::*;
 use crate::framework::*;
 use crate::opnsense::vip::{Vip, VipMode};
 use crate::opnsense::wire::WireEnum;
-use crate::opnsense::Error;
+use crate::opnsense::Client;
 
 pub const TYPE: &str = "homelab_opnsense_vip";
 
@@ -156,56 +157,35 @@ pub fn schema() -> Schema {
     )
 }
 
-pub struct OpnsenseVip;
-
-async fn write(
-    ctx: &Context,
-    uuid: Uuid,
-    mut plan: VipModel,
-    creating: bool,
-) -> Result<VipModel, Diagnostics> {
-    let c = client(ctx)?;
-    if plan.mode.known().map(String::as_str) == Some("carp") && !plan.vhid.is_known() {
-        let vhid = c
-            .vips()
-            .unused_vhid()
-            .await
-            .map_err(|e| diags(e, "Could not pick a free CARP vhid"))?;
-        plan.vhid = Tf::Known(vhid.into());
-    }
-    let vip = to_vip(&plan);
-    if let Err(e) = c.vip_put(uuid, &vip).await {
-        if creating && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
-            // No object Terraform does not know about.
-            let _ = c.vips().delete(uuid).await;
-        }
-        return Err(diags(e, "Could not apply the virtual IP"));
-    }
-    let mut out = from_vip(uuid, &vip, Some(&plan));
-    if out.vhid.is_unknown() {
-        out.vhid = Tf::Null;
-    }
-    Ok(out)
-}
+pub struct Spec;
 
 #[async_trait]
-impl Resource for OpnsenseVip {
+impl ObjectSpec for Spec {
+    type Obj = Vip;
     type Model = VipModel;
-    type Identity = UuidIdentity;
+    type Family = ItemFamily;
+    const TYPE: &'static str = TYPE;
+    const WHAT: &'static str = "virtual IP";
+    const NOUN: &'static str = "virtual IP";
+    const SORT_LIST: bool = false;
 
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
+    fn schema() -> Schema {
         schema()
     }
-    fn identity_schema(&self) -> Option<IdentitySchema> {
-        Some(uuid_identity_schema("virtual IP"))
+    fn id(m: &VipModel) -> &Tf<String> {
+        &m.id
     }
-    fn identity(&self, state: &VipModel) -> Option<UuidIdentity> {
-        state.id.known().map(|id| UuidIdentity { id: id.clone() })
+    fn set_id(m: &mut VipModel, id: String) {
+        m.id = Tf::Known(id);
     }
-    fn validate(&self, config: &VipModel, diags: &mut Diagnostics) {
+    fn to_obj(m: &VipModel) -> Result<Vip, Diagnostics> {
+        Ok(to_vip(m))
+    }
+    fn from_obj(uuid: Uuid, o: &Vip, prior: Option<&VipModel>) -> VipModel {
+        from_vip(uuid, o, prior)
+    }
+
+    fn validate(config: &VipModel, diags: &mut Diagnostics) {
         if config.mode.known().map(String::as_str) == Some("carp") && config.password.is_null() {
             diags.push(
                 Diagnostic::error(
@@ -225,23 +205,25 @@ impl Resource for OpnsenseVip {
             );
         }
     }
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        plan: &mut Plan<VipModel>,
-    ) -> Result<(), Diagnostics> {
+
+    fn adjust_plan(plan: &mut Plan<VipModel>) {
         // vhid is only computed for CARP; other modes have none.
         if plan.planned.mode.known().is_some_and(|m| m != "carp") && plan.config.vhid.is_null() {
             plan.planned.vhid = Tf::Null;
         }
-        let Some(iface) = plan.planned.interface.known().cloned() else {
-            return Ok(());
-        };
-        let Some(c) = client_if_ready(ctx) else {
+    }
+
+    /// The interface must exist on the box.
+    async fn plan_check(
+        _ctx: &Context,
+        c: &Client,
+        plan: &Plan<VipModel>,
+    ) -> Result<(), Diagnostics> {
+        let Some(iface) = plan.planned.interface.known() else {
             return Ok(());
         };
         if let Ok(ifaces) = c.vips().interfaces().await {
-            if !ifaces.contains_key(&iface) {
+            if !ifaces.contains_key(iface) {
                 let known = ifaces
                     .iter()
                     .map(|(k, v)| format!("{k} ({v})"))
@@ -257,131 +239,63 @@ impl Resource for OpnsenseVip {
         }
         Ok(())
     }
-    async fn create(&self, ctx: &Context, plan: VipModel) -> Result<VipModel, Diagnostics> {
-        write(ctx, Uuid::new_v4(), plan, true).await
-    }
-    async fn read(&self, ctx: &Context, state: VipModel) -> Result<Option<VipModel>, Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        let got = c
-            .vips()
-            .get(uuid)
-            .await
-            .map_err(|e| diags(e, "Could not read the virtual IP"))?;
-        Ok(got.map(|v| from_vip(uuid, &v, Some(&state))))
-    }
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: VipModel,
-        plan: VipModel,
-    ) -> Result<VipModel, Diagnostics> {
-        let uuid = parse_uuid(prior.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        write(ctx, uuid, plan, false).await
-    }
-    async fn delete(&self, ctx: &Context, state: VipModel) -> Result<(), Diagnostics> {
-        let c = client(ctx)?;
-        let uuid = parse_uuid(state.id.known().map(String::as_str).unwrap_or(""), "id")?;
-        c.vip_delete(uuid)
-            .await
-            .map(|_| ())
-            .map_err(|e| diags(e, "Could not delete the virtual IP"))
-    }
-    async fn import(&self, ctx: &Context, id: &str) -> Result<VipModel, Diagnostics> {
-        let uuid = match Uuid::parse_str(id.trim()) {
-            Ok(u) => u,
-            Err(_) => {
-                // By address (`10.0.3.100/32` or `10.0.3.100`) or description.
-                let c = client(ctx)?;
-                let all = c
-                    .vips()
-                    .list()
-                    .await
-                    .map_err(|e| diags(e, "Could not list the virtual IPs"))?;
-                let hits: Vec<Uuid> = all
-                    .iter()
-                    .filter(|(_, v)| {
-                        v.as_ref().is_ok_and(|v| {
-                            v.network == id
-                                || v.network.split('/').next() == Some(id)
-                                || v.description.as_deref() == Some(id)
-                        })
-                    })
-                    .map(|(u, _)| *u)
-                    .collect();
-                single_match(
-                    &hits,
-                    Diagnostic::error(
-                        "No virtual IP to import",
-                        format!("No virtual IP has the UUID, address or description {id:?}."),
-                    ),
-                    |_| {
-                        Diagnostic::error(
-                            "Ambiguous virtual IP",
-                            format!("Several virtual IPs match {id:?}; import by UUID."),
-                        )
-                    },
-                )?
-            }
-        };
-        Ok(VipModel {
-            id: Tf::Known(uuid.to_string()),
-            ..Default::default()
-        })
-    }
-    async fn import_identity(
-        &self,
-        ctx: &Context,
-        identity: UuidIdentity,
-    ) -> Result<VipModel, Diagnostics> {
-        self.import(ctx, &identity.id).await
-    }
-}
 
-pub struct OpnsenseVipList;
+    /// A CARP VIP without `vhid` gets the box's first unused one.
+    async fn prepare(c: &Client, plan: &mut VipModel) -> Result<(), Diagnostics> {
+        if plan.mode.known().map(String::as_str) == Some("carp") && !plan.vhid.is_known() {
+            let vhid = c
+                .vips()
+                .unused_vhid()
+                .await
+                .map_err(|e| diags(e, "Could not pick a free CARP vhid"))?;
+            plan.vhid = Tf::Known(vhid.into());
+        }
+        Ok(())
+    }
 
-#[async_trait]
-impl ListResource for OpnsenseVipList {
-    type Resource = OpnsenseVip;
-    type Config = NoConfig;
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-    fn schema(&self) -> Schema {
-        Schema::new("Lists every virtual IP on the OPNsense.")
-    }
-    async fn list(
-        &self,
-        ctx: &Context,
-        _config: NoConfig,
-        req: ListRequest,
-    ) -> Result<ListStream<OpnsenseVip>, Diagnostics> {
-        let c = client(ctx)?;
+    /// By address (`10.0.3.100/32` or `10.0.3.100`) or description.
+    async fn find(c: &Client, id: &str) -> Result<Uuid, Diagnostics> {
         let all = c
-            .vips()
+            .items::<Vip>()
             .list()
             .await
             .map_err(|e| diags(e, "Could not list the virtual IPs"))?;
-        let mut items = Vec::new();
-        for (u, v) in all {
-            let v = v.map_err(|e| diags(e, "Could not read a virtual IP"))?;
-            let name = match &v.description {
-                Some(d) => format!("{} ({d})", v.network),
-                None => v.network.clone(),
-            };
-            items.push((
-                UuidIdentity { id: u.to_string() },
-                name,
-                req.include_resource_object.then(|| from_vip(u, &v, None)),
-            ));
-        }
-        Ok(list_stream::<OpnsenseVip>(items, req.limit))
+        let hits: Vec<Uuid> = all
+            .iter()
+            .filter(|(_, v)| {
+                v.as_ref().is_ok_and(|v| {
+                    v.network == id
+                        || v.network.split('/').next() == Some(id)
+                        || v.description.as_deref() == Some(id)
+                })
+            })
+            .map(|(u, _)| *u)
+            .collect();
+        single_match(
+            &hits,
+            Diagnostic::error(
+                "No virtual IP to import",
+                format!("No virtual IP has the UUID, address or description {id:?}."),
+            ),
+            |_| {
+                Diagnostic::error(
+                    "Ambiguous virtual IP",
+                    format!("Several virtual IPs match {id:?}; import by UUID."),
+                )
+            },
+        )
+    }
+
+    fn display_name(_uuid: Uuid, v: &Vip) -> Option<String> {
+        Some(match &v.description {
+            Some(d) => format!("{} ({d})", v.network),
+            None => v.network.clone(),
+        })
     }
 }
 
 pub fn register(r: &mut Registry) {
-    r.resource(OpnsenseVip);
-    r.list_resource(OpnsenseVipList);
+    register_object::<Spec>(r);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::secret::Secret;
+use crate::secret::Secret;
 
 /// Client authentication.
 #[derive(Debug, Clone)]

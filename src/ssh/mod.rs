@@ -36,14 +36,14 @@
 //! ```
 //!
 //! Map: [`config`] (what to connect to), [`hostkey`] (verification), [`session`] (connect, exec, sudo, upload,
-//! download), [`retry`] (bounded reconnects), [`quote`] (shell quoting), [`secret`] (redacted strings).
+//! download), [`retry`] (bounded reconnects), [`quote`] (shell quoting); secrets are
+//! the crate's one [`Secret`] (`crate::secret`), re-exported here because the SSH types carry it.
 
 pub mod config;
 pub mod error;
 pub mod hostkey;
 pub mod quote;
 pub mod retry;
-pub mod secret;
 pub mod session;
 
 #[cfg(test)]
@@ -51,9 +51,9 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
+pub use crate::secret::Secret;
 pub use config::{Auth, HostConnection, HostKeyPolicy};
 pub use error::SshError;
 pub use quote::{join as quote_join, quote};
 pub use retry::{connect_with_retry, retry, Connector, RetryPolicy};
-pub use secret::Secret;
 pub use session::{ExecOptions, Output, Session};

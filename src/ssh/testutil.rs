@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::{Auth, HostConnection, HostKeyPolicy};
-use super::secret::Secret;
+use crate::secret::Secret;
 
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -1,16 +1,22 @@
-//! A string that must never be printed.
+//! The one type every secret of this crate travels in: OPNsense API secrets, SSH private keys and passphrases,
+//! sudo passwords.
 //!
-//! Private keys, passphrases and sudo passwords travel through this crate inside [`Secret`]. Its `Debug` and
-//! `Display` print a fixed placeholder, so a stray `{:?}` in a log line, a `tracing` field or an error built from a
-//! config struct cannot leak the value. Reading the value requires the explicit [`Secret::expose`] call, which makes
-//! every place that handles the clear text easy to find with grep.
+//! Why one type at the bottom of the crate: the rule "a secret is never printed" is only as strong as the weakest
+//! copy of it. With one [`Secret`] that imports nothing from the crate, every layer (provider configuration, the
+//! OPNsense client, the SSH transport) uses the same redaction and the same wiping, and `expose()` is the single
+//! grep-able place where clear text is handed to its destination (an `Authorization` header, a channel's stdin, a
+//! key decoder).
+//!
+//! - `Debug` and `Display` print a fixed placeholder, so a stray `{:?}` in a log line, a `tracing` field or an
+//!   error built from a config struct cannot leak the value.
+//! - The buffer is wiped when the value is dropped (best effort: copies made by `expose()` callers are theirs).
 
 use std::fmt;
 
 use zeroize::Zeroize;
 
-/// A secret string (private key text, passphrase, sudo password). Redacted in `Debug` and `Display`.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string. Redacted in `Debug` and `Display`, wiped on drop; read it with [`Secret::expose`].
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -19,7 +25,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The clear text. Only for writing it to a channel's stdin or handing it to a key decoder.
+    /// The clear text. Call it only where the value is sent to its destination.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -42,6 +48,12 @@ impl From<&str> for Secret {
     }
 }
 
+impl From<&String> for Secret {
+    fn from(value: &String) -> Self {
+        Secret(value.clone())
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -56,7 +68,7 @@ impl fmt::Display for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Best effort: wipe the heap buffer before it is freed so the value does not linger in freed memory.
+        // Wipe the heap buffer before it is freed so the value does not linger in freed memory.
         self.0.zeroize();
     }
 }
@@ -78,5 +90,6 @@ mod tests {
         }
         let h = Holder { pw: s.clone() };
         assert!(!format!("{h:?}").contains("hunter2"));
+        assert!(Secret::default().is_empty());
     }
 }
