@@ -9,6 +9,10 @@
 //! resource). Validation skips unknowns; configuration records that a value was unknown and resources that need
 //! it get a clear error only if they actually call the API during that plan.
 //!
+//! A wrong CA or API secret cannot heal by retrying, so configure checks them once, with one authenticated call,
+//! when an `opnsense` block is configured and fully known (see `check_opnsense`): the user gets ONE error on the
+//! setting to fix instead of a retried error per resource, and the call's answer (the versions) is kept.
+//!
 //! Secrets (`api_secret`, `private_key`, `sudo_password`) are held in [`Secret`], whose `Debug` is redacted,
 //! and never appear in diagnostics or logs.
 
@@ -551,7 +555,7 @@ fn check_opnsense(
             let host = if message.contains("does not name the URL's host") {
                 format!(
                     " Or address the firewall by a name the certificate holds ({}); a pinned certificate is \
-                 accepted for any host name.",
+                     accepted for any host name.",
                     source(&block.url, "url", "OPNSENSE_URI")
                 )
             } else {
@@ -561,7 +565,7 @@ fn check_opnsense(
                 "OPNsense's TLS certificate is not trusted",
                 format!(
                     "Connecting to {} failed: {message}. {fix}{host} Nothing was retried: this cannot heal on \
-                 its own.",
+                     its own.",
                     o.url
                 ),
             )
@@ -579,8 +583,8 @@ fn check_opnsense(
                 "OPNsense refused the API key and secret",
                 format!(
                     "{} answered HTTP 401 (Authentication Failed): the API key ({}) or its secret ({}) is \
-                 wrong, or the key was deleted. Check both, or create a new key under System › Access › \
-                 Users › API keys. Nothing was retried.",
+                     wrong, or the key was deleted. Check both, or create a new key under System › Access › \
+                     Users › API keys. Nothing was retried.",
                     o.url,
                     source(&block.api_key, "api_key", "OPNSENSE_API_KEY"),
                     source(&block.api_secret, "api_secret", "OPNSENSE_API_SECRET"),

@@ -6,6 +6,8 @@
 //!   check (that *is* the identity check); anything else is verified as a chain to the pinned CA(s) with hostname.
 //! - Retries are bounded, with exponential backoff, and only for calls the caller marks idempotent (reads, `set*`
 //!   with a client-chosen UUID, deletes, service actions). A lost reply to a `set` retried later is harmless.
+//!   Failures that cannot heal are never retried: a refused certificate ([`Error::Trust`], told apart from other
+//!   connect errors by rustls's own error in the source chain) and 401/403 (`Error::Auth`).
 //! - The secret lives only inside a sensitive `Authorization` header value; it is never formatted, and transport
 //!   errors are rendered without the URL.
 //! - Every request is counted per path kind so benchmarks can show refresh is O(types), not O(objects).
