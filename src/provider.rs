@@ -9,6 +9,10 @@
 //! resource). Validation skips unknowns; configuration records that a value was unknown and resources that need
 //! it get a clear error only if they actually call the API during that plan.
 //!
+//! A wrong CA or API secret cannot heal by retrying, so configure checks them once, with one authenticated call,
+//! when an `opnsense` block is configured and fully known (see `check_opnsense`): the user gets ONE error on the
+//! setting to fix instead of a retried error per resource, and the call's answer (the versions) is kept.
+//!
 //! Configure resolves the `opnsense` block straight into the client's [`ClientConfig`] (one type, nothing copied
 //! field by field). Secrets (`api_secret`, `private_key`, `sudo_password`) are held in the crate's one
 //! [`Secret`], whose `Debug` is redacted and which is wiped on drop; they never appear in diagnostics or logs.
@@ -448,7 +452,128 @@ pub fn configure(
     let opnsense = resolve_opnsense(m.opnsense.as_ref(), &env, &mut diags);
     let ssh = resolve_ssh(m.ssh.as_ref());
     diags.clone().into_result()?;
-    Ok(ProviderData::new(terraform_version, opnsense, ssh))
+    let data = ProviderData::new(terraform_version, opnsense, ssh);
+    if let (Some(block), Some(o)) = (&m.opnsense, &data.opnsense) {
+        check_opnsense(&data, o, block)?;
+    }
+    Ok(data)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fail fast on trust and credentials
+
+/// Longest the configure-time probe waits for OPNsense (the configured `timeout` when shorter).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At configure, when an `opnsense` block is configured and fully known: one authenticated call, so that a
+/// failure only the settings can fix (an untrusted certificate, a wrong key or secret) is ONE error on the setting
+/// to change, in the time of one call, instead of a retried error per resource. The client it builds (with the
+/// versions that call read) becomes the provider's client, so the call is not repeated later. Failures that may
+/// heal (refused connection, timeout, 5xx) do not fail configure: the resources meet them and retry as always.
+///
+/// Only with an `opnsense` block (settings from the environment alone are not probed), so `validate` and plans
+/// of configurations without one stay free of network calls. The probe needs the server's multi-threaded runtime
+/// (it blocks this synchronous step on it); elsewhere (unit tests of the resolution above) it is skipped.
+fn check_opnsense(
+    data: &ProviderData,
+    o: &crate::opnsense::ClientConfig,
+    block: &OpnsenseModel,
+) -> Result<(), Diagnostics> {
+    use crate::opnsense::{Client, Error, SettingsProblem};
+    use tokio::runtime::{Handle, RuntimeFlavor};
+
+    let Ok(rt) = Handle::try_current() else {
+        return Ok(());
+    };
+    if rt.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return Ok(());
+    }
+    let client = match Client::new(o) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(
+                Diagnostic::error("Invalid OPNsense connection settings", e.to_string())
+                    .at(attr("opnsense"))
+                    .into(),
+            )
+        }
+    };
+    let timeout = o.timeout.min(PROBE_TIMEOUT);
+    let probed = tokio::task::block_in_place(|| rt.block_on(client.probe(timeout)));
+    let e = match probed {
+        Ok(()) => {
+            // Resources take this client (and its versions) instead of building their own.
+            let _ = data.cached::<Client>(|_| Ok(client));
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let base = attr("opnsense");
+    // Where a setting came from, as the user would look for it.
+    let source = |t: &Tf<String>, name: &str, var: &str| {
+        if t.is_known() {
+            format!("`{name}` in the provider's `opnsense` block")
+        } else {
+            format!("the {var} environment variable")
+        }
+    };
+    let diag = match e.settings_problem() {
+        Some(SettingsProblem::Trust) => {
+            let message = match &e {
+                Error::Trust { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            let fix = if o.ca_cert_pem.is_some() {
+                "`ca_cert_pem` in the provider's `opnsense` block holds neither this certificate nor the CA that \
+                 signed it. Set it to the firewall's web GUI certificate (System › Trust › Certificates) or its CA."
+            } else {
+                "No `ca_cert_pem` is set, so the system trust store was used, and it does not trust this \
+                 certificate. Set `ca_cert_pem` in the provider's `opnsense` block to the firewall's web GUI \
+                 certificate (System › Trust › Certificates) or the CA that signed it."
+            };
+            let host = if message.contains("does not name the URL's host") {
+                format!(
+                    " Or address the firewall by a name the certificate holds ({}); a pinned certificate is \
+                     accepted for any host name.",
+                    source(&block.url, "url", "OPNSENSE_URI")
+                )
+            } else {
+                String::new()
+            };
+            Diagnostic::error(
+                "OPNsense's TLS certificate is not trusted",
+                format!(
+                    "Connecting to {} failed: {message}. {fix}{host} Nothing was retried: this cannot heal on \
+                     its own.",
+                    o.url
+                ),
+            )
+            .at(base.attr("ca_cert_pem"))
+        }
+        Some(SettingsProblem::Credentials) => {
+            let path = if block.api_secret.is_known() {
+                base.attr("api_secret")
+            } else if block.api_key.is_known() {
+                base.attr("api_key")
+            } else {
+                base
+            };
+            Diagnostic::error(
+                "OPNsense refused the API key and secret",
+                format!(
+                    "{} answered HTTP 401 (Authentication Failed): the API key ({}) or its secret ({}) is \
+                     wrong, or the key was deleted. Check both, or create a new key under System › Access › \
+                     Users › API keys. Nothing was retried.",
+                    o.url,
+                    source(&block.api_key, "api_key", "OPNSENSE_API_KEY"),
+                    source(&block.api_secret, "api_secret", "OPNSENSE_API_SECRET"),
+                ),
+            )
+            .at(path)
+        }
+        None => return Ok(()),
+    };
+    Err(diag.into())
 }
 
 fn resolve_opnsense(
@@ -681,6 +806,111 @@ mod tests {
         // Unknown values are left unset.
         assert!(s.sudo_password.is_none());
         assert!(!format!("{d:?}").contains("JKEY"), "key leaked into Debug");
+    }
+
+    /// An `opnsense` block pointing at `url` with key `k` and `secret`.
+    fn block(url: &str, secret: &str, ca: Option<&str>) -> ProviderModel {
+        let mut m = model(
+            Tf::Known(url.into()),
+            Tf::Known("k".into()),
+            Tf::Known(secret.into()),
+        );
+        if let Some(ca) = ca {
+            m.opnsense.as_mut().unwrap().ca_cert_pem = Tf::Known(ca.into());
+        }
+        m
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn configure_fails_once_on_a_wrong_secret_naming_it() {
+        use crate::opnsense::testserver::{Reply, TestServer};
+        let srv = TestServer::start(|_| {
+            Reply::json(
+                401,
+                serde_json::json!({"status": 401, "message": "Authentication Failed"}),
+            )
+        })
+        .await;
+        let d = configure("1.15.5", &block(&srv.url(), "s3cr3t-wrong", None), no_env).unwrap_err();
+        assert_eq!(d.iter().count(), 1, "{d:?}");
+        let x = d.iter().next().unwrap();
+        assert_eq!(x.path, Some(attr("opnsense").attr("api_secret")));
+        assert!(x.detail.contains("`api_secret`"), "{}", x.detail);
+        assert!(!format!("{d:?}").contains("s3cr3t"), "secret leaked");
+        assert_eq!(srv.requests(), 1, "one call, no retry");
+
+        // From the environment: the variables are named.
+        let mut m = block(&srv.url(), "x", None);
+        let o = m.opnsense.as_mut().unwrap();
+        o.api_key = Tf::Null;
+        o.api_secret = Tf::Null;
+        let env = |k: &str| match k {
+            "OPNSENSE_API_KEY" => Some("k".to_string()),
+            "OPNSENSE_API_SECRET" => Some("s3cr3t-env".to_string()),
+            _ => None,
+        };
+        let d = configure("1.15.5", &m, env).unwrap_err();
+        let x = d.iter().next().unwrap();
+        assert!(x.detail.contains("OPNSENSE_API_SECRET"), "{}", x.detail);
+        assert_eq!(x.path, Some(attr("opnsense")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn configure_fails_once_on_an_untrusted_certificate() {
+        use crate::opnsense::testserver::{Reply, TestServer};
+        let (srv, pem) = TestServer::start_tls(|_| Reply::json(200, serde_json::json!({}))).await;
+        let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
+        let url = srv.url().replace("127.0.0.1", "localhost");
+        let d =
+            configure("1.15.5", &block(&url, "s", Some(&other.cert.pem())), no_env).unwrap_err();
+        assert_eq!(d.iter().count(), 1, "{d:?}");
+        let x = d.iter().next().unwrap();
+        assert_eq!(x.path, Some(attr("opnsense").attr("ca_cert_pem")));
+        assert!(
+            x.detail.contains("invalid peer certificate"),
+            "{}",
+            x.detail
+        );
+        assert!(x.detail.contains("`ca_cert_pem`"), "{}", x.detail);
+        // The right certificate: configured, and the probe's client is the provider's client.
+        let d = configure("1.15.5", &block(&url, "s", Some(&pem)), no_env).unwrap();
+        let c = d
+            .cached::<crate::opnsense::Client>(|_| panic!("the probe's client is reused"))
+            .unwrap();
+        assert_eq!(c.transport().total_calls(), 1);
+        c.versions().await.unwrap();
+        assert_eq!(
+            c.transport().total_calls(),
+            1,
+            "versions were read by the probe"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn configure_does_not_fail_on_errors_that_may_heal() {
+        use crate::opnsense::testserver::{Reply, TestServer};
+        let srv =
+            TestServer::start(|_| Reply::json(503, serde_json::json!({"errorMessage": "busy"})))
+                .await;
+        let d = configure("1.15.5", &block(&srv.url(), "s", None), no_env).unwrap();
+        assert_eq!(d.opnsense_status(), &OpnsenseStatus::Ready);
+        assert_eq!(srv.requests(), 1, "the probe tries once");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        assert!(configure("1.15.5", &block(&url, "s", None), no_env).is_ok());
+        // No opnsense block: no probe at all (settings from the environment alone are not checked here).
+        let env = |k: &str| match k {
+            "OPNSENSE_URI" => Some(srv.url()),
+            "OPNSENSE_API_KEY" | "OPNSENSE_API_SECRET" => Some("x".to_string()),
+            _ => None,
+        };
+        let before = srv.requests();
+        configure("1.15.5", &ProviderModel::default(), env).unwrap();
+        assert_eq!(srv.requests(), before);
     }
 
     #[test]

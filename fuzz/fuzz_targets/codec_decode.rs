@@ -4,16 +4,9 @@
 //!
 //! The first input byte picks the schema type; the rest is the payload.
 //!
-//! With nightly: `cargo +nightly fuzz run codec_decode` (from the repository root). Without nightly, a
-//! coverage-guided run (no sanitizer) works on stable too, from `fuzz/`:
-//!
-//! ```text
-//! RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
-//!   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
-//!   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions" \
-//!   cargo build --target x86_64-unknown-linux-gnu --bin codec_decode
-//! mkdir -p corpus && target/x86_64-unknown-linux-gnu/debug/codec_decode -max_total_time=120 corpus
-//! ```
+//! On the stable toolchain: `acceptance-tests/dev fuzz [--time SECS]` (a coverage-guided libFuzzer run without
+//! AddressSanitizer; CI runs it for 60 s). With nightly: `cargo +nightly fuzz run codec_decode` from the repository
+//! root.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

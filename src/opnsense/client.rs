@@ -186,13 +186,42 @@ impl Client {
             .cloned()
     }
 
+    /// One cheap authenticated call (`core/firmware/info`, the call [`Client::versions`] makes) to find, before
+    /// any resource runs, a failure only the provider's settings can fix: `Err` with [`Error::settings_problem`]
+    /// set (untrusted certificate, HTTP 401). Anything else is not the probe's business: a readable answer (or a
+    /// 403/404, which `versions` reads as "unknown") is kept as the versions, so no resource asks again; a
+    /// failure that may heal (connection refused, timeout, 5xx) is logged and left to the resources, which
+    /// retry as always. One attempt, with `timeout`, so a firewall that is down delays configure only that long.
+    pub async fn probe(&self, timeout: std::time::Duration) -> Result<()> {
+        let res = self
+            .t
+            .get_once("core/firmware/info", timeout)
+            .await
+            .map(|v| parse_versions(&v));
+        let versions = match res {
+            Ok(v) => v,
+            Err(e) if e.settings_problem().is_some() => return Err(e),
+            Err(Error::Auth { .. } | Error::EndpointMissing { .. }) => Versions::default(),
+            Err(e) => {
+                tracing::debug!(error = %e, "OPNsense probe failed; the resources will retry");
+                return Ok(());
+            }
+        };
+        let _ = self.versions.set(versions);
+        Ok(())
+    }
+
     /// Refuse early, with a clear message, when the box cannot do what a write needs: client-chosen UUIDs need
     /// OPNsense 23.1 (`setX` upsert, and the VIP API itself), HAProxy objects need the os-haproxy plugin. Unknown
     /// versions (a key without firmware privileges) are not refused; the calls themselves then decide.
     pub async fn preflight(&self, needs_haproxy: bool) -> Result<()> {
         let v = self.versions().await?;
         if let Some(o) = &v.opnsense {
-            if version_lt(o, &[23, 1]) {
+            // A version that does not start with a number (`"unknown"` on some builds) is unknown too.
+            let Some(older) = version_lt(o, &[23, 1]) else {
+                return Ok(());
+            };
+            if older {
                 return Err(Error::Unsupported(format!(
                     "OPNsense {o} is older than 23.1, which this provider needs (upsert by UUID and the virtual IP API)"
                 )));
@@ -431,15 +460,20 @@ fn settings_body(s: &Settings) -> Value {
     s.wire()
 }
 
-/// `"24.7.3_1"` < `[23, 1]`? (numeric comparison of the leading dotted numbers)
-fn version_lt(v: &str, min: &[u32]) -> bool {
+/// `"24.7.3_1"` < `[23, 1]`? (numeric comparison of the leading dotted numbers). `None` when `v` does not start
+/// with a number (`"unknown"`, `""`): such a version is unknown, not old.
+fn version_lt(v: &str, min: &[u32]) -> Option<bool> {
+    let v = v.trim();
+    if !v.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
     let parts: Vec<u32> = v
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .take(min.len())
-        .map(|s| s.parse().unwrap_or(0))
+        .map(|s| s.parse().unwrap_or(u32::MAX))
         .collect();
-    parts.as_slice() < min
+    Some(parts.as_slice() < min)
 }
 
 fn parse_versions(v: &Value) -> Versions {
@@ -847,9 +881,15 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(version_lt("22.7.11", &[23, 1]));
-        assert!(!version_lt("23.1", &[23, 1]));
-        assert!(!version_lt("26.7.2", &[23, 1]));
+        assert_eq!(version_lt("22.7.11", &[23, 1]), Some(true));
+        assert_eq!(version_lt("23.1", &[23, 1]), Some(false));
+        assert_eq!(version_lt("26.7.2", &[23, 1]), Some(false));
+        assert_eq!(version_lt("24.7.3_1", &[23, 1]), Some(false));
+        assert_eq!(version_lt("23", &[23, 1]), Some(true));
+        // Not a number: unknown, not older than anything.
+        assert_eq!(version_lt("unknown", &[23, 1]), None);
+        assert_eq!(version_lt("", &[23, 1]), None);
+        assert_eq!(version_lt("v24.1", &[23, 1]), None);
         let v = parse_versions(&serde_json::json!({"product_version": "26.7.2",
             "plugin": [{"name": "os-haproxy", "version": "5.1", "installed": "1"}]}));
         assert_eq!(v.opnsense.as_deref(), Some("26.7.2"));
@@ -857,6 +897,42 @@ mod tests {
         let v = parse_versions(&serde_json::json!({"product_version": "26.7.2",
             "plugin": [{"name": "os-haproxy", "version": "5.1", "installed": "0"}]}));
         assert_eq!(v.os_haproxy, None);
+    }
+
+    #[tokio::test]
+    async fn preflight_refuses_only_known_old_versions() {
+        use crate::opnsense::testserver::{Reply, TestServer};
+        for (version, haproxy, refused) in [
+            ("unknown", false, false),
+            ("unknown", true, false),
+            ("", false, false),
+            ("22.7.11", true, true),
+            ("26.7.2", true, false),
+            ("26.7.2", false, true),
+        ] {
+            let plugins = if haproxy {
+                serde_json::json!([{"name": "os-haproxy", "version": "5.1", "installed": "1"}])
+            } else {
+                serde_json::json!([])
+            };
+            let srv = TestServer::start(move |_| {
+                Reply::json(
+                    200,
+                    serde_json::json!({"product_version": version, "plugin": plugins.clone()}),
+                )
+            })
+            .await;
+            let c = client(&srv.url());
+            let r = c.preflight(true).await;
+            assert_eq!(r.is_err(), refused, "{version} haproxy={haproxy}: {r:?}");
+            // The VIP and firewall objects do not need the plugin.
+            let r = c.preflight(false).await;
+            assert_eq!(
+                r.is_err(),
+                refused && version.starts_with("22"),
+                "{version}: {r:?}"
+            );
+        }
     }
 
     #[tokio::test]

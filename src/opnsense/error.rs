@@ -42,6 +42,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The TLS handshake failed because OPNsense's certificate is not trusted: unknown issuer, a bad, expired or
+    /// revoked certificate, or one not valid for the URL's host name. Retrying cannot help, so it never is.
+    #[error("OPNsense's TLS certificate is not trusted ({method} {path}): {message}")]
+    Trust {
+        method: &'static str,
+        path: String,
+        message: String,
+    },
+
     /// 401/403/302: the key/secret is wrong, or the user lacks the privilege for this endpoint.
     #[error("OPNsense refused {path} (HTTP {status}): {message}")]
     Auth {
@@ -125,6 +134,28 @@ impl Error {
                     ..
                 }
         )
+    }
+}
+
+/// A failure that only a change of the provider's settings can fix, whatever is retried: what the provider
+/// reports once, at configure, on the setting to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsProblem {
+    /// The certificate is not trusted ([`Error::Trust`]): `ca_cert_pem` (or the URL's host name).
+    Trust,
+    /// HTTP 401: the API key or secret is wrong. (403 is not: the key is valid and lacks a privilege for one
+    /// endpoint, which other endpoints may not need.)
+    Credentials,
+}
+
+impl Error {
+    /// Whether this failure can only be fixed in the provider's settings (see [`SettingsProblem`]).
+    pub fn settings_problem(&self) -> Option<SettingsProblem> {
+        match self {
+            Error::Trust { .. } => Some(SettingsProblem::Trust),
+            Error::Auth { status: 401, .. } => Some(SettingsProblem::Credentials),
+            _ => None,
+        }
     }
 }
 

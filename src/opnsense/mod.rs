@@ -28,5 +28,5 @@ pub(crate) mod fixtures;
 pub(crate) mod testserver;
 
 pub use client::{Client, Versions};
-pub use error::{Error, FieldError, Result};
+pub use error::{Error, FieldError, Result, SettingsProblem};
 pub use transport::{ClientConfig, RetryPolicy, Transport};

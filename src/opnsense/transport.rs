@@ -6,6 +6,8 @@
 //!   check (that *is* the identity check); anything else is verified as a chain to the pinned CA(s) with hostname.
 //! - Retries are bounded, with exponential backoff, and only for calls the caller marks idempotent (reads, `set*`
 //!   with a client-chosen UUID, deletes, service actions). A lost reply to a `set` retried later is harmless.
+//!   Failures that cannot heal are never retried: a refused certificate ([`Error::Trust`], told apart from other
+//!   connect errors by rustls's own error in the source chain) and 401/403 (`Error::Auth`).
 //! - The secret lives only inside a sensitive `Authorization` header value; it is never formatted, and transport
 //!   errors are rendered without the URL.
 //! - Every request is counted per path kind so benchmarks can show refresh is O(types), not O(objects).
@@ -228,6 +230,11 @@ impl Transport {
             .await
     }
 
+    /// GET `/api/<path>` once, with its own `timeout` (no retry): for the configure-time probe.
+    pub async fn get_once(&self, path: &str, timeout: Duration) -> Result<Value> {
+        self.send(Method::Get, path, None, 1, Some(timeout)).await
+    }
+
     /// POST `/api/<path>` with a JSON body (`{}` when none: OPNsense answers an empty JSON body with 400).
     pub async fn post(&self, path: &str, body: Option<&Value>, idem: Idempotency) -> Result<Value> {
         self.call(Method::Post, path, body, idem).await
@@ -249,7 +256,7 @@ impl Transport {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let res = self.once(method, path, body, attempt).await;
+            let res = self.send(method, path, body, attempt, None).await;
             match res {
                 Err(e) if e.is_transient() && attempt < max => {
                     let wait = policy.backoff(attempt - 1);
@@ -261,12 +268,13 @@ impl Transport {
         }
     }
 
-    async fn once(
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         attempt: u32,
+        timeout: Option<Duration>,
     ) -> Result<Value> {
         let url = format!("{}/api/{}", self.inner.base, path.trim_start_matches('/'));
         self.count(method, path);
@@ -282,11 +290,22 @@ impl Transport {
                     .body(bytes)
             }
         };
-        let resp = req.send().await.map_err(|e| Error::Transport {
-            method: method.as_str(),
-            path: path.to_string(),
-            attempts: attempt,
-            message: describe_reqwest(&e),
+        let req = match timeout {
+            Some(t) => req.timeout(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| match trust_failure(&e) {
+            Some(message) => Error::Trust {
+                method: method.as_str(),
+                path: path.to_string(),
+                message,
+            },
+            None => Error::Transport {
+                method: method.as_str(),
+                path: path.to_string(),
+                attempts: attempt,
+                message: describe_reqwest(&e),
+            },
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| Error::Transport {
@@ -317,6 +336,42 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// When the request failed because the server's certificate was refused, rustls's reason (with a hint), else
+/// `None`. rustls's error sits in the source chain inside `io::Error`s (nested, here), whose `source()` skips the
+/// error they wrap, so each one is also opened with `get_ref`.
+fn trust_failure(e: &reqwest::Error) -> Option<String> {
+    use std::error::Error as _;
+    fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+        find_rustls(inner)
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = src {
+        let tls = find_rustls(s);
+        if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
+            let hint = match cert {
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. } => {
+                    "the certificate does not name the URL's host"
+                }
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. }
+                | rustls::CertificateError::NotValidYet
+                | rustls::CertificateError::NotValidYetContext { .. } => {
+                    "the certificate is outside its validity period (or this machine's clock is wrong)"
+                }
+                _ => "the certificate is neither the pinned one nor issued by a trusted CA",
+            };
+            return Some(format!("invalid peer certificate: {cert:?} ({hint})"));
+        }
+        src = s.source();
+    }
+    None
 }
 
 /// Map an HTTP answer to a value or a typed error.
@@ -501,6 +556,7 @@ mod pinned {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opnsense::error::SettingsProblem;
     use crate::opnsense::testserver::{Reply, TestServer};
     use serde_json::json;
 
@@ -642,11 +698,14 @@ mod tests {
         })
         .await;
         let t = Transport::new(&cfg(&srv.url())).unwrap();
+        let before = srv.requests();
         let e = t.get("auth").await.unwrap_err();
         assert!(
             matches!(&e, Error::Auth { status: 401, message, .. } if message == "Authentication Failed"),
             "{e:?}"
         );
+        assert_eq!(e.settings_problem(), Some(SettingsProblem::Credentials));
+        assert_eq!(srv.requests(), before + 1, "a 401 is not retried");
         assert!(matches!(
             t.get("noauth").await.unwrap_err(),
             Error::Auth { status: 302, .. }
@@ -695,15 +754,26 @@ mod tests {
             Transport::new(&c).unwrap().get("x/y/z").await.unwrap()["tls"],
             true
         );
-        // Not pinned, default roots: refused.
+        // Not pinned, default roots: refused, as a trust failure, once (a retry cannot help).
+        let before = srv.requests();
         let c = cfg(&url);
-        let e = Transport::new(&c).unwrap().get("x/y/z").await.unwrap_err();
-        assert!(matches!(e, Error::Transport { .. }), "{e:?}");
-        // A different pinned certificate: refused.
+        let t = Transport::new(&c).unwrap();
+        let e = t.get("x/y/z").await.unwrap_err();
+        assert!(matches!(e, Error::Trust { .. }), "{e:?}");
+        assert_eq!(e.settings_problem(), Some(SettingsProblem::Trust));
+        assert_eq!(t.total_calls(), 1, "a trust failure is not retried");
+        assert_eq!(srv.requests(), before, "no request got through");
+        // A different pinned certificate: refused as a trust failure, not retried.
         let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
         let mut c = cfg(&url);
         c.ca_cert_pem = Some(other.cert.pem());
-        assert!(Transport::new(&c).unwrap().get("x/y/z").await.is_err());
+        let t = Transport::new(&c).unwrap();
+        let e = t.get("x/y/z").await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Trust { message, .. } if message.contains("invalid peer certificate")),
+            "{e:?}"
+        );
+        assert_eq!(t.total_calls(), 1);
         // Insecure: accepted.
         let mut c = cfg(&url);
         c.insecure_skip_verify = true;
