@@ -1,10 +1,8 @@
-//! Cluster-level steps on one server: etcd membership (learner or voter), the sqlite→etcd migration, the serving
-//! certificate rotation, and the versions the cluster's nodes run.
+//! Cluster-level steps on one server: the cluster's node names, the backup stop of the sqlite→etcd migration, the
+//! serving certificate rotation, and the versions the cluster's nodes run. (etcd membership is in
+//! [`super::etcd`]; the sequences that use these steps are in [`super::server`].)
 //!
 //! Why these exist:
-//! - **Voter, not only Ready.** A joining server is an etcd *learner* until promoted; etcd admits one learner at a
-//!   time, so the next join is refused ("too many learner members") if we return while this one is still a
-//!   learner. `/db/info` on the node's own `:6443` lists members with `isLearner`.
 //! - **The seed's migration** (k3s.md §3.1): restarting a single sqlite server with `cluster-init` converts it to
 //!   embedded etcd, one way. We stop k3s, copy the datastore and token to a timestamped directory outside the data
 //!   dir (an uninstall would delete a backup kept inside it), write the new config, start, then check that the
@@ -15,100 +13,8 @@
 //!   server restarts once, not twice.
 //! - **Versions**: an agent must not run a newer kubelet than the servers (Kubernetes version-skew policy).
 
-use std::time::{Duration, Instant};
-
-use tokio_util::sync::CancellationToken;
-
-use super::node::{K3sError, Role, BACKUP_DIR, DB_DIR, K3S_BIN, TOKEN_PATH};
+use super::node::{K3sError, BACKUP_DIR, DB_DIR, K3S_BIN, TOKEN_PATH};
 use crate::ssh::{quote, Session};
-
-/// One etcd member as `/db/info` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// etcd member name (`<node-name>-<suffix>` on k3s).
-    pub name: String,
-    /// Still a learner (not yet promoted to voter).
-    pub is_learner: bool,
-}
-
-/// Parses `/db/info` (etcd's MemberListResponse as JSON).
-pub fn parse_members(raw: &[u8]) -> Option<Vec<Member>> {
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    Some(
-        v["members"]
-            .as_array()?
-            .iter()
-            .map(|m| Member {
-                name: m["name"].as_str().unwrap_or_default().to_string(),
-                is_learner: m["isLearner"].as_bool().unwrap_or(false),
-            })
-            .collect(),
-    )
-}
-
-/// Whether `member` is the etcd member of node `node` (k3s names members `<node>-<hex suffix>`).
-pub fn member_of(member: &str, node: &str) -> bool {
-    member
-        .strip_prefix(node)
-        .and_then(|r| r.strip_prefix('-'))
-        .map(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_hexdigit()))
-        .unwrap_or(false)
-}
-
-/// The etcd members as this server sees them (`None`: no etcd, or the API does not answer yet).
-pub async fn members(session: &Session) -> Result<Option<Vec<Member>>, K3sError> {
-    let out = session
-        .exec_sudo(
-            &format!("{K3S_BIN} kubectl --request-timeout=10s get --raw /db/info 2>/dev/null"),
-            None,
-        )
-        .await?;
-    if !out.success() {
-        return Ok(None);
-    }
-    Ok(parse_members(&out.stdout))
-}
-
-/// Waits until node `node` is a voting etcd member (promoted from learner), bounded by `timeout`.
-pub async fn wait_voter(
-    session: &Session,
-    node: &str,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<(), K3sError> {
-    let started = Instant::now();
-    let mut last = "no member list yet".to_string();
-    loop {
-        if let Some(ms) = members(session).await? {
-            match ms.iter().find(|m| member_of(&m.name, node)) {
-                Some(m) if !m.is_learner => return Ok(()),
-                Some(m) => last = format!("{} is still a learner", m.name),
-                None => {
-                    last = format!(
-                        "{node} is not an etcd member (members: {})",
-                        ms.iter()
-                            .map(|m| m.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            }
-        }
-        if started.elapsed() >= timeout || cancel.is_cancelled() {
-            return Err(K3sError::NotReady {
-                host: session.host().to_string(),
-                unit: format!("the etcd member of {node}"),
-                waited: started.elapsed(),
-                state: last,
-                journal: super::node::journal_tail(session, Role::Server, 20).await,
-            });
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(700)) => {}
-        }
-    }
-}
 
 /// Node names the server's cluster has (through the local admin kubeconfig).
 pub async fn node_names(session: &Session) -> Result<Vec<String>, K3sError> {
@@ -333,18 +239,6 @@ pub fn check_agent_skew(agent_version: &str, nodes: &[NodeVersion]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn members_and_learners() {
-        let raw = br#"{"header":{},"members":[{"ID":"1","name":"k8s-control-1-1a2b3c4d","isLearner":false},{"ID":2,"name":"k8s-control-2-00ff00ff","isLearner":true}]}"#;
-        let m = parse_members(raw).unwrap();
-        assert_eq!(m.len(), 2);
-        assert!(m[1].is_learner && !m[0].is_learner);
-        assert!(member_of("k8s-control-1-1a2b3c4d", "k8s-control-1"));
-        assert!(!member_of("k8s-control-10-1a2b3c4d", "k8s-control-1"));
-        assert!(!member_of("k8s-control-1", "k8s-control-1"));
-        assert_eq!(parse_members(b"oops"), None);
-    }
 
     #[test]
     fn agent_newer_than_servers_is_refused() {

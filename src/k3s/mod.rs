@@ -19,9 +19,16 @@
 //! - **Servers change one at a time** per cluster ([`lock::cluster_lock`]): etcd allows one learner at a time,
 //!   and restarting two servers of three at once loses quorum.
 
+pub mod agent;
 pub mod cluster;
 pub mod config;
+pub mod converge;
+pub mod etcd;
 pub mod lock;
 pub mod node;
+pub mod server;
+pub mod step;
 
+pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};
 pub use node::*;
+pub use step::{Failure, Input, Report};

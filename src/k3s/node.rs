@@ -50,6 +50,9 @@ pub enum K3sError {
         status: u32,
         output: String,
     },
+    /// The air-gap binary cannot be read where Terraform runs.
+    #[error("Reading {path}: {message}")]
+    AirgapBinary { path: String, message: String },
     /// The host says something we cannot interpret.
     #[error("unexpected answer from {host}: {detail}")]
     Unexpected { host: String, detail: String },
@@ -93,8 +96,9 @@ pub struct InstallSource {
     pub script: Option<Vec<u8>>,
     /// URL the host downloads the script from when `script` is `None` (default `https://get.k3s.io`).
     pub script_url: Option<String>,
-    /// A k3s binary uploaded to the host (air-gap install; implies `INSTALL_K3S_SKIP_DOWNLOAD=true`).
-    pub binary: Option<Vec<u8>>,
+    /// Local path (where Terraform runs) of a k3s binary uploaded to the host (air-gap install; implies
+    /// `INSTALL_K3S_SKIP_DOWNLOAD=true`). Read only when an install actually runs.
+    pub binary_path: Option<std::path::PathBuf>,
     /// Extra non-secret `INSTALL_K3S_*` environment for the script (e.g. a mirror).
     pub env: BTreeMap<String, String>,
 }
@@ -282,11 +286,17 @@ pub async fn install(
     if let Some(v) = version {
         env.push(("INSTALL_K3S_VERSION".into(), v.into()));
     }
-    if let Some(bin) = &source.binary {
+    if let Some(path) = &source.binary_path {
+        let bin = tokio::fs::read(path)
+            .await
+            .map_err(|e| K3sError::AirgapBinary {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         session
             .run_sudo("install -d -m 0755 /usr/local/bin", None)
             .await?;
-        session.upload(bin, K3S_BIN, 0o755).await?;
+        session.upload(&bin, K3S_BIN, 0o755).await?;
         env.push(("INSTALL_K3S_SKIP_DOWNLOAD".into(), "true".into()));
     }
     for (k, v) in &source.env {
@@ -520,222 +530,6 @@ pub async fn uninstall(session: &Session, role: Role) -> Result<(), K3sError> {
     Ok(())
 }
 
-/// The etcd voters a cluster reports, each with whether it is healthy, asked through `url` with the admin
-/// `kubeconfig`: the server Nodes (`kubectl get nodes`) joined with etcd's member list (`/db/info`).
-///
-/// Quorum is counted over etcd's *voting members*, not over Nodes: a member whose Node is gone (a removal that
-/// half-happened) still counts towards the quorum size and cannot vote, and a learner does not count at all. A
-/// member is healthy when its Node is Ready. Without `/db/info` (an old server, a refused request) the server
-/// Nodes are used alone.
-pub async fn etcd_servers(
-    session: &Session,
-    kubeconfig: &str,
-    url: &str,
-) -> Result<Vec<(String, bool)>, K3sError> {
-    let k = format!(
-        "{K3S_BIN} kubectl --kubeconfig {} --server {} --request-timeout=20s",
-        quote(kubeconfig),
-        quote(url)
-    );
-    let out = session
-        .run_sudo(&format!("{k} get nodes -o json"), None)
-        .await?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| K3sError::Unexpected {
-            host: session.host().to_string(),
-            detail: format!("node list is not JSON: {e}"),
-        })?;
-    let mut servers = Vec::new();
-    for n in v["items"].as_array().into_iter().flatten() {
-        let labels = &n["metadata"]["labels"];
-        if labels["node-role.kubernetes.io/etcd"].as_str() != Some("true") {
-            continue;
-        }
-        let ready = n["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        servers.push((
-            n["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            ready,
-        ));
-    }
-    let info = session
-        .exec_sudo(&format!("{k} get --raw /db/info 2>/dev/null"), None)
-        .await?;
-    let members = if info.success() {
-        super::cluster::parse_members(&info.stdout)
-    } else {
-        None
-    };
-    Ok(match members {
-        Some(ms) if !ms.is_empty() => voters(&servers, &ms),
-        _ => servers,
-    })
-}
-
-/// Joins server Nodes (name, Ready) with etcd members: one entry per voting member, named after its Node (or
-/// `<member> (no Node)`), healthy when that Node is Ready.
-pub fn voters(nodes: &[(String, bool)], members: &[super::cluster::Member]) -> Vec<(String, bool)> {
-    members
-        .iter()
-        .filter(|m| !m.is_learner)
-        .map(|m| {
-            match nodes
-                .iter()
-                .find(|(n, _)| super::cluster::member_of(&m.name, n))
-            {
-                Some((n, ready)) => (n.clone(), *ready),
-                None => (format!("{} (no Node)", m.name), false),
-            }
-        })
-        .collect()
-}
-
-/// Refuses removing `node` when the servers left would not hold etcd quorum: after removal there are n-1 members
-/// and ⌊(n-1)/2⌋+1 of them must be healthy. `servers` are the voters of [`etcd_servers`].
-pub fn quorum_after_removal(servers: &[(String, bool)], node: &str) -> Result<(), String> {
-    let others: Vec<&(String, bool)> = servers.iter().filter(|(n, _)| n != node).collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let healthy = others.iter().filter(|(_, r)| *r).count();
-    let need = others.len() / 2 + 1;
-    if healthy < need {
-        let down: Vec<&str> = others
-            .iter()
-            .filter(|(_, r)| !*r)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        return Err(format!(
-            "Removing {node} would leave {} etcd members of which only {healthy} are Ready (quorum needs {need}); \
-             not Ready: {}. Bring those servers back first.",
-            others.len(),
-            down.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// Takes a node out of its cluster before uninstalling it, with admin credentials against a live server `url`:
-/// cordon, drain (bounded), `delete node` (on a server this removes its etcd member — k3s's member controller),
-/// wait until `/db/info` no longer lists the member, then stop the unit. Deleting before stopping matters with
-/// two servers: once this one stops, the survivor alone has no etcd quorum to commit the member removal.
-///
-/// Servers: etcd refuses a member removal while the cluster is unhealthy, including for 5 s after a peer
-/// (re)connects ("etcdserver: unhealthy cluster"). That refusal is transient, so the deletion is retried until
-/// `timeout`; the wait for `/db/info` to drop the member has the same deadline (an erroring `/db/info` is waited
-/// out, not taken as success). If the member is still there at the deadline, the unit is **not** stopped and
-/// `Ok(Err(detail))` is returned: stopping a server whose removal was refused takes a voter away from a cluster
-/// that still counts it, and two such removals lose quorum. Agents have no member: one attempt, and the unit is
-/// stopped whatever the outcome (a stale agent Node costs nothing).
-///
-/// `kubeconfig` is the remote path of an admin kubeconfig. On success returns how many refusals were waited out.
-pub async fn leave_cluster(
-    session: &Session,
-    role: Role,
-    kubeconfig: &str,
-    url: &str,
-    node_name: &str,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<Result<Left, String>, K3sError> {
-    let started = Instant::now();
-    let k = format!(
-        "{K3S_BIN} kubectl --kubeconfig {kc} --server {url} --request-timeout=20s",
-        kc = quote(kubeconfig),
-        url = quote(url),
-    );
-    let n = quote(node_name);
-    session
-        .exec_sudo(
-            &format!(
-                "{k} cordon {n} >/dev/null 2>&1\n\
-                 {k} drain {n} --ignore-daemonsets --delete-emptydir-data --timeout=60s >/dev/null 2>&1\n\
-                 exit 0\n"
-            ),
-            None,
-        )
-        .await?;
-    let stop = format!("systemctl stop {} >/dev/null 2>&1; exit 0", role.unit());
-    let delete = format!("{k} delete node {n} --ignore-not-found 2>&1");
-    let mut left = Left::default();
-    loop {
-        let out = session.exec_sudo(&delete, None).await?;
-        if out.success() {
-            break;
-        }
-        let text = out.stdout_str();
-        let detail = text.trim().lines().rev().take(3).collect::<Vec<_>>();
-        let detail = detail.into_iter().rev().collect::<Vec<_>>().join(" ");
-        if role == Role::Agent {
-            session.exec_sudo(&stop, None).await?;
-            return Ok(Err(detail));
-        }
-        left.refused += 1;
-        left.last_refusal = detail.clone();
-        if started.elapsed() >= timeout || cancel.is_cancelled() {
-            return Ok(Err(format!(
-                "deleting node {node_name} was refused {} time(s) over {:?}; last answer: {detail}",
-                left.refused,
-                started.elapsed()
-            )));
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-    if role == Role::Server {
-        let info = format!("{k} get --raw /db/info 2>&1");
-        loop {
-            let out = session.exec_sudo(&info, None).await?;
-            let state = if out.success() {
-                match super::cluster::parse_members(&out.stdout) {
-                    Some(ms) => match ms
-                        .iter()
-                        .find(|m| super::cluster::member_of(&m.name, node_name))
-                    {
-                        None => break,
-                        Some(m) => format!("/db/info still lists member {}", m.name),
-                    },
-                    None => "/db/info is not a member list".to_string(),
-                }
-            } else {
-                format!(
-                    "/db/info failed: {}",
-                    out.stdout_str().trim().lines().last().unwrap_or("")
-                )
-            };
-            if started.elapsed() >= timeout || cancel.is_cancelled() {
-                return Ok(Err(format!(
-                    "node {node_name} was deleted but its etcd member was not seen leaving within {:?} ({state})",
-                    started.elapsed()
-                )));
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-    session.exec_sudo(&stop, None).await?;
-    Ok(Ok(left))
-}
-
-/// How a successful [`leave_cluster`] went: refusals it waited out (etcd's transient "unhealthy cluster").
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Left {
-    /// Deletion attempts refused before one succeeded.
-    pub refused: u32,
-    /// The last refusal's text (kubectl's last lines).
-    pub last_refusal: String,
-}
-
 /// Rewrites every `server:` entry of a kubeconfig to `server` (line-based: k3s writes a fixed layout).
 pub fn rewrite_kubeconfig(text: &str, server: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -862,51 +656,6 @@ mod tests {
         assert!(check_upgrade("v1.31.5+k3s1", "v1.32.0+k3s1").is_ok());
         assert!(check_upgrade("v1.31.5+k3s1", "v1.33.0+k3s1").is_err());
         assert!(check_upgrade("v1.31.6+k3s1", "v1.31.5+k3s1").is_err());
-    }
-
-    #[test]
-    fn quorum_guard() {
-        let s = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
-            v.iter().map(|(n, r)| (n.to_string(), *r)).collect()
-        };
-        // 2 → 1: the survivor alone is a quorum.
-        assert!(quorum_after_removal(&s(&[("a", true), ("b", true)]), "b").is_ok());
-        // 3 → 2 with one of the two left down: refused.
-        let e =
-            quorum_after_removal(&s(&[("a", true), ("b", false), ("c", true)]), "c").unwrap_err();
-        assert!(e.contains("not Ready: b"), "{e}");
-        // 3 → 2 removing the down one: fine.
-        assert!(quorum_after_removal(&s(&[("a", true), ("b", false), ("c", true)]), "b").is_ok());
-        // The last server.
-        assert!(quorum_after_removal(&s(&[("a", true)]), "a").is_ok());
-    }
-
-    #[test]
-    fn quorum_counts_etcd_voters_not_nodes() {
-        use super::super::cluster::Member;
-        let m = |name: &str, learner: bool| Member {
-            name: name.into(),
-            is_learner: learner,
-        };
-        let nodes = vec![("a".to_string(), true), ("c".to_string(), true)];
-        // b's Node is gone but its member is still voting: 3 voters, and b cannot vote.
-        let v = voters(
-            &nodes,
-            &[
-                m("a-0a0a0a0a", false),
-                m("b-0b0b0b0b", false),
-                m("c-0c0c0c0c", false),
-            ],
-        );
-        assert_eq!(v.len(), 3);
-        assert!(v.contains(&("b-0b0b0b0b (no Node)".to_string(), false)));
-        // Node Ready alone would allow removing c (a stays, Ready); etcd would be left with a and a dead b.
-        assert!(quorum_after_removal(&nodes, "c").is_ok());
-        let e = quorum_after_removal(&v, "c").unwrap_err();
-        assert!(e.contains("b-0b0b0b0b (no Node)"), "{e}");
-        // A learner neither counts towards the quorum size nor needs to be healthy.
-        let v = voters(&nodes, &[m("a-0a0a0a0a", false), m("c-0c0c0c0c", true)]);
-        assert_eq!(v, vec![("a".to_string(), true)]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::k3s_common::*;
 use super::k3s_host::*;
 use crate::framework::*;
-use crate::k3s::{self, Role};
+use crate::k3s::{self, agent::AgentWant, Role};
 
 pub const TYPE: &str = "homelab_k3s_agent";
 
@@ -128,7 +128,8 @@ pub fn schema() -> Schema {
         .block(timeouts_block())
 }
 
-fn desired_config(m: &AgentModel, node_name: &str) -> BTreeMap<String, serde_json::Value> {
+/// config.yaml wanted by the model (the sequence adds `node-name` once it knows the host's name).
+fn desired_config(m: &AgentModel) -> BTreeMap<String, serde_json::Value> {
     use serde_json::json;
     let mut c = BTreeMap::new();
     for (k, v) in m.extra_config.known().cloned().unwrap_or_default() {
@@ -140,7 +141,6 @@ fn desired_config(m: &AgentModel, node_name: &str) -> BTreeMap<String, serde_jso
     if let Some(u) = m.server_url.known() {
         c.insert("server".into(), json!(u));
     }
-    c.insert("node-name".into(), json!(node_name));
     for (key, list) in [
         ("node-label", &m.node_labels),
         ("node-taint", &m.node_taints),
@@ -170,55 +170,35 @@ fn fill_lb(m: &mut AgentModel, lb: Option<(String, Vec<String>)>) {
 pub struct K3sAgent;
 
 impl K3sAgent {
+    /// Create and update: the plan as the sequence's wants, [`k3s::agent::converge`], the result mapped back.
     async fn converge(
         &self,
         ctx: &Context,
         mut plan: AgentModel,
         limit: std::time::Duration,
     ) -> Result<AgentModel, Diagnostics> {
-        let session = connect(ctx, plan.host.as_ref()).await?;
-        let probe = k3s::probe(&session, Role::Agent)
-            .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        let node_name = plan
-            .node_name
-            .known()
-            .cloned()
-            .unwrap_or_else(|| probe.hostname.clone());
-        let want_version = plan.version.known().cloned();
-        if let Some(v) = &want_version {
-            if !probe.installed(Role::Agent) || probe.version.as_ref() != Some(v) {
-                check_skew(ctx, &session, v, &plan.cluster_kubeconfig).await?;
-            }
-        }
-        let cfg = k3s::render_config(&desired_config(&plan, &node_name));
-        converge_node(
-            ctx,
-            &session,
-            Role::Agent,
-            &probe,
-            &node_name,
-            &cfg,
-            want_version.as_deref(),
-            InstallAttrs {
-                script: &plan.install_script,
-                url: &plan.install_script_url,
-                env: &plan.install_env,
-                binary_path: &plan.airgap_binary_path,
-            },
+        let install = install_source(
+            &plan.install_script,
+            &plan.install_script_url,
+            &plan.install_env,
+            &plan.airgap_binary_path,
+        );
+        let want = AgentWant {
+            node_name: plan.node_name.known().map(String::as_str),
+            config: desired_config(&plan),
+            version: plan.version.known().map(String::as_str),
+            install: &install,
+            cluster_kubeconfig: plan.cluster_kubeconfig.known().map(String::as_str),
             limit,
-        )
-        .await?;
-        let lb = k3s::agent_lb(&session)
+        };
+        let session = connect(ctx, plan.host.as_ref()).await?;
+        let done = k3s::agent::converge(&session, &want, ctx, ctx.cancellation())
             .await
-            .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
-        let probe = k3s::probe(&session, Role::Agent)
-            .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+            .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
-        plan.node_name = Tf::Known(node_name);
-        plan.version = probe.version.map(Tf::Known).unwrap_or(Tf::Null);
-        fill_lb(&mut plan, lb);
+        plan.node_name = Tf::Known(done.node_name);
+        plan.version = done.version.map(Tf::Known).unwrap_or(Tf::Null);
+        fill_lb(&mut plan, done.lb);
         Ok(plan)
     }
 }
@@ -326,13 +306,13 @@ impl Resource for K3sAgent {
     }
     async fn delete(&self, ctx: &Context, state: AgentModel) -> Result<(), Diagnostics> {
         let session = connect(ctx, state.host.as_ref()).await?;
-        if let (Some(kc), Some(name)) = (state.cluster_kubeconfig.known(), state.node_name.known())
-        {
-            leave(ctx, &session, kc, name).await?;
-        }
-        k3s::uninstall(&session, Role::Agent)
+        let leave = match (state.cluster_kubeconfig.known(), state.node_name.known()) {
+            (Some(kc), Some(name)) => Some((kc.as_str(), name.as_str())),
+            _ => None,
+        };
+        k3s::agent::remove(&session, leave, ctx, ctx.cancellation())
             .await
-            .map_err(|e| k3s_diag("k3s agent uninstall failed", e))
+            .map_err(failure_diag)
     }
     async fn import(&self, _ctx: &Context, id: &str) -> Result<AgentModel, Diagnostics> {
         Ok(AgentModel {
@@ -348,88 +328,6 @@ impl Resource for K3sAgent {
     ) -> Result<AgentModel, Diagnostics> {
         self.import(ctx, &identity.address).await
     }
-}
-
-/// Refuses an agent version newer than the servers (Kubernetes forbids a kubelet newer than the API servers). The
-/// servers' versions come from the cluster through `cluster_kubeconfig`; without it the check is skipped.
-async fn check_skew(
-    ctx: &Context,
-    session: &crate::ssh::Session,
-    version: &str,
-    kubeconfig: &Tf<String>,
-) -> Result<(), Diagnostics> {
-    let Some(kc) = kubeconfig.known() else {
-        return Ok(());
-    };
-    match k3s::cluster::node_versions(session, kc).await {
-        Ok(Ok(nodes)) => k3s::cluster::check_agent_skew(version, &nodes).map_err(|why| {
-            Diagnostics::from(
-                Diagnostic::error("Agent newer than the servers", why).at(attr("version")),
-            )
-        }),
-        Ok(Err(detail)) => {
-            ctx.warn(
-                "k3s version skew not checked",
-                format!("The servers' versions could not be read: {detail}"),
-            );
-            Ok(())
-        }
-        Err(e) => {
-            ctx.warn(
-                "k3s version skew not checked",
-                format!("The servers' versions could not be read: {e}"),
-            );
-            Ok(())
-        }
-    }
-}
-
-/// Drains and deletes the Node through the cluster with the given admin kubeconfig (uploaded 0600 next to
-/// config.yaml, which the uninstall removes), then stops the agent.
-async fn leave(
-    ctx: &Context,
-    session: &crate::ssh::Session,
-    kubeconfig: &str,
-    name: &str,
-) -> Result<(), Diagnostics> {
-    let Some(url) = k3s::kubeconfig_server(kubeconfig) else {
-        ctx.warn(
-            "cluster_kubeconfig has no server",
-            "The node was not removed from the cluster.",
-        );
-        return Ok(());
-    };
-    let path = "/etc/rancher/k3s/homelab-admin.kubeconfig";
-    let run = async {
-        session
-            .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
-            .await?;
-        session.upload(kubeconfig.as_bytes(), path, 0o600).await?;
-        let r = k3s::leave_cluster(
-            session,
-            Role::Agent,
-            path,
-            &url,
-            name,
-            std::time::Duration::from_secs(60),
-            ctx.cancellation(),
-        )
-        .await;
-        let _ = session.exec_sudo(&format!("rm -f {path}"), None).await;
-        r
-    };
-    match run.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(detail)) => ctx.warn(
-            "Node not removed from the cluster",
-            format!("Deleting node {name} through {url} failed: {detail}"),
-        ),
-        Err(e) => ctx.warn(
-            "Node not removed from the cluster",
-            format!("Deleting node {name} through {url} failed: {e}"),
-        ),
-    }
-    Ok(())
 }
 
 pub fn register(r: &mut Registry) {
@@ -452,7 +350,7 @@ mod tests {
             token: Tf::Known("K10x::server:pw".into()),
             ..Default::default()
         };
-        let c = desired_config(&m, "w1");
+        let c = desired_config(&m);
         assert_eq!(c["server"], serde_json::json!("https://192.0.2.50:6443"));
         assert!(!c.contains_key("cluster-init") && !c.contains_key("tls-san"));
     }

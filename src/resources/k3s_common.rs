@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::*;
-use crate::k3s::{check_install_env_name, InstallSource, K3sError};
+use crate::k3s::{check_install_env_name, Failure, Input, InstallSource, K3sError, Report};
 use crate::provider::ProviderData;
 use crate::provider::SshDefaults;
 use crate::ssh::{
@@ -466,6 +466,28 @@ pub fn k3s_diag(summary: &str, e: K3sError) -> Diagnostics {
     Diagnostic::error(summary, e.to_string()).into()
 }
 
+/// A k3s sequence's failure as a diagnostic, on the attribute of the input it concerns (server and agent name
+/// their inputs alike).
+pub fn failure_diag(f: Failure) -> Diagnostics {
+    let d = Diagnostic::error(f.summary, f.detail);
+    let d = match f.input {
+        None => d,
+        Some(Input::ServerUrl) => d.at(attr("server_url")),
+        Some(Input::AllowDatastoreMigration) => d.at(attr("allow_datastore_migration")),
+        Some(Input::TlsSan) => d.at(attr("tls_san")),
+        Some(Input::AirgapBinary) => d.at(attr("airgap_binary_path")),
+        Some(Input::Version) => d.at(attr("version")),
+    };
+    d.into()
+}
+
+/// The sequences' warnings become the operation's Terraform warnings.
+impl Report for Context {
+    fn warn(&self, summary: &str, detail: String) {
+        Context::warn(self, summary, detail);
+    }
+}
+
 /// The install-source attributes (flat, shared by server and agent).
 pub fn install_attributes(schema: Schema) -> Schema {
     schema
@@ -506,31 +528,19 @@ pub fn install_attributes(schema: Schema) -> Schema {
         ))
 }
 
-/// Builds the install source from the flat attributes.
+/// Builds the install source from the flat attributes (the air-gap binary is read only if an install runs).
 pub fn install_source(
     script: &Tf<String>,
     url: &Tf<String>,
     env: &Tf<BTreeMap<String, String>>,
     binary_path: &Tf<String>,
-) -> Result<InstallSource, Diagnostics> {
-    let binary = match binary_path.known() {
-        Some(p) => Some(std::fs::read(p).map_err(|e| {
-            Diagnostics::from(
-                Diagnostic::error(
-                    "Cannot read the air-gap binary",
-                    format!("Reading {p}: {e}"),
-                )
-                .at(attr("airgap_binary_path")),
-            )
-        })?),
-        None => None,
-    };
-    Ok(InstallSource {
+) -> InstallSource {
+    InstallSource {
         script: script.known().map(|s| s.as_bytes().to_vec()),
         script_url: url.known().cloned(),
-        binary,
+        binary_path: binary_path.known().map(PathBuf::from),
         env: env.known().cloned().unwrap_or_default(),
-    })
+    }
 }
 
 /// A list attribute read back from the host, keeping the user's null where the host has nothing.
@@ -560,13 +570,6 @@ pub fn strings_of(v: Option<&serde_json::Value>) -> Vec<String> {
 /// Known list or empty.
 pub fn list_or_empty(t: &Tf<Vec<String>>) -> Vec<String> {
     t.known().cloned().unwrap_or_default()
-}
-
-/// The unit-poll deadline for an operation limit: leave time for the journal diagnostic.
-pub fn ready_budget(limit: Duration) -> Duration {
-    limit
-        .saturating_sub(Duration::from_secs(15))
-        .max(Duration::from_secs(10))
 }
 
 #[cfg(test)]

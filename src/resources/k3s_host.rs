@@ -7,7 +7,6 @@
 //! connection itself and the `host { }` block live in `k3s_common`.)
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::k3s_common::*;
 use crate::framework::*;
@@ -187,89 +186,6 @@ impl NodeFields<'_> {
         *self.node_taints = list_back(strings_of(cfg.get("node-taint")), self.node_taints);
         *self.extra_config = extra_back(cfg, managed, self.extra_config);
     }
-}
-
-/// The install attributes of a model.
-pub struct InstallAttrs<'a> {
-    pub script: &'a Tf<String>,
-    pub url: &'a Tf<String>,
-    pub env: &'a Tf<BTreeMap<String, String>>,
-    pub binary_path: &'a Tf<String>,
-}
-
-/// Writes config.yaml, installs when missing or at another version, (re)starts when anything changed, and waits
-/// for readiness within `limit`. A node whose settings also live on the unit's command line or in its env file
-/// (a hand install) is re-installed when config.yaml changes, so config.yaml becomes the only source — otherwise
-/// the old flags would keep overriding the new file.
-#[allow(clippy::too_many_arguments)]
-pub async fn converge_node(
-    ctx: &Context,
-    session: &Session,
-    role: Role,
-    probe: &Probe,
-    node_name: &str,
-    config: &[u8],
-    version: Option<&str>,
-    install: InstallAttrs<'_>,
-    limit: Duration,
-) -> Result<(), Diagnostics> {
-    let changed = k3s::write_config(session, config, probe.config.as_deref())
-        .await
-        .map_err(|e| k3s_diag("Cannot write config.yaml", e))?;
-    let outside = probe
-        .effective()
-        .map(|e| e.outside_config_file)
-        .unwrap_or(false);
-    let installed = probe.installed(role);
-    let normalise = installed && changed && outside;
-    if normalise {
-        ctx.warn(
-            "Moving k3s settings into config.yaml",
-            format!(
-                "{} was installed with settings on the {} unit's command line or in its env file. The provider \
-                 re-runs the installer so the unit carries none and config.yaml is the only source of settings.",
-                session.host(),
-                role.unit()
-            ),
-        );
-    }
-    let needs_install = !installed
-        || normalise
-        || (version.is_some() && version.map(str::to_string) != probe.version);
-    if needs_install {
-        let src = install_source(
-            install.script,
-            install.url,
-            install.env,
-            install.binary_path,
-        )?;
-        k3s::install(session, role, version, &src)
-            .await
-            .map_err(|e| k3s_diag("k3s install failed", e))?;
-    }
-    let running = probe.active == "active";
-    if !running || changed || needs_install {
-        k3s::start(session, role, running)
-            .await
-            .map_err(|e| k3s_diag(&format!("Cannot start {}", role.unit()), e))?;
-    }
-    k3s::wait_ready(
-        session,
-        role,
-        node_name,
-        ready_budget(limit),
-        ctx.cancellation(),
-    )
-    .await
-    .map_err(|e| {
-        k3s_diag(
-            match role {
-                Role::Server => "k3s server did not become ready",
-                Role::Agent => "k3s agent did not become ready",
-            },
-            e,
-        )
-    })
 }
 
 #[cfg(test)]

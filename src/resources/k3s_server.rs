@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use super::k3s_common::*;
 use super::k3s_host::*;
 use crate::framework::*;
+use crate::k3s::server::{missing_sans, Removal, ServerWant};
 use crate::k3s::{self, Role};
-use crate::ssh::Session;
 
 pub const TYPE: &str = "homelab_k3s_server";
 
@@ -191,8 +191,8 @@ fn role_of(m: &ServerModel) -> &str {
     m.role.known().map(String::as_str).unwrap_or("init")
 }
 
-/// config.yaml wanted by the model.
-fn desired_config(m: &ServerModel, node_name: &str) -> BTreeMap<String, serde_json::Value> {
+/// config.yaml wanted by the model (the sequence adds `node-name` once it knows the host's name).
+fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
     use serde_json::json;
     let mut c = BTreeMap::new();
     for (k, v) in m.extra_config.known().cloned().unwrap_or_default() {
@@ -206,7 +206,6 @@ fn desired_config(m: &ServerModel, node_name: &str) -> BTreeMap<String, serde_js
     } else if let Some(u) = m.server_url.known() {
         c.insert("server".into(), json!(u));
     }
-    c.insert("node-name".into(), json!(node_name));
     for (key, list) in [
         ("tls-san", &m.tls_san),
         ("node-label", &m.node_labels),
@@ -236,296 +235,49 @@ fn kube_server(m: &ServerModel) -> String {
     })
 }
 
-fn missing_sans(m: &ServerModel, sans: &[String]) -> Vec<String> {
-    list_or_empty(&m.tls_san)
-        .into_iter()
-        .filter(|s| !sans.contains(s))
-        .collect()
-}
-
 #[derive(Default)]
 pub struct K3sServer;
 
 impl K3sServer {
-    /// Brings the host to the planned state (create and update).
+    /// Create and update: the plan as the sequence's wants, [`k3s::server::converge`], the result mapped back.
     async fn converge(
         &self,
         ctx: &Context,
         mut plan: ServerModel,
         limit: std::time::Duration,
     ) -> Result<ServerModel, Diagnostics> {
-        let started = std::time::Instant::now();
-        if role_of(&plan) == "join" && plan.server_url.is_null() {
-            return Err(Diagnostic::error(
-                "server_url is required to join",
-                "A server with role \"join\" needs `server_url = \"https://<existing server>:6443\"`.",
-            )
-            .at(attr("server_url"))
-            .into());
-        }
+        let install = install_source(
+            &plan.install_script,
+            &plan.install_script_url,
+            &plan.install_env,
+            &plan.airgap_binary_path,
+        );
+        let tls_san = list_or_empty(&plan.tls_san);
+        let want = ServerWant {
+            init: role_of(&plan) == "init",
+            server_url: plan.server_url.known().map(String::as_str),
+            node_name: plan.node_name.known().map(String::as_str),
+            config: desired_config(&plan),
+            tls_san: &tls_san,
+            version: plan.version.known().map(String::as_str),
+            install: &install,
+            allow_datastore_migration: plan.allow_datastore_migration.known() == Some(&true),
+            limit,
+        };
+        want.check().map_err(failure_diag)?;
         let token = plan.token.known().cloned().unwrap_or_default();
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, plan.host.as_ref()).await?;
-        let mut probe = k3s::probe(&session, Role::Server)
+        let done = k3s::server::converge(&session, &want, ctx, ctx.cancellation())
             .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
-        let node_name = plan
-            .node_name
-            .known()
-            .cloned()
-            .unwrap_or_else(|| probe.hostname.clone());
-        // The seed's migration: a first server still on sqlite gets cluster-init (gated, backed up, verified).
-        let migrating = role_of(&plan) == "init"
-            && probe.installed(Role::Server)
-            && probe.datastore.as_deref() == Some("sqlite");
-        let mut migration: Option<(String, Vec<String>)> = None;
-        // SANs the migration's stop rotated the certificate for (reported once they are seen on the wire).
-        let mut rotated: Vec<String> = Vec::new();
-        if migrating {
-            if plan.allow_datastore_migration.known() != Some(&true) {
-                return Err(migration_gate(session.host()).into());
-            }
-            let before = k3s::cluster::node_names(&session)
-                .await
-                .map_err(|e| k3s_diag("Cannot list the cluster's nodes before the migration", e))?;
-            // The SANs served now (k3s still runs): a wanted one missing would not stick through the restart
-            // (the sticky certificate), so the rotation is done inside the migration's stop: one restart.
-            let served = k3s::server_facts(&session)
-                .await
-                .map_err(|e| k3s_diag("Cannot read the server's state", e))?
-                .serving_sans;
-            let rotate = missing_sans(&plan, &served);
-            let backup = k3s::cluster::stop_and_backup(&session, "sqlite-to-etcd")
-                .await
-                .map_err(|e| k3s_diag("Backing up the sqlite datastore failed", e))?;
-            tracing::info!(
-                host = session.host(),
-                backup = backup.as_str(),
-                "k3s datastore backed up before the sqlite to etcd migration"
-            );
-            ctx.warn(
-                "Migrating the k3s datastore from sqlite to embedded etcd",
-                format!(
-                    "{} ran on sqlite. The provider stopped k3s, backed up the datastore directory and the token \
-                     to {backup} on the host, added cluster-init to config.yaml and restarted k3s. Nodes before: \
-                     {}.",
-                    session.host(),
-                    before.join(", ")
-                ),
-            );
-            if !rotate.is_empty() {
-                k3s::cluster::certificate_rotate_stopped(&session)
-                    .await
-                    .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e))?;
-                tracing::info!(
-                    host = session.host(),
-                    sans = rotate.join(",").as_str(),
-                    "serving certificate rotated while k3s is stopped for the migration"
-                );
-                rotated = rotate;
-            }
-            probe.active = "inactive".into();
-            migration = Some((backup, before));
-        }
-        let cfg = k3s::render_config(&desired_config(&plan, &node_name));
-        converge_node(
-            ctx,
-            &session,
-            Role::Server,
-            &probe,
-            &node_name,
-            &cfg,
-            plan.version.known().map(String::as_str),
-            InstallAttrs {
-                script: &plan.install_script,
-                url: &plan.install_script_url,
-                env: &plan.install_env,
-                binary_path: &plan.airgap_binary_path,
-            },
-            limit,
-        )
-        .await?;
-        let remaining = |min: u64| {
-            ready_budget(limit)
-                .saturating_sub(started.elapsed())
-                .max(std::time::Duration::from_secs(min))
-        };
-        // etcd admits one learner at a time: return only once this server votes, so the next join is not refused.
-        if role_of(&plan) == "join" || migration.is_some() {
-            k3s::cluster::wait_voter(&session, &node_name, remaining(10), ctx.cancellation())
-                .await
-                .map_err(|e| k3s_diag("The server did not become a voting etcd member", e))?;
-        }
-        if let Some((backup, before)) = &migration {
-            verify_migration(&session, backup, before).await?;
-        }
-        let mut facts = k3s::server_facts(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-        let missing = missing_sans(&plan, &facts.serving_sans);
-        if !rotated.is_empty() && missing.is_empty() {
-            ctx.warn(
-                "Rotated the k3s serving certificate",
-                format!(
-                    "The certificate on :6443 of {} lacked the configured tls_san {} (k3s keeps serving SANs in the \
-                     kube-system/k3s-serving secret and its disk cache, so a new tls-san does not reach it by a \
-                     restart alone). k3s being stopped for the migration anyway, the provider ran `k3s certificate \
-                     rotate --service k3s-server` then (backup of the old certificates in \
-                     /var/lib/rancher/k3s/server/tls-<unix time>); the migration's one restart serves the SAN.",
-                    session.host(),
-                    rotated.join(", ")
-                ),
-            );
-        }
-        if !missing.is_empty() {
-            facts =
-                fix_serving_cert(ctx, &session, &plan, &node_name, &missing, remaining(20)).await?;
-        }
-        let probe = k3s::probe(&session, Role::Server)
-            .await
-            .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+            .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
-        plan.node_name = Tf::Known(node_name);
-        plan.version = match probe.version {
-            Some(v) => Tf::Known(v),
-            None => Tf::Null,
-        };
-        plan.datastore = probe.datastore.map(Tf::Known).unwrap_or(Tf::Null);
-        fill_facts(&mut plan, facts);
+        plan.node_name = Tf::Known(done.node_name);
+        plan.version = done.probe.version.map(Tf::Known).unwrap_or(Tf::Null);
+        plan.datastore = done.probe.datastore.map(Tf::Known).unwrap_or(Tf::Null);
+        fill_facts(&mut plan, done.facts);
         Ok(plan)
     }
-}
-
-/// The error of a migration that was not allowed.
-fn migration_gate(host: &str) -> Diagnostic {
-    Diagnostic::error(
-        "sqlite to etcd migration not allowed",
-        format!(
-            "{host} runs k3s on sqlite, and role \"init\" needs embedded etcd (cluster-init). Applying converts the \
-             datastore in place, one way: the provider stops k3s, backs up the datastore directory and the token \
-             to /var/backups/k3s/<UTC time>-sqlite-to-etcd/ on the host, adds cluster-init to config.yaml and \
-             restarts k3s, then checks that the datastore is etcd and every node is still there. To allow it, set \
-             `allow_datastore_migration = true` on this resource."
-        ),
-    )
-    .at(attr("allow_datastore_migration"))
-}
-
-/// After the migration: the datastore must be etcd and no node may be missing.
-async fn verify_migration(
-    session: &Session,
-    backup: &str,
-    before: &[String],
-) -> Result<(), Diagnostics> {
-    let probe = k3s::probe(session, Role::Server)
-        .await
-        .map_err(|e| k3s_diag("Cannot inspect the host after the migration", e))?;
-    let after = k3s::cluster::node_names(session)
-        .await
-        .map_err(|e| k3s_diag("Cannot list the cluster's nodes after the migration", e))?;
-    let lost: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
-    if probe.datastore.as_deref() != Some("etcd") || !lost.is_empty() {
-        return Err(Diagnostic::error(
-            "The sqlite to etcd migration did not check out",
-            format!(
-                "After the restart {} reports datastore {:?} and nodes [{}] (before: [{}]; missing: [{}]). The \
-                 pre-migration datastore and token are in {backup} on the host: to go back, stop k3s, remove \
-                 cluster-init from config.yaml, replace {} with the backup's db directory and start k3s.",
-                session.host(),
-                probe.datastore.as_deref().unwrap_or("none"),
-                after.join(", "),
-                before.join(", "),
-                lost.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                k3s::DB_DIR,
-            ),
-        )
-        .into());
-    }
-    tracing::info!(
-        host = session.host(),
-        nodes = after.len(),
-        "k3s datastore migrated to etcd; every node is still there"
-    );
-    Ok(())
-}
-
-/// A wanted `tls-san` is missing on the wire after the restart (the sticky certificate). First the documented
-/// cure, `k3s certificate rotate --service k3s-server`; if the SAN is still missing, the blunt one (delete the
-/// shared secret and the disk cache). Says which was done.
-async fn fix_serving_cert(
-    ctx: &Context,
-    session: &Session,
-    plan: &ServerModel,
-    node_name: &str,
-    missing: &[String],
-    budget: std::time::Duration,
-) -> Result<k3s::ServerFacts, Diagnostics> {
-    let cancel = CancellationToken::new();
-    k3s::cluster::certificate_rotate(session)
-        .await
-        .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e))?;
-    k3s::wait_ready(session, Role::Server, node_name, budget, &cancel)
-        .await
-        .map_err(|e| k3s_diag("k3s server did not become ready after rotation", e))?;
-    let facts = k3s::server_facts(session)
-        .await
-        .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-    let still = missing_sans(plan, &facts.serving_sans);
-    if still.is_empty() {
-        tracing::info!(
-            host = session.host(),
-            sans = missing.join(",").as_str(),
-            "tls-san missing after restart; fixed with k3s certificate rotate"
-        );
-        ctx.warn(
-            "Rotated the k3s serving certificate",
-            format!(
-                "The certificate on :6443 of {} lacked the configured tls_san {} after the restart (k3s keeps \
-                 serving SANs in the kube-system/k3s-serving secret and its disk cache). The provider ran `k3s \
-                 certificate rotate --service k3s-server` (backup of the old certificates in \
-                 /var/lib/rancher/k3s/server/tls-<unix time>) and restarted k3s; the SAN is now served.",
-                session.host(),
-                missing.join(", ")
-            ),
-        );
-        return Ok(facts);
-    }
-    ctx.warn(
-        "Regenerated the k3s serving certificate",
-        format!(
-            "The certificate on :6443 of {} still lacked {} after `k3s certificate rotate`. The provider deleted the \
-             kube-system/k3s-serving secret, moved the disk cache dynamic-cert.json aside and restarted k3s so the \
-             certificate is generated again.",
-            session.host(),
-            still.join(", ")
-        ),
-    );
-    tracing::info!(
-        host = session.host(),
-        sans = still.join(",").as_str(),
-        "tls-san still missing after k3s certificate rotate; deleting the k3s-serving secret and cache"
-    );
-    rotate_serving_cert(session, node_name, budget).await?;
-    let facts = k3s::server_facts(session)
-        .await
-        .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-    let still = missing_sans(plan, &facts.serving_sans);
-    if !still.is_empty() {
-        return Err(Diagnostic::error(
-            "tls_san not served",
-            format!(
-                "After rotating the serving certificate, {} still does not present {} on :6443.",
-                session.host(),
-                still.join(", ")
-            ),
-        )
-        .at(attr("tls_san"))
-        .into());
-    }
-    Ok(facts)
 }
 
 fn fill_facts(m: &mut ServerModel, facts: k3s::ServerFacts) {
@@ -542,31 +294,6 @@ fn fill_facts(m: &mut ServerModel, facts: k3s::ServerFacts) {
         .kubeconfig
         .map(|k| Tf::Known(k3s::rewrite_kubeconfig(&k, &server)))
         .unwrap_or(Tf::Null);
-}
-
-/// The blunt cure that works when `tls-san` does not stick: delete the shared secret and the disk cache, restart.
-async fn rotate_serving_cert(
-    session: &Session,
-    node_name: &str,
-    budget: std::time::Duration,
-) -> Result<(), Diagnostics> {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let script = format!(
-        "k3s kubectl -n kube-system delete secret k3s-serving --ignore-not-found >/dev/null 2>&1; \
-         f=/var/lib/rancher/k3s/server/tls/dynamic-cert.json; if [ -f $f ]; then mv -f $f $f.bak-{ts}; fi; \
-         systemctl restart --no-block k3s"
-    );
-    session
-        .run_sudo(&script, None)
-        .await
-        .map_err(|e| k3s_diag("Cannot rotate the serving certificate", e.into()))?;
-    let cancel = CancellationToken::new();
-    k3s::wait_ready(session, Role::Server, node_name, budget, &cancel)
-        .await
-        .map_err(|e| k3s_diag("k3s server did not become ready after rotation", e))
 }
 
 #[async_trait]
@@ -623,7 +350,7 @@ impl Resource for K3sServer {
                     .unwrap_or_default();
                 ctx.warn(
                     "sqlite to etcd migration planned but not allowed",
-                    migration_gate(&host).detail,
+                    k3s::server::migration_not_allowed(&host).detail,
                 );
             }
         } else {
@@ -631,7 +358,7 @@ impl Resource for K3sServer {
         }
         // A wanted SAN missing on the wire is drift: plan an update that restarts/rotates.
         if let Tf::Known(sans) = &prior.serving_cert_sans {
-            let missing = missing_sans(&plan.planned, sans);
+            let missing = missing_sans(&list_or_empty(&plan.planned.tls_san), sans);
             if !missing.is_empty() {
                 plan.planned.serving_cert_sans = Tf::Unknown;
                 plan.planned.kubeconfig = Tf::Unknown;
@@ -744,106 +471,25 @@ impl Resource for K3sServer {
         self.converge(ctx, plan, limit).await
     }
     async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
-        let started = std::time::Instant::now();
+        let removal = Removal {
+            // Only a joined server has a peer to leave through; the first server is the cluster.
+            peer: match (
+                role_of(&state),
+                state.server_url.known(),
+                state.node_name.known(),
+            ) {
+                ("join", Some(url), Some(name)) => Some((url.as_str(), name.as_str())),
+                _ => None,
+            },
+            started: std::time::Instant::now(),
+            limit: self.timeouts(&state).delete,
+        };
         let token = state.token.known().cloned().unwrap_or_default();
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, state.host.as_ref()).await?;
-        if role_of(&state) == "join" {
-            // Leave the cluster through the peer (`server_url`) with this server's admin credentials: the Node
-            // deletion removes its etcd member, so the remaining servers keep their quorum.
-            if let (Some(url), Some(name)) = (state.server_url.known(), state.node_name.known()) {
-                // Quorum guard: refuse when the servers left could not keep etcd quorum. A cluster that cannot be
-                // asked (e.g. everything is being destroyed) does not block the removal.
-                let reachable = match k3s::etcd_servers(&session, k3s::KUBECONFIG_PATH, url).await {
-                    Ok(servers) => {
-                        if let Err(why) = k3s::quorum_after_removal(&servers, name) {
-                            return Err(Diagnostic::error(
-                                "Removing this server would lose etcd quorum",
-                                why,
-                            )
-                            .into());
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        ctx.warn(
-                            "Cluster membership not checked",
-                            format!(
-                                "Listing the servers through {url} failed ({e}); removing {name} without the \
-                                 quorum check."
-                            ),
-                        );
-                        false
-                    }
-                };
-                // etcd's refusals are transient (a peer that reconnected < 5 s ago): retried until the delete
-                // timeout, keeping a margin for the uninstall. A removal still refused leaves the node running.
-                let limit = self.timeouts(&state).delete;
-                // A cluster that could not even be listed gets one short attempt (nothing to keep quorum for
-                // through `url`), as before.
-                let budget = if reachable {
-                    limit
-                        .saturating_sub(started.elapsed() + std::time::Duration::from_secs(30))
-                        .max(std::time::Duration::from_secs(10))
-                } else {
-                    std::time::Duration::from_secs(5)
-                };
-                let left = k3s::leave_cluster(
-                    &session,
-                    Role::Server,
-                    k3s::KUBECONFIG_PATH,
-                    url,
-                    name,
-                    budget,
-                    ctx.cancellation(),
-                )
-                .await
-                .map_err(|e| k3s_diag("Cannot remove the node from the cluster", e))?;
-                match left {
-                    Ok(left) if left.refused > 0 => {
-                        tracing::info!(
-                            host = session.host(),
-                            refused = left.refused,
-                            "etcd member removal refused at first; removed on a retry"
-                        );
-                        ctx.warn(
-                            "etcd refused the member removal at first",
-                            format!(
-                                "etcd refused to remove the member of {name} {} time(s) (last answer: {}); this \
-                                 is transient (etcd refuses removals while the cluster is unhealthy or a peer \
-                                 reconnected less than 5 s ago). The provider retried: the member left, then k3s \
-                                 was uninstalled.",
-                                left.refused, left.last_refusal
-                            ),
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(detail) if !reachable => ctx.warn(
-                        "Node not removed from the cluster",
-                        format!(
-                            "Deleting node {name} through {url} failed: {detail}. The cluster could not be asked \
-                             before either; k3s is uninstalled. If the cluster lives on, remove the node with \
-                             `kubectl delete node {name}` from a healthy server."
-                        ),
-                    ),
-                    Err(detail) => {
-                        return Err(Diagnostic::error(
-                            "etcd refused to remove the member",
-                            format!(
-                                "etcd refused to remove the member of {name} through {url}: {detail}. The node is \
-                                 still in the cluster and k3s still runs on it; nothing was uninstalled, so the \
-                                 cluster keeps its quorum. Retry the apply once every server is healthy (or raise \
-                                 `timeouts {{ delete }}`)."
-                            ),
-                        )
-                        .into());
-                    }
-                }
-            }
-        }
-        k3s::uninstall(&session, Role::Server)
+        k3s::server::remove(&session, &removal, ctx, ctx.cancellation())
             .await
-            .map_err(|e| k3s_diag("k3s uninstall failed", e))
+            .map_err(failure_diag)
     }
     async fn import(&self, _ctx: &Context, id: &str) -> Result<ServerModel, Diagnostics> {
         Ok(ServerModel {
@@ -882,15 +528,18 @@ mod tests {
             tls_san: Tf::Known(vec!["192.0.2.50".into()]),
             ..Default::default()
         };
-        let c = desired_config(&m, "n1");
+        let c = desired_config(&m);
         assert_eq!(c["cluster-init"], serde_json::json!(true));
         assert!(!c.contains_key("server"));
         assert_eq!(c["tls-san"], serde_json::json!(["192.0.2.50"]));
         m.role = Tf::Known("join".into());
         m.server_url = Tf::Known("https://192.0.2.2:6443".into());
-        let c = desired_config(&m, "n2");
+        let c = desired_config(&m);
         assert!(!c.contains_key("cluster-init"));
         assert_eq!(c["server"], serde_json::json!("https://192.0.2.2:6443"));
-        assert_eq!(c["node-name"], serde_json::json!("n2"));
+        assert!(
+            !c.contains_key("node-name"),
+            "the sequence adds the node name"
+        );
     }
 }

@@ -1,0 +1,99 @@
+//! The sequence every node goes through on create and update, server or agent: write config.yaml, install when
+//! missing or at another version, (re)start when anything changed, wait for readiness.
+//!
+//! Why in this order: config.yaml is written first so that the install (which starts nothing, see the module docs
+//! of [`crate::k3s`]) and the one start that follows both see the final settings; the restart happens only when
+//! the file, the binary or the unit's state changed, so a no-op apply restarts nothing. A node whose settings also
+//! live on the unit's command line or in its env file (a hand install) is re-installed when config.yaml changes:
+//! otherwise the old flags would keep overriding the new file.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::node::{self, InstallSource, K3sError, Probe, Role};
+use super::step::{step, Failure, Input, Report};
+use crate::ssh::Session;
+
+/// What a node should be, as the sequence needs it.
+pub struct NodeWant<'a> {
+    pub role: Role,
+    pub node_name: &'a str,
+    /// The rendered config.yaml.
+    pub config: &'a [u8],
+    /// The wanted version (`None`: whatever the install script installs, and no reinstall for a version).
+    pub version: Option<&'a str>,
+    pub install: &'a InstallSource,
+    /// The operation's time limit (create or update timeout); see [`ready_budget`].
+    pub limit: Duration,
+}
+
+/// Brings the node to `want`, starting from what `probe` found on the host.
+pub async fn node(
+    session: &Session,
+    probe: &Probe,
+    want: &NodeWant<'_>,
+    report: &dyn Report,
+    cancel: &CancellationToken,
+) -> Result<(), Failure> {
+    let role = want.role;
+    let changed = node::write_config(session, want.config, probe.config.as_deref())
+        .await
+        .map_err(step("Cannot write config.yaml"))?;
+    let outside = probe
+        .effective()
+        .map(|e| e.outside_config_file)
+        .unwrap_or(false);
+    let installed = probe.installed(role);
+    let normalise = installed && changed && outside;
+    if normalise {
+        report.warn(
+            "Moving k3s settings into config.yaml",
+            format!(
+                "{} was installed with settings on the {} unit's command line or in its env file. The provider \
+                 re-runs the installer so the unit carries none and config.yaml is the only source of settings.",
+                session.host(),
+                role.unit()
+            ),
+        );
+    }
+    let needs_install = !installed
+        || normalise
+        || (want.version.is_some() && want.version.map(str::to_string) != probe.version);
+    if needs_install {
+        node::install(session, role, want.version, want.install)
+            .await
+            .map_err(|e| match e {
+                K3sError::AirgapBinary { .. } => {
+                    Failure::new("Cannot read the air-gap binary", e.to_string())
+                        .on(Input::AirgapBinary)
+                }
+                e => step("k3s install failed")(e),
+            })?;
+    }
+    let running = probe.active == "active";
+    if !running || changed || needs_install {
+        node::start(session, role, running)
+            .await
+            .map_err(step(&format!("Cannot start {}", role.unit())))?;
+    }
+    node::wait_ready(
+        session,
+        role,
+        want.node_name,
+        ready_budget(want.limit),
+        cancel,
+    )
+    .await
+    .map_err(step(match role {
+        Role::Server => "k3s server did not become ready",
+        Role::Agent => "k3s agent did not become ready",
+    }))
+}
+
+/// The unit-poll deadline for an operation limit: leave time for the journal diagnostic.
+pub fn ready_budget(limit: Duration) -> Duration {
+    limit
+        .saturating_sub(Duration::from_secs(15))
+        .max(Duration::from_secs(10))
+}
