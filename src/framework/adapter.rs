@@ -3,8 +3,8 @@
 //! [`Resource`] has associated model types, so it cannot be a trait object. Each registered resource is wrapped
 //! in an adapter implementing `plugin::service`'s object-safe traits over [`Value`]s: it decodes values into the
 //! model (codec serde bridge), runs the schema-driven plan (`plugin::plan`), validators, timeouts and
-//! cancellation, calls the typed method, and encodes the result back. The same is done for data sources, list
-//! resources and the provider itself ([`ProviderAdapter`]). The server only converts protobuf to and from these
+//! cancellation, calls the typed method, and encodes the result back. The same is done for data sources,
+//! ephemeral resources, list resources and the provider itself ([`ProviderAdapter`]). The server only converts protobuf to and from these
 //! calls and never sees a typed model.
 //!
 //! Logging here names types, operations and paths — never values (they may be secret).
@@ -15,15 +15,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{DataSource, ListResource, Plan, Provider, Registry, Resource, Timeouts};
+use super::{
+    DataSource, EphemeralResource, ListResource, Plan, Provider, Registry, Resource, Timeouts,
+};
 use crate::plugin::codec::{self, CodecError, Type, Value};
 use crate::plugin::diagnostics::{Diagnostic, Diagnostics};
 use crate::plugin::plan::{self, SchemaPlan};
 use crate::plugin::schema::{IdentitySchema, Schema};
 use crate::plugin::service::{
     decode, encode, is_unknown_error, null_write_only, validate_typed, Configured, Context,
-    ErasedDataSource, ErasedListResource, ErasedProvider, ErasedResource, ImportFrom, ListEvent,
-    ListRequest, Outcome, PlannedChange,
+    EphemeralOpened, EphemeralRenewed, ErasedDataSource, ErasedEphemeralResource,
+    ErasedListResource, ErasedProvider, ErasedResource, ImportFrom, ListEvent, ListRequest,
+    Outcome, PlannedChange,
 };
 
 fn fail<T>(d: impl Into<Diagnostics>) -> Outcome<T> {
@@ -461,6 +464,123 @@ impl<D: DataSource> ErasedDataSource for DataSourceAdapter<D> {
         }
         .await;
         outcome(ctx, r)
+    }
+}
+
+pub struct EphemeralAdapter<E: EphemeralResource> {
+    inner: E,
+    schema: Schema,
+    ty: Type,
+}
+
+impl<E: EphemeralResource> EphemeralAdapter<E> {
+    pub fn new(inner: E) -> Self {
+        let schema = inner.schema();
+        let ty = schema.value_type();
+        Self { inner, schema, ty }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    /// Private data as JSON bytes (it is ours; Terraform only hands it back).
+    fn private_out(&self, p: Option<E::Private>) -> Result<Option<Vec<u8>>, Diagnostics> {
+        p.map(|p| {
+            serde_json::to_vec(&p).map_err(|e| {
+                Diagnostic::error(
+                    "Provider produced invalid private data",
+                    format!("{}: {e}. This is a bug in the provider.", self.type_name()),
+                )
+                .into()
+            })
+        })
+        .transpose()
+    }
+
+    fn private_in(&self, raw: Option<&[u8]>) -> Result<Option<E::Private>, Diagnostics> {
+        match raw {
+            None | Some([]) => Ok(None),
+            Some(b) => serde_json::from_slice(b).map(Some).map_err(|_| {
+                Diagnostic::error(
+                    "Terraform returned unreadable private data",
+                    format!(
+                        "The private data of this {} is not what the provider wrote.",
+                        self.type_name()
+                    ),
+                )
+                .into()
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<E: EphemeralResource> ErasedEphemeralResource for EphemeralAdapter<E> {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn value_type(&self) -> &Type {
+        &self.ty
+    }
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate_typed::<E::Model>(&self.schema.block, config, |m, d| self.inner.validate(m, d))
+    }
+    async fn open(&self, ctx: &Context, config: &Value) -> Outcome<EphemeralOpened> {
+        let r = async {
+            let m: E::Model = decode(config, "ephemeral resource configuration")?;
+            let o = guarded(ctx, self.inner.timeout(), "opening", self.inner.open(ctx, m)).await?;
+            let result = encode(&o.result, &self.ty, "ephemeral resource result")?;
+            if !result.is_wholly_known() {
+                return Err(Diagnostic::error(
+                    "Provider produced an incomplete ephemeral resource result",
+                    format!(
+                        "The {} ephemeral resource returned unknown values. This is a bug in the provider.",
+                        self.type_name()
+                    ),
+                )
+                .into());
+            }
+            Ok(EphemeralOpened {
+                result,
+                renew_at: o.renew_at,
+                private: self.private_out(o.private)?,
+            })
+        }
+        .await;
+        outcome(ctx, r)
+    }
+    async fn renew(&self, ctx: &Context, private: Option<&[u8]>) -> Outcome<EphemeralRenewed> {
+        let r = async {
+            let p = self.private_in(private)?;
+            let (renew_at, p) = guarded(
+                ctx,
+                self.inner.timeout(),
+                "renewing",
+                self.inner.renew(ctx, p),
+            )
+            .await?;
+            Ok(EphemeralRenewed {
+                renew_at,
+                private: self.private_out(p)?,
+            })
+        }
+        .await;
+        outcome(ctx, r)
+    }
+    async fn close(&self, ctx: &Context, private: Option<&[u8]>) -> Diagnostics {
+        let r = async {
+            let p = self.private_in(private)?;
+            guarded(
+                ctx,
+                self.inner.timeout(),
+                "closing",
+                self.inner.close(ctx, p),
+            )
+            .await
+        }
+        .await;
+        outcome(ctx, r).1
     }
 }
 

@@ -14,7 +14,8 @@
 //! - apply: dispatching to create/update/delete, checking that the result is wholly known, nulling
 //!   write-only attributes, computing identity;
 //! - read (a `None` result means "gone": Terraform plans to create it again), import by id or by identity,
-//!   list resources for `terraform query`, data sources;
+//!   list resources for `terraform query`, data sources, ephemeral resources (opened anew in each phase, never
+//!   in plan or state; private data for renew/close serialised as JSON);
 //! - cancellation (`StopProvider`, i.e. Ctrl-C) and per-operation timeouts, through [`Context`].
 //!
 //! Nothing here knows protobuf: the server in `crate::plugin` converts wire messages to values and calls the
@@ -407,6 +408,84 @@ pub trait DataSource: Send + Sync + 'static {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Ephemeral resources (Terraform ≥ 1.10)
+
+/// What [`EphemeralResource::open`] returns: the result model plus, optionally, when to renew it and the
+/// private data renew and close get back.
+#[derive(Clone, Debug)]
+pub struct Opened<M, P> {
+    /// The configuration with the computed attributes filled in (wholly known).
+    pub result: M,
+    /// When Terraform should call [`EphemeralResource::renew`] (a lease that expires mid-run).
+    pub renew_at: Option<std::time::SystemTime>,
+    /// Handed back to renew and close. Opaque to Terraform and never in plan or state — but it passes through
+    /// Terraform's memory, so keep secrets out of it.
+    pub private: Option<P>,
+}
+
+impl<M, P> Opened<M, P> {
+    /// A result that needs neither renewal nor clean-up.
+    pub fn result(result: M) -> Self {
+        Self {
+            result,
+            renew_at: None,
+            private: None,
+        }
+    }
+}
+
+/// An ephemeral resource (`ephemeral "type" "name" {}`): a value Terraform opens in each phase that needs it
+/// and never writes to plan or state — the way to hand a secret (a kubeconfig, a token) to a provider block, a
+/// write-only attribute or a provisioner without persisting it. Terraform does not open it while its
+/// configuration is still unknown (it defers it to apply), so `open` sees known values.
+#[async_trait]
+pub trait EphemeralResource: Send + Sync + 'static {
+    /// The typed object (configuration plus computed results).
+    type Model: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// What renew and close need to find what open made (`()` if nothing).
+    type Private: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The type name, e.g. `homelab_k3s_kubeconfig`.
+    fn type_name(&self) -> &'static str;
+
+    /// The schema.
+    fn schema(&self) -> Schema;
+
+    /// Extra validation (values may be unknown).
+    fn validate(&self, _config: &Self::Model, _diags: &mut Diagnostics) {}
+
+    /// Opens: fill in the computed attributes.
+    async fn open(
+        &self,
+        ctx: &Context,
+        config: Self::Model,
+    ) -> Result<Opened<Self::Model, Self::Private>, Diagnostics>;
+
+    /// Renews what open made; returns the next renewal time and private data, if any.
+    async fn renew(
+        &self,
+        _ctx: &Context,
+        _private: Option<Self::Private>,
+    ) -> Result<(Option<std::time::SystemTime>, Option<Self::Private>), Diagnostics> {
+        Ok((None, None))
+    }
+
+    /// Releases what open made (a lease, a temporary credential). Default: nothing to release.
+    async fn close(
+        &self,
+        _ctx: &Context,
+        _private: Option<Self::Private>,
+    ) -> Result<(), Diagnostics> {
+        Ok(())
+    }
+
+    /// Time limit for each of open, renew and close.
+    fn timeout(&self) -> Duration {
+        Timeouts::default().read
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // List resources (`terraform query`, Terraform ≥ 1.14)
 
 /// One listed object.
@@ -482,6 +561,15 @@ impl Registry {
         self.inner
             .data_sources
             .insert(e.type_name().to_string(), Arc::new(e));
+        self
+    }
+
+    /// Registers an ephemeral resource.
+    pub fn ephemeral_resource<E: EphemeralResource>(&mut self, e: E) -> &mut Self {
+        let a = adapter::EphemeralAdapter::new(e);
+        self.inner
+            .ephemeral_resources
+            .insert(a.type_name().to_string(), Arc::new(a));
         self
     }
 

@@ -3,8 +3,8 @@
 //!
 //! Invariants kept here:
 //! - every response value is msgpack of exactly the schema type (the codec enforces it);
-//! - every RPC Terraform may call answers — RPCs for features we do not offer (ephemeral resources, actions,
-//!   state stores, functions, moves, config generation) return an error *diagnostic* saying so, never a hang
+//! - every RPC Terraform may call answers — RPCs for features we do not offer (actions, state stores,
+//!   functions, moves, config generation) return an error *diagnostic* saying so, never a hang
 //!   and never a bare gRPC error that Terraform would print as "rpc error: Unimplemented";
 //! - `StopProvider` cancels the token handed to in-flight handlers and installs a fresh one; the server keeps
 //!   serving (Terraform still calls Shutdown afterwards);
@@ -23,7 +23,8 @@ use super::diagnostics::{path_to_proto, Diagnostic, Diagnostics};
 use super::proto::tfplugin6 as pb;
 use super::schema;
 use super::service::{
-    Configured, Context, ErasedProvider, ErasedResource, ImportFrom, ListRequest, Registry,
+    fill_write_only, Configured, Context, ErasedEphemeralResource, ErasedProvider, ErasedResource,
+    ImportFrom, ListRequest, Registry,
 };
 
 type Resp<T> = Result<Response<T>, Status>;
@@ -161,7 +162,11 @@ impl ProviderService {
                 .map(|(n, l)| (n.clone(), schema::to_proto(l.schema())))
                 .collect(),
             functions: HashMap::new(),
-            ephemeral_resource_schemas: HashMap::new(),
+            ephemeral_resource_schemas: registry
+                .ephemeral_resources
+                .iter()
+                .map(|(n, e)| (n.clone(), schema::to_proto(e.schema())))
+                .collect(),
             state_store_schemas: HashMap::new(),
             action_schemas: HashMap::new(),
             diagnostics: Vec::new(),
@@ -186,6 +191,14 @@ impl ProviderService {
             .get(name)
             .cloned()
             .ok_or_else(|| unknown_type(self.provider.name(), "resource", name))
+    }
+
+    fn ephemeral(&self, name: &str) -> Result<Arc<dyn ErasedEphemeralResource>, Diagnostics> {
+        self.registry
+            .ephemeral_resources
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_type(self.provider.name(), "ephemeral resource", name))
     }
 
     /// Cancels in-flight work (StopProvider) and arms a fresh token for later requests.
@@ -231,7 +244,14 @@ impl pb::provider_server::Provider for ProviderService {
                 })
                 .collect(),
             functions: Vec::new(),
-            ephemeral_resources: Vec::new(),
+            ephemeral_resources: self
+                .registry
+                .ephemeral_resources
+                .keys()
+                .map(|n| gm::EphemeralMetadata {
+                    type_name: n.clone(),
+                })
+                .collect(),
             list_resources: self
                 .registry
                 .list_resources
@@ -555,7 +575,12 @@ impl pb::provider_server::Provider for ProviderService {
             let res = self.resource(&req.type_name)?;
             let ty = res.value_type();
             let prior = dv_decode(req.prior_state.as_ref(), ty, "prior state")?;
-            let planned = dv_decode(req.planned_state.as_ref(), ty, "planned state")?;
+            let mut planned = dv_decode(req.planned_state.as_ref(), ty, "planned state")?;
+            // Write-only values are null in the plan; Terraform sends them in the configuration only.
+            if !planned.is_null() {
+                let config = dv_decode(req.config.as_ref(), ty, "configuration")?;
+                fill_write_only(&res.schema().block, &config, &mut planned);
+            }
             let (out, mut diags) = res.apply(&ctx, &prior, &planned).await;
             match out {
                 Some((v, ident)) => match dv_encode(&v, ty, "new state")
@@ -708,41 +733,107 @@ impl pb::provider_server::Provider for ProviderService {
 
     async fn validate_ephemeral_resource_config(
         &self,
-        _r: Request<pb::validate_ephemeral_resource_config::Request>,
+        r: Request<pb::validate_ephemeral_resource_config::Request>,
     ) -> Resp<pb::validate_ephemeral_resource_config::Response> {
+        let started = Instant::now();
+        let req = r.into_inner();
+        let diags = self
+            .ephemeral(&req.type_name)
+            .and_then(|e| {
+                let v = dv_decode(
+                    req.config.as_ref(),
+                    e.value_type(),
+                    "ephemeral resource configuration",
+                )?;
+                Ok(e.validate(&v))
+            })
+            .unwrap_or_else(|d| d);
+        log_done(
+            "ValidateEphemeralResourceConfig",
+            &req.type_name,
+            started,
+            &diags,
+        );
         Ok(Response::new(
             pb::validate_ephemeral_resource_config::Response {
-                diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
+                diagnostics: diags.to_proto(),
             },
         ))
     }
 
     async fn open_ephemeral_resource(
         &self,
-        _r: Request<pb::open_ephemeral_resource::Request>,
+        r: Request<pb::open_ephemeral_resource::Request>,
     ) -> Resp<pb::open_ephemeral_resource::Response> {
-        Ok(Response::new(pb::open_ephemeral_resource::Response {
-            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
-            ..Default::default()
-        }))
+        let started = Instant::now();
+        let req = r.into_inner();
+        let ctx = self.context();
+        let mut resp = pb::open_ephemeral_resource::Response::default();
+        let diags = async {
+            let e = self.ephemeral(&req.type_name)?;
+            let config = dv_decode(
+                req.config.as_ref(),
+                e.value_type(),
+                "ephemeral resource configuration",
+            )?;
+            let (out, mut diags) = e.open(&ctx, &config).await;
+            if let Some(o) = out {
+                match dv_encode(&o.result, e.value_type(), "ephemeral resource result") {
+                    Ok(v) => {
+                        resp.result = Some(v);
+                        resp.renew_at = o.renew_at.map(prost_types::Timestamp::from);
+                        resp.private = o.private;
+                    }
+                    Err(d) => diags.extend(d),
+                }
+            }
+            Ok::<_, Diagnostics>(diags)
+        }
+        .await
+        .unwrap_or_else(|d| d);
+        log_done("OpenEphemeralResource", &req.type_name, started, &diags);
+        resp.diagnostics = diags.to_proto();
+        Ok(Response::new(resp))
     }
 
     async fn renew_ephemeral_resource(
         &self,
-        _r: Request<pb::renew_ephemeral_resource::Request>,
+        r: Request<pb::renew_ephemeral_resource::Request>,
     ) -> Resp<pb::renew_ephemeral_resource::Response> {
-        Ok(Response::new(pb::renew_ephemeral_resource::Response {
-            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
-            ..Default::default()
-        }))
+        let started = Instant::now();
+        let req = r.into_inner();
+        let ctx = self.context();
+        let mut resp = pb::renew_ephemeral_resource::Response::default();
+        let diags = async {
+            let e = self.ephemeral(&req.type_name)?;
+            let (out, diags) = e.renew(&ctx, req.private.as_deref()).await;
+            if let Some(o) = out {
+                resp.renew_at = o.renew_at.map(prost_types::Timestamp::from);
+                resp.private = o.private;
+            }
+            Ok::<_, Diagnostics>(diags)
+        }
+        .await
+        .unwrap_or_else(|d| d);
+        log_done("RenewEphemeralResource", &req.type_name, started, &diags);
+        resp.diagnostics = diags.to_proto();
+        Ok(Response::new(resp))
     }
 
     async fn close_ephemeral_resource(
         &self,
-        _r: Request<pb::close_ephemeral_resource::Request>,
+        r: Request<pb::close_ephemeral_resource::Request>,
     ) -> Resp<pb::close_ephemeral_resource::Response> {
+        let started = Instant::now();
+        let req = r.into_inner();
+        let ctx = self.context();
+        let diags = match self.ephemeral(&req.type_name) {
+            Ok(e) => e.close(&ctx, req.private.as_deref()).await,
+            Err(d) => d,
+        };
+        log_done("CloseEphemeralResource", &req.type_name, started, &diags);
         Ok(Response::new(pb::close_ephemeral_resource::Response {
-            diagnostics: unsupported(self.provider.name(), "Ephemeral resources").to_proto(),
+            diagnostics: diags.to_proto(),
         }))
     }
 
@@ -1013,6 +1104,7 @@ mod tests {
     /// apply returns the plan. It proves the server serves any provider, not just this crate's.
     struct Toy {
         schema: Schema,
+        closed: Arc<Mutex<Vec<Vec<u8>>>>,
     }
 
     struct Echo {
@@ -1087,6 +1179,81 @@ mod tests {
         }
     }
 
+    /// `toy_secret`: an ephemeral resource whose result is a computed `value` derived from `seed`, with a
+    /// renewal time and private data that renew and close must get back.
+    struct Secret {
+        schema: Schema,
+        ty: Type,
+        closed: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ErasedEphemeralResource for Secret {
+        fn schema(&self) -> &Schema {
+            &self.schema
+        }
+        fn value_type(&self) -> &Type {
+            &self.ty
+        }
+        fn validate(&self, config: &Value) -> Diagnostics {
+            let mut d = Diagnostics::new();
+            if config.get("seed") == Some(&Value::from("")) {
+                d.push(
+                    Diagnostic::error("Empty seed", "Give a seed.")
+                        .at(vec![codec::PathStep::Attr("seed".into())]),
+                );
+            }
+            d
+        }
+        async fn open(
+            &self,
+            _ctx: &Context,
+            config: &Value,
+        ) -> Outcome<crate::plugin::service::EphemeralOpened> {
+            let seed = match config.get("seed") {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let mut v = config.clone();
+            if let Value::Object(m) = &mut v {
+                m.insert(
+                    "value".into(),
+                    Value::from(format!("secret-{seed}").as_str()),
+                );
+            }
+            (
+                Some(crate::plugin::service::EphemeralOpened {
+                    result: v,
+                    renew_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(100)),
+                    private: Some(seed.into_bytes()),
+                }),
+                Diagnostics::new(),
+            )
+        }
+        async fn renew(
+            &self,
+            _ctx: &Context,
+            private: Option<&[u8]>,
+        ) -> Outcome<crate::plugin::service::EphemeralRenewed> {
+            let mut p = private.unwrap_or_default().to_vec();
+            p.extend_from_slice(b"+renewed");
+            (
+                Some(crate::plugin::service::EphemeralRenewed {
+                    renew_at: None,
+                    private: Some(p),
+                }),
+                Diagnostics::new(),
+            )
+        }
+        async fn close(&self, _ctx: &Context, private: Option<&[u8]>) -> Diagnostics {
+            self.closed
+                .lock()
+                .unwrap()
+                .push(private.unwrap_or_default().to_vec());
+            Diagnostics::new()
+        }
+    }
+
     impl ErasedProvider for Toy {
         fn name(&self) -> &str {
             "toy"
@@ -1123,12 +1290,35 @@ mod tests {
             let mut r = Registry::default();
             r.resources
                 .insert("toy_echo".into(), Arc::new(Echo { schema, ty }));
+            let schema = Schema::new("A secret.")
+                .attribute(Attribute::string("seed").required().description("Seed."))
+                .attribute(
+                    Attribute::string("value")
+                        .computed()
+                        .sensitive()
+                        .description("The secret."),
+                );
+            let ty = schema.value_type();
+            r.ephemeral_resources.insert(
+                "toy_secret".into(),
+                Arc::new(Secret {
+                    schema,
+                    ty,
+                    closed: self.closed.clone(),
+                }),
+            );
             r
         }
     }
 
     fn toy() -> Arc<dyn ErasedProvider> {
+        toy_closing_into(Arc::default())
+    }
+
+    /// The toy provider; its ephemeral resource records the private data each close gets into `closed`.
+    fn toy_closing_into(closed: Arc<Mutex<Vec<Vec<u8>>>>) -> Arc<dyn ErasedProvider> {
         Arc::new(Toy {
+            closed,
             schema: Schema::new("The toy provider.")
                 .attribute(
                     Attribute::string("greeting")
@@ -1240,13 +1430,6 @@ mod tests {
     async fn unsupported_features_answer_with_diagnostics() {
         let s = svc();
         let d = s
-            .validate_ephemeral_resource_config(Request::new(Default::default()))
-            .await
-            .unwrap()
-            .into_inner()
-            .diagnostics;
-        assert_eq!(errors(&d), ["Ephemeral resources not supported"]);
-        let d = s
             .move_resource_state(Request::new(pb::move_resource_state::Request {
                 source_type_name: "x".into(),
                 target_type_name: "y".into(),
@@ -1273,6 +1456,82 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(f.error.unwrap().text.contains("nope"));
+    }
+
+    #[tokio::test]
+    async fn ephemeral_resources_validate_open_renew_and_close() {
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let s = ProviderService::new(toy_closing_into(closed.clone()));
+        let schema = s
+            .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(schema.ephemeral_resource_schemas.contains_key("toy_secret"));
+        let m = s
+            .get_metadata(Request::new(pb::get_metadata::Request {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(m.ephemeral_resources[0].type_name, "toy_secret");
+        let ty = s.ephemeral("toy_secret").unwrap().value_type().clone();
+        let bad = Value::object([("seed", Value::from("")), ("value", Value::Null)]);
+        let d = s
+            .validate_ephemeral_resource_config(Request::new(
+                pb::validate_ephemeral_resource_config::Request {
+                    type_name: "toy_secret".into(),
+                    config: Some(dv(&bad, &ty)),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert_eq!(errors(&d), ["Empty seed"]);
+        let cfg = Value::object([("seed", Value::from("s1")), ("value", Value::Null)]);
+        let r = s
+            .open_ephemeral_resource(Request::new(pb::open_ephemeral_resource::Request {
+                type_name: "toy_secret".into(),
+                config: Some(dv(&cfg, &ty)),
+                client_capabilities: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(errors(&r.diagnostics).is_empty(), "{:?}", r.diagnostics);
+        let v = codec::decode_msgpack(&r.result.unwrap().msgpack, &ty).unwrap();
+        assert_eq!(v.get("value"), Some(&Value::from("secret-s1")));
+        assert_eq!(r.renew_at.unwrap().seconds, 100);
+        assert_eq!(r.private.as_deref(), Some(&b"s1"[..]));
+        let r = s
+            .renew_ephemeral_resource(Request::new(pb::renew_ephemeral_resource::Request {
+                type_name: "toy_secret".into(),
+                private: r.private,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.renew_at.is_none());
+        let c = s
+            .close_ephemeral_resource(Request::new(pb::close_ephemeral_resource::Request {
+                type_name: "toy_secret".into(),
+                private: r.private,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(c.diagnostics.is_empty());
+        assert_eq!(*closed.lock().unwrap(), [b"s1+renewed".to_vec()]);
+        let d = s
+            .open_ephemeral_resource(Request::new(pb::open_ephemeral_resource::Request {
+                type_name: "toy_nope".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert_eq!(errors(&d), ["Unknown ephemeral resource type"]);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! The server (`server.rs`) converts protobuf to and from the calls here and knows nothing else: not this
 //! provider's schema, not its resources, not the typed framework above. A provider hands it an
 //! [`ErasedProvider`] (schema, validation, configuration, and a [`Registry`] of object-safe resources, data
-//! sources and list resources over [`Value`]s). The typed framework (`crate::framework`) implements these traits
+//! sources, ephemeral resources and list resources over [`Value`]s). The typed framework (`crate::framework`) implements these traits
 //! for typed resources; a test can implement them directly (see the toy provider in `server.rs`'s tests).
 //!
 //! What lives here besides the traits is what every implementation needs at value level: the per-request
@@ -78,6 +78,33 @@ pub fn null_write_only(block: &Block, v: &mut Value) {
                     .for_each(|i| null_write_only(&b.block, i)),
                 _ => {}
             }
+        }
+    }
+}
+
+/// Copies the configured values of write-only attributes from `config` into `planned`, where the plan holds
+/// them as null: Terraform sends write-only values only in the configuration of an apply, and the resource
+/// applies from the planned value. Top-level attributes and attributes of single and list blocks (matched by
+/// index); set and map blocks cannot be matched element by element and keep null.
+pub fn fill_write_only(block: &Block, config: &Value, planned: &mut Value) {
+    let Value::Object(map) = planned else { return };
+    for a in block.attributes.iter().filter(|a| a.write_only) {
+        if let Some(v) = config.get(&a.name) {
+            map.insert(a.name.clone(), v.clone());
+        }
+    }
+    for b in &block.blocks {
+        let (Some(cfg), Some(slot)) = (config.get(&b.name), map.get_mut(&b.name)) else {
+            continue;
+        };
+        match (b.nesting, cfg, slot) {
+            (BlockNesting::Single | BlockNesting::Group, c, s) => fill_write_only(&b.block, c, s),
+            (BlockNesting::List, Value::List(cs), Value::List(ps)) => {
+                for (c, p) in cs.iter().zip(ps.iter_mut()) {
+                    fill_write_only(&b.block, c, p);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -209,7 +236,9 @@ pub trait ErasedResource: Send + Sync {
         proposed: &Value,
         config: &Value,
     ) -> Outcome<PlannedChange>;
-    /// Returns (new state, new identity).
+    /// Returns (new state, new identity). `planned` carries the configured values of write-only attributes
+    /// (Terraform sends them only in the request's configuration; the server copies them in); the new state
+    /// must hold them as null.
     async fn apply(
         &self,
         ctx: &Context,
@@ -232,6 +261,43 @@ pub trait ErasedDataSource: Send + Sync {
     fn value_type(&self) -> &Type;
     fn validate(&self, config: &Value) -> Diagnostics;
     async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What opening an ephemeral resource produced.
+///
+/// Terraform (≥ 1.10) opens an ephemeral resource in every phase that needs its value (plan and apply each open
+/// it anew), never stores `result` in plan or state, calls renew at `renew_at` while it still needs the value,
+/// and close once it is done. `private` is the provider's own handle (opaque to Terraform) handed back to renew
+/// and close; it travels through Terraform's memory only, but keep secrets out of it anyway.
+pub struct EphemeralOpened {
+    /// The result object (of the schema's type): configuration echoed, computed attributes filled in.
+    pub result: Value,
+    /// When Terraform should call renew, if the value expires while Terraform may still use it.
+    pub renew_at: Option<std::time::SystemTime>,
+    /// Opaque data for renew and close.
+    pub private: Option<Vec<u8>>,
+}
+
+/// What renewing an ephemeral resource produced.
+pub struct EphemeralRenewed {
+    /// The next renewal time, if any.
+    pub renew_at: Option<std::time::SystemTime>,
+    /// Replacement private data for the next renew and close.
+    pub private: Option<Vec<u8>>,
+}
+
+/// An object-safe ephemeral resource. Terraform never sends an open with unknown configuration (it defers the
+/// resource itself), so `open` sees wholly known values.
+#[async_trait::async_trait]
+pub trait ErasedEphemeralResource: Send + Sync {
+    fn schema(&self) -> &Schema;
+    fn value_type(&self) -> &Type;
+    fn validate(&self, config: &Value) -> Diagnostics;
+    async fn open(&self, ctx: &Context, config: &Value) -> Outcome<EphemeralOpened>;
+    async fn renew(&self, ctx: &Context, private: Option<&[u8]>) -> Outcome<EphemeralRenewed>;
+    async fn close(&self, ctx: &Context, private: Option<&[u8]>) -> Diagnostics;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -341,6 +407,8 @@ pub struct Registry {
     pub resources: BTreeMap<String, Arc<dyn ErasedResource>>,
     /// Data sources.
     pub data_sources: BTreeMap<String, Arc<dyn ErasedDataSource>>,
+    /// Ephemeral resources (Terraform ≥ 1.10: `ephemeral "type" "name" {}`; never in plan or state).
+    pub ephemeral_resources: BTreeMap<String, Arc<dyn ErasedEphemeralResource>>,
     /// List resources (each lists the managed resource of the same name).
     pub list_resources: BTreeMap<String, Arc<dyn ErasedListResource>>,
 }
@@ -354,6 +422,9 @@ impl Registry {
         }
         for (n, d) in &self.data_sources {
             out.push((format!("data source {n}"), d.schema().clone()));
+        }
+        for (n, e) in &self.ephemeral_resources {
+            out.push((format!("ephemeral resource {n}"), e.schema().clone()));
         }
         for (n, l) in &self.list_resources {
             out.push((format!("list resource {n}"), l.schema().clone()));
