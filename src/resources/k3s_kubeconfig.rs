@@ -55,42 +55,51 @@ impl DataSource for K3sKubeconfig {
     async fn read(
         &self,
         ctx: &Context,
-        mut config: KubeconfigModel,
+        config: KubeconfigModel,
     ) -> Result<KubeconfigModel, Diagnostics> {
-        let session = connect(ctx, config.host.as_ref()).await?;
-        let facts = k3s::server_facts(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-        let Some(kc) = facts.kubeconfig else {
-            return Err(Diagnostic::error(
-                "No kubeconfig on the host",
-                format!(
-                    "{} has no {}: is it a k3s server?",
-                    session.host(),
-                    k3s::KUBECONFIG_PATH
-                ),
-            )
-            .into());
-        };
-        let address = config
-            .host
-            .as_ref()
-            .and_then(|h| h.address.known().cloned())
-            .unwrap_or_default();
-        let server = config
-            .server
-            .known()
-            .cloned()
-            .unwrap_or_else(|| format!("https://{address}:6443"));
-        config.kubeconfig = Tf::Known(k3s::rewrite_kubeconfig(&kc, &server));
-        config.ca_hash = facts
-            .token
-            .as_deref()
-            .and_then(k3s::token_ca_hash)
-            .map(Tf::Known)
-            .unwrap_or(Tf::Null);
-        Ok(config)
+        fetch(ctx, config).await
     }
+}
+
+/// Reads the kubeconfig and CA hash of the server `config.host` names, with the server URL rewritten (shared
+/// with the ephemeral resource of the same name).
+pub async fn fetch(
+    ctx: &Context,
+    mut config: KubeconfigModel,
+) -> Result<KubeconfigModel, Diagnostics> {
+    let session = connect(ctx, config.host.as_ref()).await?;
+    let facts = k3s::server_facts(&session)
+        .await
+        .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
+    let Some(kc) = facts.kubeconfig else {
+        return Err(Diagnostic::error(
+            "No kubeconfig on the host",
+            format!(
+                "{} has no {}: is it a k3s server?",
+                session.host(),
+                k3s::KUBECONFIG_PATH
+            ),
+        )
+        .into());
+    };
+    let address = config
+        .host
+        .as_ref()
+        .and_then(|h| h.address.known().cloned())
+        .unwrap_or_default();
+    let server = config
+        .server
+        .known()
+        .cloned()
+        .unwrap_or_else(|| format!("https://{address}:6443"));
+    config.kubeconfig = Tf::Known(k3s::rewrite_kubeconfig(&kc, &server));
+    config.ca_hash = facts
+        .token
+        .as_deref()
+        .and_then(k3s::token_ca_hash)
+        .map(Tf::Known)
+        .unwrap_or(Tf::Null);
+    Ok(config)
 }
 
 pub fn register(r: &mut Registry) {

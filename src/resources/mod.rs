@@ -11,6 +11,7 @@ pub mod k3s_agent;
 pub mod k3s_common;
 pub mod k3s_host;
 pub mod k3s_kubeconfig;
+pub mod k3s_kubeconfig_ephemeral;
 pub mod k3s_list;
 pub mod k3s_server;
 pub mod opnsense_common;
@@ -45,6 +46,7 @@ pub fn registry() -> Registry {
     k3s_server::register(&mut r);
     k3s_agent::register(&mut r);
     k3s_kubeconfig::register(&mut r);
+    k3s_kubeconfig_ephemeral::register(&mut r);
     k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
     test_fixture::register(&mut r);

@@ -196,6 +196,11 @@ fn render_all(schema: &Value, examples: &Path) -> Result<BTreeMap<String, String
         (Kind::Resource, "resource_schemas", "resources"),
         (Kind::DataSource, "data_source_schemas", "data-sources"),
         (
+            Kind::EphemeralResource,
+            "ephemeral_resource_schemas",
+            "ephemeral-resources",
+        ),
+        (
             Kind::ListResource,
             "list_resource_schemas",
             "list-resources",
@@ -219,6 +224,7 @@ fn render_all(schema: &Value, examples: &Path) -> Result<BTreeMap<String, String
 enum Kind {
     Resource,
     DataSource,
+    EphemeralResource,
     ListResource,
 }
 
@@ -227,6 +233,7 @@ impl Kind {
         match self {
             Kind::Resource => "Resource",
             Kind::DataSource => "Data Source",
+            Kind::EphemeralResource => "Ephemeral Resource",
             Kind::ListResource => "List Resource",
         }
     }
@@ -358,13 +365,23 @@ fn render_type(
     let ex_dir = match kind {
         Kind::Resource => examples.join("resources").join(name),
         Kind::DataSource => examples.join("data-sources").join(name),
+        Kind::EphemeralResource => examples.join("ephemeral-resources").join(name),
         Kind::ListResource => examples.join("list-resources").join(name),
     };
     let example = match kind {
         Kind::Resource => read_example(&ex_dir.join("resource.tf")),
         Kind::DataSource => read_example(&ex_dir.join("data-source.tf")),
+        Kind::EphemeralResource => read_example(&ex_dir.join("ephemeral-resource.tf")),
         Kind::ListResource => read_example(&ex_dir.join("list-resource.tfquery.hcl")),
     };
+    if kind == Kind::EphemeralResource {
+        out.push_str(
+            "Declare it in an `ephemeral` block (Terraform 1.10 or later). Terraform opens it in each plan and apply \
+             that needs its value and never writes the value to the plan or the state; it can be referenced only \
+             where ephemeral values are allowed (provider blocks, provisioner and connection blocks, write-only \
+             attributes, ephemeral variables, outputs and locals).\n\n",
+        );
+    }
     if kind == Kind::ListResource {
         out.push_str(&format!(
             "Put `list` blocks in a `*.tfquery.hcl` file and run `terraform query` (Terraform 1.14 or later) to list \
@@ -686,7 +703,12 @@ fn members<'v>(
 // --- comparing with docs/ -----------------------------------------------------------------------------------------
 
 /// Directories whose every `.md` file is generated (a file there that docgen does not produce is stale).
-const GENERATED_DIRS: &[&str] = &["resources", "data-sources", "list-resources"];
+const GENERATED_DIRS: &[&str] = &[
+    "resources",
+    "data-sources",
+    "ephemeral-resources",
+    "list-resources",
+];
 
 #[derive(Default)]
 struct Report {
