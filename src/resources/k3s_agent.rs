@@ -4,6 +4,9 @@
 //! to the servers directly through its client-side load balancer on `127.0.0.1:6444`. That load balancer's state
 //! file is read back into `lb_server_url` / `lb_server_addresses`, so state shows that the VIP is only used for
 //! registration (and as a last-resort default). Agents converge in parallel (no cluster lock).
+//!
+//! The token is `token` (in state; Terraform 1.0.3) or the write-only `token_wo` + `token_wo_version`
+//! (Terraform ≥ 1.11), which is written to config.yaml but never kept in, or read back into, state.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,8 @@ pub struct AgentModel {
     pub id: Tf<String>,
     pub server_url: Tf<String>,
     pub token: Tf<String>,
+    pub token_wo: Tf<String>,
+    pub token_wo_version: Tf<i64>,
     pub version: Tf<String>,
     pub node_name: Tf<String>,
     pub node_labels: Tf<Vec<String>>,
@@ -61,10 +66,13 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::string("token")
-            .required()
+            .optional()
             .sensitive()
             .validate(Validator::not_empty())
-            .description("The servers' `join_token` (secure, CA-pinned form). Written to config.yaml only."),
+            .description(
+                "The servers' `join_token` (secure, CA-pinned form), kept in state (the Terraform 1.0.3 path). \
+                 Written to config.yaml only. Set exactly one of `token` and `token_wo`.",
+            ),
     )
     .attribute(
         Attribute::string("version")
@@ -123,7 +131,7 @@ pub fn schema() -> Schema {
                 "The servers the agent really talks to (`ServerAddresses` of its client-side load balancer).",
             ),
     );
-    install_attributes(s)
+    install_attributes(token_wo_attributes(s))
         .block(connection_block())
         .block(timeouts_block())
 }
@@ -135,7 +143,7 @@ fn desired_config(m: &AgentModel) -> BTreeMap<String, serde_json::Value> {
     for (k, v) in m.extra_config.known().cloned().unwrap_or_default() {
         c.insert(k, json!(v));
     }
-    if let Some(t) = m.token.known() {
+    if let Some(t) = wanted_token(&m.token, &m.token_wo) {
         c.insert("token".into(), json!(t));
     }
     if let Some(u) = m.server_url.known() {
@@ -225,6 +233,12 @@ impl Resource for K3sAgent {
     }
     fn validate(&self, config: &AgentModel, diags: &mut Diagnostics) {
         check_managed_keys(&config.extra_config, MANAGED, diags);
+        check_token_choice(
+            &config.token,
+            &config.token_wo,
+            &config.token_wo_version,
+            diags,
+        );
     }
     async fn modify_plan(
         &self,
@@ -238,6 +252,7 @@ impl Resource for K3sAgent {
         // The LB view is only worth re-reading when something the agent runs with changes; otherwise keep it.
         let same = prior.server_url == plan.planned.server_url
             && prior.token == plan.planned.token
+            && prior.token_wo_version == plan.planned.token_wo_version
             && prior.version == plan.planned.version
             && prior.node_labels == plan.planned.node_labels
             && prior.node_taints == plan.planned.node_taints
@@ -268,8 +283,15 @@ impl Resource for K3sAgent {
         if let Some(u) = cfg.as_ref().and_then(|c| cfg_str(c, "server")) {
             m.server_url = Tf::Known(u);
         }
+        // With the write-only token, the host's token is never read back.
+        let write_only = uses_token_wo(&state.token, &state.token_wo_version);
+        let mut not_kept = Tf::Null;
         NodeFields {
-            token: &mut m.token,
+            token: if write_only {
+                &mut not_kept
+            } else {
+                &mut m.token
+            },
             node_name: &mut m.node_name,
             node_labels: &mut m.node_labels,
             node_taints: &mut m.node_taints,

@@ -94,6 +94,75 @@ pub fn plan_common<M>(
     Ok(())
 }
 
+/// `token_wo` + `token_wo_version`: the cluster token as a write-only attribute (Terraform ≥ 1.11), so that
+/// neither the token nor anything derived from it reaches plan or state. Terraform 1.0.3 ignores the
+/// write-only flag, so the server refuses `token_wo` from a Terraform that does not announce write-only support
+/// (`ValidateResourceConfig`); 1.0.3 users keep `token`.
+pub fn token_wo_attributes(s: Schema) -> Schema {
+    s.attribute(
+        Attribute::string("token_wo")
+            .optional()
+            .sensitive()
+            .write_only()
+            .validate(Validator::not_empty())
+            .description(
+                "The cluster token, write-only (Terraform 1.11 or newer): written to config.yaml like `token`, but                  never stored in plan or state, and never read back. Set exactly one of `token` and `token_wo`;                  with `token_wo` set `token_wo_version` too.",
+            ),
+    )
+    .attribute(
+        Attribute::number("token_wo_version")
+            .optional()
+            .description(
+                "Required with `token_wo`. Terraform cannot compare a write-only value with anything, so a change                  of this number is what re-applies `token_wo` (config.yaml rewritten, k3s restarted).",
+            ),
+    )
+}
+
+/// Exactly one of `token` and `token_wo`, and `token_wo_version` with `token_wo` (unknown values count as set).
+pub fn check_token_choice(
+    token: &Tf<String>,
+    token_wo: &Tf<String>,
+    version: &Tf<i64>,
+    diags: &mut Diagnostics,
+) {
+    match (token.is_null(), token_wo.is_null()) {
+        (true, true) => diags.push(
+            Diagnostic::error(
+                "Missing cluster token",
+                "Set `token` (kept in state, works with every Terraform) or `token_wo` with `token_wo_version`                  (write-only, Terraform 1.11 or newer).",
+            )
+            .at(attr("token")),
+        ),
+        (false, false) => diags.push(
+            Diagnostic::error(
+                "Conflicting cluster tokens",
+                "Set only one of `token` and `token_wo`.",
+            )
+            .at(attr("token_wo")),
+        ),
+        _ => {}
+    }
+    if !token_wo.is_null() && version.is_null() {
+        diags.push(
+            Diagnostic::error(
+                "token_wo_version is required with token_wo",
+                "Terraform keeps no trace of a write-only value, so it cannot see a new token by itself: set                  `token_wo_version = 1` and raise it whenever `token_wo` changes.",
+            )
+            .at(attr("token_wo_version")),
+        );
+    }
+}
+
+/// The token to write into config.yaml: `token`, else the write-only `token_wo` (present only during apply).
+pub fn wanted_token<'m>(token: &'m Tf<String>, token_wo: &'m Tf<String>) -> Option<&'m String> {
+    token.known().or_else(|| token_wo.known())
+}
+
+/// Whether a state or plan uses the write-only token: then nothing secret is read back into it.
+pub fn uses_token_wo(token: &Tf<String>, version: &Tf<i64>) -> bool {
+    token.is_null() && !version.is_null()
+}
+
 /// A config value as a string.
 pub fn cfg_str(cfg: &BTreeMap<String, serde_json::Value>, key: &str) -> Option<String> {
     match cfg.get(key)? {
@@ -206,6 +275,33 @@ mod tests {
         assert!(!m.contains_key("token"));
         let only_managed = BTreeMap::from([("token".to_string(), json!("t"))]);
         assert_eq!(extra_back(&only_managed, &["token"], &Tf::Null), Tf::Null);
+    }
+
+    #[test]
+    fn exactly_one_token_and_a_version_with_the_write_only_one() {
+        let k = |s: &str| Tf::Known(s.to_string());
+        let summaries = |t: Tf<String>, wo: Tf<String>, v: Tf<i64>| {
+            let mut d = Diagnostics::new();
+            check_token_choice(&t, &wo, &v, &mut d);
+            d.iter().map(|x| x.summary.clone()).collect::<Vec<_>>()
+        };
+        assert!(summaries(k("t"), Tf::Null, Tf::Null).is_empty());
+        assert!(summaries(Tf::Null, Tf::Unknown, Tf::Known(1)).is_empty());
+        assert_eq!(
+            summaries(Tf::Null, Tf::Null, Tf::Null),
+            ["Missing cluster token"]
+        );
+        assert_eq!(
+            summaries(k("t"), k("u"), Tf::Known(1)),
+            ["Conflicting cluster tokens"]
+        );
+        assert_eq!(
+            summaries(Tf::Null, k("u"), Tf::Null),
+            ["token_wo_version is required with token_wo"]
+        );
+        assert_eq!(wanted_token(&Tf::Null, &k("u")), Some(&"u".to_string()));
+        assert!(uses_token_wo(&Tf::Null, &Tf::Known(1)));
+        assert!(!uses_token_wo(&Tf::Null, &Tf::Null));
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! The sqlite→etcd migration stops k3s for its backup; a rotation it needs is done inside that stop, so the server
 //! restarts once.
 //!
+//! The cluster token is either `token` (in state, the Terraform 1.0.3 path) or the write-only `token_wo` with
+//! `token_wo_version` (Terraform ≥ 1.11): then state holds nothing secret — `token`, `join_token` and
+//! `kubeconfig` stay null, read-back never reads the token, and the per-cluster lock of a delete takes its key
+//! from the host's token file.
+//!
 //! Delete of a joined server leaves etcd first and uninstalls only once its member is gone: a server uninstalled
 //! while etcd still counts it is a dead voter, and two of those lose the survivors' quorum. etcd's refusals of a
 //! removal are usually transient ("unhealthy cluster" for 5 s after a peer reconnects), so they are retried
@@ -47,6 +52,8 @@ pub struct ServerModel {
     pub role: Tf<String>,
     pub server_url: Tf<String>,
     pub token: Tf<String>,
+    pub token_wo: Tf<String>,
+    pub token_wo_version: Tf<i64>,
     pub version: Tf<String>,
     pub node_name: Tf<String>,
     pub tls_san: Tf<Vec<String>>,
@@ -105,13 +112,14 @@ pub fn schema() -> Schema {
     ))
     .attribute(
         Attribute::string("token")
-            .required()
+            .optional()
             .sensitive()
             .requires_replace()
             .validate(Validator::not_empty())
             .description(
-                "Cluster token. `init`: a short secret you choose. `join`: the first server's `join_token` (the \
-                 secure CA-pinned form). Written to config.yaml only.",
+                "Cluster token, kept in state (the Terraform 1.0.3 path; `token_wo` keeps it out of state). \
+                 `init`: a short secret you choose. `join`: the first server's `join_token` (the secure CA-pinned \
+                 form). Written to config.yaml only. Set exactly one of `token` and `token_wo`.",
             ),
     )
     .attribute(
@@ -152,7 +160,10 @@ pub fn schema() -> Schema {
             .computed()
             .sensitive()
             .use_state_for_unknown()
-            .description("The secure `K10<ca-hash>::server:<password>` token for further servers and agents."),
+            .description(
+                "The secure `K10<ca-hash>::server:<password>` token for further servers and agents. Null with \
+                 `token_wo` (compose it from `ca_hash` instead).",
+            ),
     )
     .attribute(
         Attribute::string("ca_hash")
@@ -169,7 +180,10 @@ pub fn schema() -> Schema {
         Attribute::string("kubeconfig")
             .computed()
             .sensitive()
-            .description("Admin kubeconfig with its server set to `kubeconfig_server`."),
+            .description(
+                "Admin kubeconfig with its server set to `kubeconfig_server`. Null with `token_wo`: take the \
+                 ephemeral `homelab_k3s_kubeconfig` instead, which stays out of state.",
+            ),
     )
     .attribute(Attribute::string("datastore").computed().description(
         "The datastore the server runs on, read from the host: `etcd` (embedded etcd, HA-capable) or `sqlite` \
@@ -182,7 +196,7 @@ pub fn schema() -> Schema {
          the host, adds `cluster-init` to config.yaml, starts k3s (which migrates the data) and checks that the \
          datastore is etcd and every node is still there. One way: k3s cannot go back to sqlite.",
     ));
-    install_attributes(s)
+    install_attributes(token_wo_attributes(s))
         .block(connection_block())
         .block(timeouts_block())
 }
@@ -198,7 +212,7 @@ fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
     for (k, v) in m.extra_config.known().cloned().unwrap_or_default() {
         c.insert(k, json!(v));
     }
-    if let Some(t) = m.token.known() {
+    if let Some(t) = wanted_token(&m.token, &m.token_wo) {
         c.insert("token".into(), json!(t));
     }
     if role_of(m) == "init" {
@@ -265,7 +279,9 @@ impl K3sServer {
             limit,
         };
         want.check().map_err(failure_diag)?;
-        let token = plan.token.known().cloned().unwrap_or_default();
+        let token = wanted_token(&plan.token, &plan.token_wo)
+            .cloned()
+            .unwrap_or_default();
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, plan.host.as_ref()).await?;
         let done = k3s::server::converge(&session, &want, ctx, ctx.cancellation())
@@ -287,8 +303,14 @@ fn fill_facts(m: &mut ServerModel, facts: k3s::ServerFacts) {
         .and_then(k3s::token_ca_hash)
         .map(Tf::Known)
         .unwrap_or(Tf::Null);
-    m.join_token = facts.token.map(Tf::Known).unwrap_or(Tf::Null);
     m.serving_cert_sans = Tf::Known(facts.serving_sans);
+    // With the write-only token nothing secret goes into state: no join token, no admin kubeconfig.
+    if uses_token_wo(&m.token, &m.token_wo_version) {
+        m.join_token = Tf::Null;
+        m.kubeconfig = Tf::Null;
+        return;
+    }
+    m.join_token = facts.token.map(Tf::Known).unwrap_or(Tf::Null);
     let server = kube_server(m);
     m.kubeconfig = facts
         .kubeconfig
@@ -327,6 +349,12 @@ impl Resource for K3sServer {
             );
         }
         check_managed_keys(&config.extra_config, MANAGED, diags);
+        check_token_choice(
+            &config.token,
+            &config.token_wo,
+            &config.token_wo_version,
+            diags,
+        );
     }
     async fn modify_plan(
         &self,
@@ -334,6 +362,15 @@ impl Resource for K3sServer {
         plan: &mut Plan<ServerModel>,
     ) -> Result<(), Diagnostics> {
         plan_common(plan, |m| &m.version, |m| m.host.as_ref())?;
+        let write_only = !plan.config.token_wo.is_null();
+        if write_only {
+            // Known at plan: nothing secret is kept with the write-only token.
+            plan.planned.join_token = Tf::Null;
+            plan.planned.kubeconfig = Tf::Null;
+            // Moving from `token` (or an import, which reads it back) to `token_wo` drops the token from state;
+            // the host keeps its token, so that is no replacement.
+            plan.requires_replace.retain(|p| p != &attr("token"));
+        }
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
@@ -393,6 +430,9 @@ impl Resource for K3sServer {
         if plan.planned.kubeconfig_server != prior.kubeconfig_server {
             plan.planned.kubeconfig = Tf::Unknown;
         }
+        if write_only {
+            plan.planned.kubeconfig = Tf::Null;
+        }
         Ok(())
     }
     async fn create(&self, ctx: &Context, plan: ServerModel) -> Result<ServerModel, Diagnostics> {
@@ -430,8 +470,16 @@ impl Resource for K3sServer {
             m.tls_san = list_back(strings_of(cfg.get("tls-san")), &state.tls_san);
             m.disable = list_back(strings_of(cfg.get("disable")), &state.disable);
         }
+        // With the write-only token, the host's token is never read back (its drift shows only through
+        // `token_wo_version`).
+        let write_only = uses_token_wo(&state.token, &state.token_wo_version);
+        let mut not_kept = Tf::Null;
         NodeFields {
-            token: &mut m.token,
+            token: if write_only {
+                &mut not_kept
+            } else {
+                &mut m.token
+            },
             node_name: &mut m.node_name,
             node_labels: &mut m.node_labels,
             node_taints: &mut m.node_taints,
@@ -484,9 +532,18 @@ impl Resource for K3sServer {
             started: std::time::Instant::now(),
             limit: self.timeouts(&state).delete,
         };
-        let token = state.token.known().cloned().unwrap_or_default();
-        let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, state.host.as_ref()).await?;
+        // The lock is keyed by the cluster's token; with `token_wo` state has none, so the host's own token
+        // file gives the same key (it is held in memory only).
+        let token = match state.token.known() {
+            Some(t) => t.clone(),
+            None => k3s::server_facts(&session)
+                .await
+                .ok()
+                .and_then(|f| f.token)
+                .unwrap_or_default(),
+        };
+        let _guard = k3s::lock::cluster_lock(&token).await;
         k3s::server::remove(&session, &removal, ctx, ctx.cancellation())
             .await
             .map_err(failure_diag)
@@ -518,6 +575,27 @@ mod tests {
     #[test]
     fn schema_is_valid() {
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    #[test]
+    fn the_write_only_token_reaches_config_yaml_but_nothing_secret_reaches_state() {
+        let mut m = ServerModel {
+            role: Tf::Known("init".into()),
+            token_wo: Tf::Known("pw".into()),
+            token_wo_version: Tf::Known(1),
+            ..Default::default()
+        };
+        assert_eq!(desired_config(&m)["token"], serde_json::json!("pw"));
+        fill_facts(
+            &mut m,
+            k3s::ServerFacts {
+                token: Some("K10abc::server:pw".into()),
+                serving_sans: vec![],
+                kubeconfig: Some("client-key-data: x\n".into()),
+            },
+        );
+        assert_eq!(m.ca_hash, Tf::Known("abc".into()));
+        assert_eq!((m.join_token, m.kubeconfig), (Tf::Null, Tf::Null));
     }
 
     #[test]

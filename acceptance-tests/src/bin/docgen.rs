@@ -395,6 +395,12 @@ fn render_type(
         out.push_str("## Example Usage\n\n");
         out.push_str(&code("terraform", &ex));
     }
+    // A resource with write-only attributes shows them in a second example: `resource.tf` must stay valid
+    // for Terraform 1.0.3, which has no write-only attributes.
+    if let Some(ex) = read_example(&ex_dir.join("resource-write-only.tf")) {
+        out.push_str("### Secrets out of state (Terraform 1.11 or newer)\n\n");
+        out.push_str(&code("terraform", &ex));
+    }
     if kind == Kind::ListResource && block_is_empty(block) {
         out.push_str(
             "## Schema\n\nThis list resource takes no arguments in its `config` block.\n\n",
