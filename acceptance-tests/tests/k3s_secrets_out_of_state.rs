@@ -1,0 +1,206 @@
+//! Secrets out of state (issue 14, item 4), through real Terraform 1.15.5 in the host lab: an init server, a
+//! joining server and an agent that all take the cluster token write-only (`token_wo`), and the ephemeral
+//! `homelab_k3s_kubeconfig` handed to a `terraform_data` provisioner that runs the real kubectl with it. After
+//! apply both plans are empty (the harness checks), and `terraform.tfstate` itself is searched: no token, no
+//! client key, no PEM private key.
+//!
+//! Why a provisioner: ephemeral values may only go where Terraform never persists them (provider blocks,
+//! provisioners and connection blocks, write-only attributes); `local-exec`'s `environment` is one such place
+//! that needs no other provider. The ephemeral resource's host is the init server's `id`, unknown until the
+//! server exists, so Terraform defers opening it to apply on the first run instead of failing at plan.
+//!
+//! Needs root (namespaces) and the `homelab-lab` binary (built on demand). Terraform 1.0.3 has neither
+//! write-only attributes nor ephemeral resources; its path (`token`) is covered by `k3s_resources.rs`.
+
+use homelab_acceptance::lab_support::{enter_netns, k3s_artifacts, lab_binary};
+use homelab_acceptance::terraform::{hcl_string, required_providers};
+use homelab_acceptance::{Step, TerraformVersion, TestCase};
+use homelab_lab::{Lab, LabSpec};
+
+const VERSION: &str = "v1.31.5+k3s1";
+/// The cluster password: must not appear anywhere in the state file.
+const SECRET: &str = "wo-cluster-secret-7f3a";
+const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
+
+fn config(ips: &[String], key: &str, known_hosts: &str, art: &str, ops_pw_file: &str) -> String {
+    let install = format!(
+        "  install_script = file({})\n  install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\n",
+        hcl_string(INSTALL_SH),
+        hcl_string(art),
+    );
+    let init_url = format!("https://{}:6443", ips[0]);
+    format!(
+        "{providers}
+provider \"homelab\" {{
+  ssh {{
+    user = \"root\"
+    private_key = file({key})
+    known_hosts = file({known_hosts})
+  }}
+}}
+
+resource \"homelab_k3s_server\" \"init\" {{
+  role = \"init\"
+  token_wo = \"{SECRET}\"
+  token_wo_version = 1
+  version = \"{VERSION}\"
+  disable = [\"servicelb\"]
+{install}  host {{ address = \"{a0}\" }}
+  timeouts {{ create = \"90s\" }}
+}}
+
+resource \"homelab_k3s_server\" \"join\" {{
+  role = \"join\"
+  server_url = \"{init_url}\"
+  token_wo = \"K10${{homelab_k3s_server.init.ca_hash}}::server:{SECRET}\"
+  token_wo_version = 1
+  version = \"{VERSION}\"
+  disable = [\"servicelb\"]
+{install}  host {{ address = \"{a1}\" }}
+  timeouts {{ create = \"90s\" }}
+}}
+
+resource \"homelab_k3s_agent\" \"worker\" {{
+  server_url = \"{init_url}\"
+  token_wo = \"K10${{homelab_k3s_server.init.ca_hash}}::server:{SECRET}\"
+  token_wo_version = 1
+  version = \"{VERSION}\"
+  depends_on = [homelab_k3s_server.join]
+{install}  host {{
+    address = \"{a2}\"
+    user = \"ops\"
+    sudo_password = trimspace(file({ops_pw}))
+  }}
+  timeouts {{ create = \"90s\" }}
+}}
+
+ephemeral \"homelab_k3s_kubeconfig\" \"admin\" {{
+  server = \"{init_url}\"
+  host {{ address = homelab_k3s_server.init.id }}
+}}
+
+resource \"terraform_data\" \"kubectl\" {{
+  input = homelab_k3s_agent.worker.id
+  provisioner \"local-exec\" {{
+    environment = {{ KC = ephemeral.homelab_k3s_kubeconfig.admin.kubeconfig }}
+    command = \"f=$(mktemp) && printf '%s' \\\"$KC\\\" > $f && /usr/bin/kubectl --kubeconfig $f get nodes --no-headers | grep -c ' Ready ' | grep -qx 3; r=$?; rm -f $f; exit $r\"
+  }}
+}}
+",
+        providers = required_providers(),
+        key = hcl_string(key),
+        known_hosts = hcl_string(known_hosts),
+        a0 = ips[0],
+        a1 = ips[1],
+        a2 = ips[2],
+        ops_pw = hcl_string(ops_pw_file),
+    )
+}
+
+/// What must never be in `terraform.tfstate`.
+fn secrets_in(state: &str) -> Vec<&'static str> {
+    [
+        SECRET,
+        "::server:",
+        "client-key-data",
+        "PRIVATE KEY",
+        "-----BEGIN",
+    ]
+    .into_iter()
+    .filter(|s| state.contains(s))
+    .collect()
+}
+
+#[test]
+fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
+    if !TerraformVersion::selected().contains(&TerraformVersion::V1_15) {
+        return;
+    }
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
+    lab_binary();
+    let lab_name = format!("k3swo{}", std::process::id() % 100_000);
+    let art = k3s_artifacts(
+        &format!("k3s-wo-artifacts-{lab_name}"),
+        VERSION,
+        &[(VERSION, None)],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = LabSpec::new(&lab_name);
+    spec.servers = 2;
+    spec.agents = 1;
+    spec.opnsense = false;
+    spec.root = Some(tmp.path().join("labs"));
+    let guard = Lab::up_guarded(&spec).unwrap();
+    let lab: &Lab = &guard;
+    let ips: Vec<String> = ["k8s-control-1", "k8s-control-2", "k8s-worker-1"]
+        .iter()
+        .map(|n| lab.host(n).unwrap().ip.to_string())
+        .collect();
+    let hcl = config(
+        &ips,
+        &lab.ssh_key().display().to_string(),
+        &lab.known_hosts().display().to_string(),
+        &art.display().to_string(),
+        &lab.state().ops_password_file.display().to_string(),
+    );
+    let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
+    let result = std::thread::spawn(move || {
+        enter_netns(&ws);
+        TestCase::new(TerraformVersion::V1_15)
+            .step(
+                Step::config(hcl.clone())
+                    .named("write-only tokens, ephemeral kubeconfig")
+                    .check(|st| {
+                        for (addr, path) in [
+                            ("homelab_k3s_server.init", "token"),
+                            ("homelab_k3s_server.init", "token_wo"),
+                            ("homelab_k3s_server.init", "join_token"),
+                            ("homelab_k3s_server.init", "kubeconfig"),
+                            ("homelab_k3s_server.join", "token"),
+                            ("homelab_k3s_agent.worker", "token"),
+                        ] {
+                            match st.attr(addr, path) {
+                                None | Some(serde_json::Value::Null) => {}
+                                Some(_) => {
+                                    return Err(format!("{addr}.{path} is not null in state"))
+                                }
+                            }
+                        }
+                        let ca = st
+                            .attr("homelab_k3s_server.init", "ca_hash")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default();
+                        if ca.len() != 64 {
+                            return Err(format!("ca_hash is not a SHA-256: {ca:?}"));
+                        }
+                        Ok(())
+                    }),
+            )
+            .step(
+                Step::config(hcl)
+                    .named("the state file holds no secret")
+                    .before(|tf, _| {
+                        let raw = tf
+                            .read_file("terraform.tfstate")
+                            .map_err(|e| e.to_string())?;
+                        let found = secrets_in(&raw);
+                        if !found.is_empty() {
+                            return Err(format!("terraform.tfstate contains {found:?}"));
+                        }
+                        if !raw.contains("homelab_k3s_agent") {
+                            return Err("terraform.tfstate does not hold the cluster".into());
+                        }
+                        Ok(())
+                    }),
+            )
+            .try_run()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&art);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
