@@ -149,7 +149,7 @@ pub fn run(runs: usize, only: &[String]) -> Result<Option<String>> {
     // the machine, as a second reference.
     let mut go: Vec<(String, PathBuf)> = Vec::new();
     match crate::bench_peer::peer_binary() {
-        Ok(p) => go.push(("Go peer (`acceptance-tests/bench/go-peer`)".into(), p)),
+        Ok(p) => go.push(("Go peer".into(), p)),
         Err(why) => {
             let _ = writeln!(md, "The Go peer provider is {why}.\n");
         }
@@ -159,7 +159,7 @@ pub fn run(runs: usize, only: &[String]) -> Result<Option<String>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        go.push((format!("`{name}` (Go)"), p));
+        go.push((format!("`{name}`"), p));
     }
     if go.is_empty() {
         let (mut ot, _, mut oh) = sample_one(&ours, "6,5", &cert, runs)?;
@@ -220,7 +220,12 @@ pub fn run(runs: usize, only: &[String]) -> Result<Option<String>> {
         mib(c)
     );
     for ((name, _), [x, y, z]) in go.iter().zip(&medians[1..]) {
-        let _ = writeln!(md, "| {name} | {x:.1} ms | {} | {} |", mib(*y), mib(*z));
+        let _ = writeln!(
+            md,
+            "| {name} (Go) | {x:.1} ms | {} | {} |",
+            mib(*y),
+            mib(*z)
+        );
     }
     for ((name, _), [x, y, z]) in go.iter().zip(&medians[1..]) {
         let target = if name.starts_with("Go peer") {
