@@ -25,8 +25,6 @@ pub mod opnsense_haproxy_status;
 pub mod opnsense_interfaces;
 pub mod opnsense_object;
 pub mod opnsense_vip;
-#[cfg(feature = "test-fixtures")]
-pub mod test_fixture;
 
 /// Everything the provider serves.
 pub fn registry() -> Registry {
@@ -47,6 +45,6 @@ pub fn registry() -> Registry {
     k3s_kubeconfig::register(&mut r);
     k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
-    test_fixture::register(&mut r);
+    crate::testing::fixture_resource::register(&mut r);
     r
 }
