@@ -370,10 +370,18 @@ where
         if matches!(kind::<S>(), Kind::Backend | Kind::Frontend)
             && model.settings().is_ok_and(|g| !g.enabled)
         {
+            // Said as what is true when this object is written: a settings resource of the same apply may enable
+            // HAProxy a moment later (it need not depend on this object, and one resource cannot see another's
+            // plan), so the warning says what happens in that case instead of claiming nothing enables it.
             ctx.warn(
-                "HAProxy is disabled on the firewall",
-                "The change is saved, but HAProxy's service is disabled, so nothing serves it (and every reconfigure \
-                 keeps it stopped). Enable it with a `homelab_opnsense_haproxy_settings` resource.",
+                "HAProxy was disabled when this was saved",
+                format!(
+                    "The {} is saved, but HAProxy's service on the firewall was disabled at that moment, so nothing \
+                     serves it yet (a reconfigure keeps a disabled service stopped). If this configuration has a \
+                     `homelab_opnsense_haproxy_settings` resource with `enabled = true`, it starts HAProxy during \
+                     this apply and nothing else is needed; otherwise add one.",
+                    S::WHAT
+                ),
             );
         }
         let verb = if existed { "update" } else { "create" };
