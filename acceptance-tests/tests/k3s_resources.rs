@@ -229,7 +229,18 @@ data \"homelab_k3s_kubeconfig\" \"second\" {{
             .find("resource \"homelab_k3s_server\" \"join\"")
             .unwrap();
         let end = start + text[start..].find("\n}\n").unwrap() + 3;
-        format!("{}{}", &text[..start], &text[end..])
+        // The shrunk cluster also lists the first server's etcd snapshots (the upgrade's among them).
+        format!(
+            "{}{}
+data \"homelab_k3s_snapshots\" \"first\" {{
+  host {{ address = \"{}\" }}
+  depends_on = [homelab_k3s_server.init]
+}}
+",
+            &text[..start],
+            &text[end..],
+            self.ips[0]
+        )
     }
 }
 
@@ -374,6 +385,8 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     let tf_log = tmp.path().join("tf-trace.log");
     let tf_log2 = tf_log.display().to_string();
     let ssh_second = ssh_args(&world.key, &world.known_hosts, &world.ips[1]);
+    let ssh_second_snap = ssh_second.clone();
+    let ssh_first_snap = ssh_first.clone();
     let worker = std::thread::spawn(move || {
         enter_netns(&ws);
         // The joiner comes up as an etcd learner and is promoted 8 s later (as k3s's leader does it): the join
@@ -492,6 +505,19 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         if n != 3 {
                             return Err(format!("not every node reports {NEXT}:\n{nodes}"));
                         }
+                        // Each server took an etcd snapshot before its upgrade, in k3s's snapshot directory.
+                        let snaps = ssh_run(
+                            &ssh_first_snap,
+                            "ls /var/lib/rancher/k3s/server/db/snapshots",
+                        )?;
+                        if !snaps
+                            .lines()
+                            .any(|l| l.starts_with("homelab-pre-upgrade-k8s-control-1-"))
+                        {
+                            return Err(format!(
+                                "no pre-upgrade snapshot on k8s-control-1:\n{snaps}"
+                            ));
+                        }
                         Ok(())
                     }),
             )
@@ -563,6 +589,32 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         let nodes = kubectl_nodes(st, &kdir3)?;
                         if nodes.contains("k8s-control-2") {
                             return Err(format!("k8s-control-2 still a node:\n{nodes}"));
+                        }
+                        // The removed server snapshotted etcd first, where its uninstall does not reach.
+                        let kept = ssh_run(&ssh_second_snap, "ls /var/backups/k3s/snapshots")?;
+                        if !kept
+                            .lines()
+                            .any(|l| l.starts_with("homelab-pre-remove-k8s-control-2-"))
+                        {
+                            return Err(format!(
+                                "no pre-remove snapshot kept on k8s-control-2:\n{kept}"
+                            ));
+                        }
+                        // The data source lists the first server's snapshots, newest first.
+                        let listed = attr(st, "data.homelab_k3s_snapshots.first", "snapshots")?;
+                        let names: Vec<&str> = listed
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s["name"].as_str())
+                            .collect();
+                        if !names
+                            .iter()
+                            .any(|n| n.starts_with("homelab-pre-upgrade-k8s-control-1-"))
+                        {
+                            return Err(format!(
+                                "the snapshots data source misses the upgrade's: {listed}"
+                            ));
                         }
                         Ok(())
                     }),

@@ -27,6 +27,7 @@ pub mod etcd;
 pub mod lock;
 pub mod node;
 pub mod server;
+pub mod snapshot;
 pub mod step;
 
 pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};

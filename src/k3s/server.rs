@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::converge::{self, ready_budget, NodeWant};
 use super::node::{self, InstallSource, Probe, Role, ServerFacts, DB_DIR, KUBECONFIG_PATH};
 use super::step::{step, Failure, Input, Report};
-use super::{cluster, etcd};
+use super::{cluster, etcd, snapshot};
 use crate::ssh::Session;
 
 /// What a server should be.
@@ -44,6 +44,9 @@ pub struct ServerWant<'a> {
     pub install: &'a InstallSource,
     /// The user's consent to convert a sqlite datastore to embedded etcd.
     pub allow_datastore_migration: bool,
+    /// Take an etcd snapshot before an upgrade (into `snapshot_dir`, k3s's default when `None`).
+    pub snapshot_before_changes: bool,
+    pub snapshot_dir: Option<&'a str>,
     /// The operation's time limit.
     pub limit: Duration,
 }
@@ -86,6 +89,16 @@ pub async fn converge(
         .node_name
         .map(str::to_string)
         .unwrap_or_else(|| probe.hostname.clone());
+
+    // An upgrade of an etcd server starts from a snapshot (the new version migrates the datastore on start).
+    let upgrading = probe.installed(Role::Server)
+        && probe.datastore.as_deref() == Some("etcd")
+        && want
+            .version
+            .is_some_and(|v| probe.version.as_deref() != Some(v));
+    if upgrading && want.snapshot_before_changes {
+        snapshot_before(session, "upgrade", &probe, want.snapshot_dir, report).await?;
+    }
 
     // The seed's migration: a first server still on sqlite gets cluster-init (gated, backed up, verified).
     let migrating =
@@ -156,6 +169,64 @@ pub async fn converge(
         probe,
         facts,
     })
+}
+
+/// An on-demand snapshot before `operation` (`upgrade`, `remove`), reported with where it is and how to restore
+/// it. A server whose k3s is not running cannot take one: that is a failure before an upgrade (the user decides,
+/// see [`Input::SnapshotBeforeChanges`]) and a warning before a removal (a broken node must stay removable; its
+/// data lives on in the other servers).
+async fn snapshot_before(
+    session: &Session,
+    operation: &str,
+    probe: &Probe,
+    dir: Option<&str>,
+    report: &dyn Report,
+) -> Result<(), Failure> {
+    let dir = snapshot::dir_for(operation, dir);
+    let taken = if probe.active == "active" {
+        snapshot::save(session, &format!("homelab-pre-{operation}"), dir.as_deref())
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "k3s is {:?} on {}, so its etcd cannot be snapshotted",
+            probe.active,
+            session.host()
+        ))
+    };
+    match taken {
+        Ok(s) => {
+            tracing::info!(host = session.host(), snapshot = s.path.as_str(), "etcd snapshot taken before {operation}");
+            report.warn(
+                &format!("etcd snapshot taken before the {operation}"),
+                format!(
+                    "{} saved the etcd snapshot {} ({} bytes) before the {operation}. To return the cluster to it, \
+                     restore it on one server with `k3s server --cluster-reset --cluster-reset-restore-path={}` \
+                     (k3s's etcd-snapshot documentation has the whole procedure).",
+                    session.host(),
+                    s.path,
+                    s.size,
+                    s.path
+                ),
+            );
+            Ok(())
+        }
+        Err(why) if operation == "remove" => {
+            report.warn(
+                "No etcd snapshot before the removal",
+                format!("{why}. The server is removed without one; the cluster's data lives on in the other servers."),
+            );
+            Ok(())
+        }
+        Err(why) => Err(Failure::new(
+            format!("Cannot take the etcd snapshot before the {operation}"),
+            format!(
+                "{why}. Nothing was changed. Fix the cause and apply again, or set `snapshot_before_changes = false` \
+                 to {operation} without a snapshot."
+            ),
+        )
+        .on(Input::SnapshotBeforeChanges)),
+    }
 }
 
 /// The wanted SANs the certificate does not present.
@@ -390,6 +461,8 @@ pub struct Removal<'a> {
     /// When the delete began, and its time limit.
     pub started: Instant,
     pub limit: Duration,
+    /// Take an etcd snapshot (into [`snapshot::REMOVAL_DIR`], which the uninstall keeps) before leaving.
+    pub snapshot_before_changes: bool,
 }
 
 /// Delete: leave etcd first (behind the quorum guard), uninstall only once the member is gone.
@@ -400,6 +473,12 @@ pub async fn remove(
     cancel: &CancellationToken,
 ) -> Result<(), Failure> {
     if let Some((url, name)) = removal.peer {
+        if removal.snapshot_before_changes {
+            let probe = node::probe(session, Role::Server)
+                .await
+                .map_err(step("Cannot inspect the host"))?;
+            snapshot_before(session, "remove", &probe, None, report).await?;
+        }
         leave_etcd(session, url, name, removal, report, cancel).await?;
     }
     node::uninstall(session, Role::Server)
@@ -523,6 +602,8 @@ mod tests {
             version: None,
             install: &src,
             allow_datastore_migration: false,
+            snapshot_before_changes: true,
+            snapshot_dir: None,
             limit: Duration::from_secs(60),
         };
         assert_eq!(want.check().unwrap_err().input, Some(Input::ServerUrl));

@@ -13,6 +13,7 @@ pub mod k3s_host;
 pub mod k3s_kubeconfig;
 pub mod k3s_list;
 pub mod k3s_server;
+pub mod k3s_snapshots;
 pub mod opnsense_common;
 pub mod opnsense_firewall_alias;
 pub mod opnsense_firewall_rule;
@@ -43,6 +44,7 @@ pub fn registry() -> Registry {
     k3s_server::register(&mut r);
     k3s_agent::register(&mut r);
     k3s_kubeconfig::register(&mut r);
+    k3s_snapshots::register(&mut r);
     k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
     crate::testing::fixture_resource::register(&mut r);
