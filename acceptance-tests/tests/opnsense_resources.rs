@@ -1379,3 +1379,36 @@ fn plan_refuses_long_alias_names_and_warns_on_shared_binds() {
 fn words(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// The "HAProxy is disabled" warning is true when it is given: the seed in one apply, whose
+/// `homelab_opnsense_haproxy_settings` enables HAProxy (saved slowly, while the backend is written), does not warn, while a backend and frontend on a box where
+/// nothing enables HAProxy do.
+#[test]
+fn haproxy_disabled_warning_only_when_nothing_enables_it() {
+    let echoes = [Echo::start("a")];
+    let seed = Seed::new(&echoes, "127.0.3.103", free_port(), free_port());
+    for (with_settings, warns) in [(true, false), (false, true)] {
+        let (emu, _dir) = emulator(false);
+        let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
+        tf.require_provider().unwrap();
+        let body = if with_settings {
+            // A slow box (as the real one is): the settings are not saved yet when the backend is written.
+            emu.fail_next("haproxy/settings/set", FaultKind::Delay { ms: 1500 }, 1);
+            seed.all()
+        } else {
+            seed.all().replace(&seed.settings, "")
+        };
+        tf.write_config(&format!("{}{body}", provider(&emu)))
+            .unwrap();
+        tf.init().unwrap();
+        let out = tf.apply(&[]).unwrap();
+        assert!(out.success(), "{out}");
+        let text = homelab_acceptance::terraform::normalize_diagnostics(&out.combined());
+        assert_eq!(
+            text.contains("HAProxy is disabled on the firewall"),
+            warns,
+            "settings in the configuration: {with_settings}\n{out}"
+        );
+        assert!(tf.destroy().unwrap().success());
+    }
+}
