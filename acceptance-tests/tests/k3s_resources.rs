@@ -249,6 +249,26 @@ fn attr<'s>(st: &'s State, addr: &str, path: &str) -> Result<&'s serde_json::Val
         .ok_or_else(|| format!("{addr}.{path} missing from state"))
 }
 
+/// Whether the first server's `certificates_expire` (RFC 3339) is less than `days` away.
+fn expires_within(st: &State, days: u64) -> Result<bool, String> {
+    let at = attr(st, "homelab_k3s_server.init", "certificates_expire")?
+        .as_str()
+        .ok_or("certificates_expire is not a string")?;
+    let out = Command::new("date")
+        .args(["-u", "-d", at, "+%s"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let t: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{at} is not a date"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    Ok(t < now + days * 86_400)
+}
+
 /// Real kubectl with the `kubeconfig` attribute (runs in the caller thread's namespace: the lab's workstation).
 fn kubectl_nodes(st: &State, dir: &Path) -> Result<String, String> {
     let kc = attr(st, "homelab_k3s_server.init", "kubeconfig")?
@@ -368,6 +388,12 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     assert!(skewed.contains(NEWER));
     let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
+    let rotated = shrunk.replacen(
+        "role = \"init\"\n",
+        "role = \"init\"\n  certificate_rotation = \"renew-1\"\n",
+        1,
+    );
+    assert_ne!(rotated, shrunk);
     let stuck = world.stuck_config();
     let ssh_first = ssh_args(&world.key, &world.known_hosts, &world.ips[0]);
     let ssh_first0 = ssh_first.clone();
@@ -387,6 +413,7 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     let ssh_second = ssh_args(&world.key, &world.known_hosts, &world.ips[1]);
     let ssh_second_snap = ssh_second.clone();
     let ssh_first_snap = ssh_first.clone();
+    let ssh_first_cert = ssh_first.clone();
     let worker = std::thread::spawn(move || {
         enter_netns(&ws);
         // The joiner comes up as an etcd learner and is promoted 8 s later (as k3s's leader does it): the join
@@ -582,7 +609,7 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                     .expect_action("homelab_k3s_agent.worker", Action::Create),
             )
             .step(
-                Step::config(shrunk)
+                Step::config(shrunk.clone())
                     .named("remove the joined server: the cluster keeps working")
                     .expect_action("homelab_k3s_server.join", Action::Delete)
                     .check(move |st| {
@@ -618,6 +645,33 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         }
                         Ok(())
                     }),
+            )
+            .step(
+                Step::config(shrunk.clone())
+                    .named("a certificate expiring within 90 days is warned about at plan")
+                    .before(move |_, _| {
+                        // A 30-day admin client certificate in k3s's directory (the provider only reads dates; the
+                        // running k3s keeps its kubeconfig).
+                        ssh_run(
+                            &ssh_first_cert,
+                            "cd /var/lib/rancher/k3s/server/tls && openssl req -x509 -newkey rsa:2048 -nodes \
+                             -keyout /root/soon.key -out client-admin.crt -days 30 -subj /CN=system:admin \
+                             >/dev/null 2>&1",
+                        )
+                        .map(|_| ())
+                    })
+                    .expect_warning("k3s certificates expire within 90 days.*client-admin.crt")
+                    .check(|st| expires_within(st, 31).and_then(|soon| {
+                        soon.then_some(()).ok_or("certificates_expire is not the 30-day one".into())
+                    })),
+            )
+            .step(
+                Step::config(rotated)
+                    .named("certificate_rotation renews them in place")
+                    .expect_action("homelab_k3s_server.init", Action::Update)
+                    .check(|st| expires_within(st, 300).and_then(|soon| {
+                        (!soon).then_some(()).ok_or("certificates_expire was not renewed".into())
+                    })),
             )
             .try_run()
             .map(|_| ())

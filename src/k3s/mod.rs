@@ -20,6 +20,7 @@
 //!   and restarting two servers of three at once loses quorum.
 
 pub mod agent;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod converge;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::certs::{self, CertExpiry};
 use super::converge::{self, ready_budget, NodeWant};
 use super::node::{self, InstallSource, Probe, Role, ServerFacts, DB_DIR, KUBECONFIG_PATH};
 use super::step::{step, Failure, Input, Report};
@@ -47,6 +48,8 @@ pub struct ServerWant<'a> {
     /// Take an etcd snapshot before an upgrade (into `snapshot_dir`, k3s's default when `None`).
     pub snapshot_before_changes: bool,
     pub snapshot_dir: Option<&'a str>,
+    /// Issue every k3s certificate again (`k3s certificate rotate`, the user's rotation trigger changed).
+    pub rotate_certificates: bool,
     /// The operation's time limit.
     pub limit: Duration,
 }
@@ -71,6 +74,8 @@ pub struct ServerDone {
     /// The host after the sequence (version, datastore).
     pub probe: Probe,
     pub facts: ServerFacts,
+    /// The node's certificates and their expiry, soonest first.
+    pub certs: Vec<CertExpiry>,
 }
 
 /// Create and update: brings the server to `want`.
@@ -160,6 +165,12 @@ pub async fn converge(
         facts =
             fix_serving_cert(session, want, &node_name, &missing, remaining(20), report).await?;
     }
+    if want.rotate_certificates {
+        facts = rotate_certificates(session, &node_name, remaining(20), report).await?;
+    }
+    let certs = certs::expiries(session)
+        .await
+        .map_err(step("Cannot read the certificates' expiry"))?;
 
     let probe = node::probe(session, Role::Server)
         .await
@@ -168,6 +179,7 @@ pub async fn converge(
         node_name,
         probe,
         facts,
+        certs,
     })
 }
 
@@ -227,6 +239,36 @@ async fn snapshot_before(
         )
         .on(Input::SnapshotBeforeChanges)),
     }
+}
+
+/// The user's rotation: every certificate issued again (one restart), then ready again.
+async fn rotate_certificates(
+    session: &Session,
+    node_name: &str,
+    budget: Duration,
+    report: &dyn Report,
+) -> Result<ServerFacts, Failure> {
+    cluster::certificate_rotate_all(session)
+        .await
+        .map_err(step("Cannot rotate the certificates"))?;
+    let cancel = CancellationToken::new();
+    node::wait_ready(session, Role::Server, node_name, budget, &cancel)
+        .await
+        .map_err(step(
+            "k3s server did not become ready after the certificate rotation",
+        ))?;
+    report.warn(
+        "Rotated the k3s certificates",
+        format!(
+            "{} issued its certificates again with `k3s certificate rotate` and restarted k3s (the CAs are kept, \
+             so agents and kubeconfigs stay valid; the old certificates are backed up in \
+             /var/lib/rancher/k3s/server/tls-<unix time>).",
+            session.host()
+        ),
+    );
+    node::server_facts(session)
+        .await
+        .map_err(step("Cannot read the server's state"))
 }
 
 /// The wanted SANs the certificate does not present.
@@ -604,6 +646,7 @@ mod tests {
             allow_datastore_migration: false,
             snapshot_before_changes: true,
             snapshot_dir: None,
+            rotate_certificates: false,
             limit: Duration::from_secs(60),
         };
         assert_eq!(want.check().unwrap_err().input, Some(Input::ServerUrl));

@@ -72,6 +72,8 @@ pub struct ServerModel {
     pub etcd_snapshot_retention: Tf<i64>,
     pub etcd_snapshot_dir: Tf<String>,
     pub snapshot_before_changes: Tf<bool>,
+    pub certificate_rotation: Tf<String>,
+    pub certificates_expire: Tf<String>,
     pub host: Option<ConnectionModel>,
     pub timeouts: Option<TimeoutsModel>,
 }
@@ -230,10 +232,54 @@ pub fn schema() -> Schema {
                  `/var/backups/k3s/snapshots`, which the uninstall keeps). Each snapshot is reported in a \
                  warning with its path. The sqlite to etcd migration keeps its own file backup instead.",
             ),
-    );
+    )
+    .attribute(Attribute::string("certificate_rotation").optional().description(
+        "Any value; changing it rotates this server's certificates on the next apply (`k3s certificate rotate`: \
+         every certificate k3s issues is issued again, the CAs are kept; one restart, one server at a time). Use \
+         it when a plan warns that certificates expire soon, e.g. `certificate_rotation = \"2026-12\"`. Setting \
+         it on a new server rotates nothing.",
+    ))
+    .attribute(Attribute::string("certificates_expire").computed().description(
+        "When the first of this node's k3s certificates expires (RFC 3339, UTC; read with `openssl x509 -enddate` \
+         from the server and agent certificate directories). A refresh warns from 90 days before; k3s renews \
+         such certificates when it restarts.",
+    ));
     install_attributes(s)
         .block(connection_block())
         .block(timeouts_block())
+}
+
+/// The first expiry of a node's certificates (null when none could be read).
+fn first_expiry(certs: &[k3s::certs::CertExpiry]) -> Tf<String> {
+    certs
+        .first()
+        .map(|c| Tf::Known(k3s::certs::rfc3339(c.not_after)))
+        .unwrap_or(Tf::Null)
+}
+
+/// A refresh's warning when certificates expire within 90 days (k3s renews them only when it starts).
+fn warn_expiring(ctx: &Context, host: &str, certs: &[k3s::certs::CertExpiry]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let soon = k3s::certs::expiring(certs, now, k3s::certs::WARN_DAYS);
+    if soon.is_empty() {
+        return;
+    }
+    let list = soon
+        .iter()
+        .map(|c| format!("{} ({})", c.path, k3s::certs::rfc3339(c.not_after)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.warn(
+        "k3s certificates expire within 90 days",
+        format!(
+            "On {host}: {list}. k3s renews such certificates only when it starts; a server that is not restarted \
+             stops answering when they expire. Change `certificate_rotation` on this server (any new value) to \
+             rotate them in the next apply, or restart k3s on the host."
+        ),
+    );
 }
 
 /// A five-field cron expression (k3s's robfig/cron parser also takes `@every` descriptors; they are accepted too).
@@ -321,6 +367,7 @@ impl K3sServer {
         ctx: &Context,
         mut plan: ServerModel,
         limit: std::time::Duration,
+        rotate_certificates: bool,
     ) -> Result<ServerModel, Diagnostics> {
         let install = install_source(
             &plan.install_script,
@@ -340,6 +387,7 @@ impl K3sServer {
             allow_datastore_migration: plan.allow_datastore_migration.known() == Some(&true),
             snapshot_before_changes: plan.snapshot_before_changes.known() != Some(&false),
             snapshot_dir: plan.etcd_snapshot_dir.known().map(String::as_str),
+            rotate_certificates,
             limit,
         };
         want.check().map_err(failure_diag)?;
@@ -354,6 +402,7 @@ impl K3sServer {
         plan.version = done.probe.version.map(Tf::Known).unwrap_or(Tf::Null);
         plan.datastore = done.probe.datastore.map(Tf::Known).unwrap_or(Tf::Null);
         fill_facts(&mut plan, done.facts);
+        plan.certificates_expire = first_expiry(&done.certs);
         Ok(plan)
     }
 }
@@ -475,7 +524,7 @@ impl Resource for K3sServer {
     }
     async fn create(&self, ctx: &Context, plan: ServerModel) -> Result<ServerModel, Diagnostics> {
         let limit = self.timeouts(&plan).create;
-        self.converge(ctx, plan, limit).await
+        self.converge(ctx, plan, limit, false).await
     }
     async fn read(
         &self,
@@ -538,6 +587,11 @@ impl Resource for K3sServer {
             .await
             .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
         fill_facts(&mut m, facts);
+        let certs = k3s::certs::expiries(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
+        m.certificates_expire = first_expiry(&certs);
+        warn_expiring(ctx, session.host(), &certs);
         if probe.active != "active" {
             ctx.warn(
                 "k3s is not running",
@@ -554,11 +608,13 @@ impl Resource for K3sServer {
     async fn update(
         &self,
         ctx: &Context,
-        _prior: ServerModel,
+        prior: ServerModel,
         plan: ServerModel,
     ) -> Result<ServerModel, Diagnostics> {
         let limit = self.timeouts(&plan).update;
-        self.converge(ctx, plan, limit).await
+        let rotate = plan.certificate_rotation.is_known()
+            && plan.certificate_rotation != prior.certificate_rotation;
+        self.converge(ctx, plan, limit, rotate).await
     }
     async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
         let removal = Removal {
