@@ -10,3 +10,5 @@ pub mod provider;
 pub mod resources;
 pub mod secret;
 pub mod ssh;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod testing;

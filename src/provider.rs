@@ -823,7 +823,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn configure_fails_once_on_a_wrong_secret_naming_it() {
-        use crate::opnsense::testserver::{Reply, TestServer};
+        use crate::testing::http::{Reply, TestServer};
         let srv = TestServer::start(|_| {
             Reply::json(
                 401,
@@ -857,7 +857,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn configure_fails_once_on_an_untrusted_certificate() {
-        use crate::opnsense::testserver::{Reply, TestServer};
+        use crate::testing::http::{Reply, TestServer};
         let (srv, pem) = TestServer::start_tls(|_| Reply::json(200, serde_json::json!({}))).await;
         let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
         let url = srv.url().replace("127.0.0.1", "localhost");
@@ -888,7 +888,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn configure_does_not_fail_on_errors_that_may_heal() {
-        use crate::opnsense::testserver::{Reply, TestServer};
+        use crate::testing::http::{Reply, TestServer};
         let srv =
             TestServer::start(|_| Reply::json(503, serde_json::json!({"errorMessage": "busy"})))
                 .await;

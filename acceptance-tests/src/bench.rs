@@ -470,7 +470,10 @@ pub fn render_markdown(rows: &[RowResult], date: &str, machine: &str) -> String 
          sudo ./acceptance-tests/dev bench --only k3s --only example --output /tmp/cluster.md\n```\n\n\
          A run without the cluster rows keeps this file's cluster section as it is (its analysis text is refreshed \
          from the code). The cluster rows need root (network namespaces), the lab and k3s stand-in builds and, for \
-         the Ansible baseline, ansible-core in `/opt/ansible-venv` (`dev bench --heavy` installs all of these).\n\n\
+         the Ansible baseline, ansible-core in `/opt/ansible-venv` (`dev bench --heavy` installs all of these). The \
+         peer rows and the start comparison need the Go peer provider: `dev bench` installs Debian's Go packages \
+         (`BENCH_APT_PACKAGES` in `acceptance-tests/dev`; never `dev setup` or CI) and builds it offline into \
+         `target/homelab-bench/go-peer` when those rows are selected.\n\n\
          ## Adding a row\n\nAppend a `Comparison` (id, description, subject and baseline scenarios, optional \
          target) to `comparisons()` in `acceptance-tests/src/bench.rs`; this file is regenerated from that list. \
          Rows that need more than one Terraform command per sample live in their own module \

@@ -1,13 +1,15 @@
-//! Provider start time and memory against a Go provider (issue 8): "is a Rust provider lighter than the Go ones
-//! Terraform users run every day?"
+//! Provider start time and memory against Go providers (issues 8 and 16): "is a Rust provider lighter than the
+//! Go ones Terraform users run every day?"
 //!
-//! The Go provider at hand on this machine is HashiCorp's AWS provider 5.100.0 (a 700 MB statically linked
-//! go-plugin binary, found under `/opt/tf-plugins`; `HOMELAB_GO_PROVIDER` names another one). Both binaries are
-//! started exactly as Terraform starts a plugin (magic cookie, protocol versions, AutoMTLS client certificate in
+//! The like-for-like comparison is the Go peer (`acceptance-tests/bench/go-peer`, see [`crate::bench_peer`]): the
+//! thinnest go-plugin provider, built by `dev bench`. A real Go provider, when one is on the machine, is measured
+//! as a second reference: here HashiCorp's AWS provider 5.100.0 (a 700 MB statically linked go-plugin binary,
+//! found under `/opt/tf-plugins`; `HOMELAB_GO_PROVIDER` names another one). Every binary is started exactly as
+//! Terraform starts a plugin (magic cookie, protocol versions, AutoMTLS client certificate in
 //! `PLUGIN_CLIENT_CERT`) and timed from spawn to the go-plugin handshake line on stdout; the resident memory
 //! (`VmRSS`, `VmHWM`) is read from `/proc` at that moment, before the process is killed. Samples alternate.
 //!
-//! When no Go provider binary is found, the row says so and Terraform 1.0.3's own Go binary (`terraform
+//! When neither is found, the row says so and Terraform 1.0.3's own Go binary (`terraform
 //! version`, spawn to exit, peak RSS from `wait4`) is measured instead as a clearly labelled reference: it is
 //! not a provider, only the cost of starting a Go program of that size on this machine.
 
@@ -141,99 +143,134 @@ pub fn run(runs: usize, only: &[String]) -> Result<Option<String>> {
     eprintln!("bench: provider-start-go ({runs} runs per side)...");
     let cert = crate::bench::client_cert_pem()?;
     let ours = paths::provider_binary();
-    let mut md = String::from("\n## Provider start and memory against a Go provider (issue 8)\n\n");
-    let sample = |p: &Path, proto: &str| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-        let _ = start_once(p, proto, &cert)?; // warm-up (page cache)
-        let (mut t, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..runs {
-            let (a, b, c) = start_once(p, proto, &cert)?;
-            t.push(a);
-            r.push(b as f64);
-            h.push(c as f64);
-        }
-        Ok((t, r, h))
-    };
-    match go_provider() {
-        Some(go) => {
-            let size = |p: &Path| std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1048576.0);
-            // Alternate: sample each side in turns of one.
-            let (mut ot, mut or, mut oh, mut gt, mut gr, mut gh) = (
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
-            start_once(&ours, "6,5", &cert)?;
-            start_once(&go, "5,6", &cert)?;
-            for _ in 0..runs {
-                let (a, b, c) = start_once(&ours, "6,5", &cert)?;
-                ot.push(a);
-                or.push(b as f64);
-                oh.push(c as f64);
-                let (a, b, c) = start_once(&go, "5,6", &cert)?;
-                gt.push(a);
-                gr.push(b as f64);
-                gh.push(c as f64);
-            }
-            let name = go
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(
-                md,
-                "Both binaries started as Terraform starts a plugin (AutoMTLS), timed to the handshake line; memory read \
-                 from `/proc` at that moment. Go provider: `{name}` ({:.0} MiB binary, `{}`); ours: the release build \
-                 ({:.0} MiB). Median of {runs} alternating starts after one warm-up each.\n",
-                size(&go),
-                go.display(),
-                size(&ours)
-            );
-            md.push_str("| Provider | Start → handshake | RSS at handshake | Peak RSS (VmHWM) |\n|---|---:|---:|---:|\n");
-            let (a, b, c) = (median(&mut ot), median(&mut or), median(&mut oh));
-            let (x, y, z) = (median(&mut gt), median(&mut gr), median(&mut gh));
-            let _ = writeln!(
-                md,
-                "| terraform-provider-homelab (Rust) | {a:.1} ms | {} | {} |",
-                mib(b),
-                mib(c)
-            );
-            let _ = writeln!(md, "| {name} (Go) | {x:.1} ms | {} | {} |", mib(y), mib(z));
-            let _ = writeln!(
-                md,
-                "| ratio ours / Go | {:.3}× | {:.3}× | {:.3}× |",
-                a / x,
-                b / y,
-                c / z
-            );
-            let (t, r) = terraform_reference(runs)?;
-            let _ = writeln!(
-                md,
-                "| reference, not a provider: Terraform 1.0.3's Go binary, `terraform version` (spawn → exit; peak RSS from `wait4`) | {t:.1} ms | — | {} |",
-                mib(r)
-            );
-            md.push_str(
-                "\nThe AWS provider is a far larger program (see the binary sizes), so this bounds what a widely used \
-                 Go provider costs per plugin start rather than comparing like with like; a small Go provider built \
-                 with terraform-plugin-framework was not at hand (nothing may be downloaded here). Terraform starts a \
-                 provider process two or three times per command (see the first table), so the start time counts \
-                 that often.\n",
-            );
-        }
-        None => {
-            let (mut ot, _, mut oh) = sample(&ours, "6,5")?;
-            let (t, r) = terraform_reference(runs)?;
-            let _ = writeln!(
-                md,
-                "No Go provider binary was found on this machine (looked in `/opt/tf-plugins`, `HOMELAB_GO_PROVIDER`). \
-                 **Reference only, not a provider:** Terraform 1.0.3's own Go binary running `terraform version` \
-                 (spawn to exit, peak RSS from `wait4`): {t:.1} ms, {}. Ours, start → handshake: {:.1} ms, peak {}.",
-                mib(r),
-                median(&mut ot),
-                mib(median(&mut oh))
-            );
+    let mut md =
+        String::from("\n## Provider start and memory against Go providers (issues 8, 16)\n\n");
+    // The Go peer first (like for like: the thinnest go-plugin provider), then a real Go provider if one is on
+    // the machine, as a second reference.
+    let mut go: Vec<(String, PathBuf)> = Vec::new();
+    match crate::bench_peer::peer_binary() {
+        Ok(p) => go.push(("Go peer".into(), p)),
+        Err(why) => {
+            let _ = writeln!(md, "The Go peer provider is {why}.\n");
         }
     }
+    if let Some(p) = go_provider() {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        go.push((format!("`{name}`"), p));
+    }
+    if go.is_empty() {
+        let (mut ot, _, mut oh) = sample_one(&ours, "6,5", &cert, runs)?;
+        let (t, r) = terraform_reference(runs)?;
+        let _ = writeln!(
+            md,
+            "No Go provider binary was found on this machine (no Go peer, nothing in `/opt/tf-plugins` or \
+             `HOMELAB_GO_PROVIDER`). **Reference only, not a provider:** Terraform 1.0.3's own Go binary running \
+             `terraform version` (spawn to exit, peak RSS from `wait4`): {t:.1} ms, {}. Ours, start → handshake: \
+             {:.1} ms, peak {}.",
+            mib(r),
+            median(&mut ot),
+            mib(median(&mut oh))
+        );
+        return Ok(Some(md));
+    }
+    // Alternate: one start of ours, then one of each Go binary, `runs` times, after one warm-up each.
+    start_once(&ours, "6,5", &cert)?;
+    for (_, p) in &go {
+        start_once(p, "5,6", &cert)?;
+    }
+    let mut samples: Vec<[Vec<f64>; 3]> = vec![Default::default(); go.len() + 1];
+    for _ in 0..runs {
+        for (i, p) in std::iter::once(&ours)
+            .chain(go.iter().map(|(_, p)| p))
+            .enumerate()
+        {
+            let proto = if i == 0 { "6,5" } else { "5,6" };
+            let (a, b, c) = start_once(p, proto, &cert)?;
+            samples[i][0].push(a);
+            samples[i][1].push(b as f64);
+            samples[i][2].push(c as f64);
+        }
+    }
+    let medians: Vec<[f64; 3]> = samples
+        .iter_mut()
+        .map(|[t, r, h]| [median(t), median(r), median(h)])
+        .collect();
+    let size = |p: &Path| std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1048576.0);
+    let binaries: Vec<String> = go
+        .iter()
+        .map(|(name, p)| format!("{name}: {:.0} MiB binary, `{}`", size(p), p.display()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Every binary started as Terraform starts a plugin (AutoMTLS), timed to the handshake line; memory read \
+         from `/proc` at that moment. Ours: the release build ({:.0} MiB). {}. Median of {runs} alternating starts \
+         after one warm-up each.\n",
+        size(&ours),
+        binaries.join("; ")
+    );
+    md.push_str("| Provider | Start → handshake | RSS at handshake | Peak RSS (VmHWM) |\n|---|---:|---:|---:|\n");
+    let [a, b, c] = medians[0];
+    let _ = writeln!(
+        md,
+        "| terraform-provider-homelab (Rust) | {a:.1} ms | {} | {} |",
+        mib(b),
+        mib(c)
+    );
+    for ((name, _), [x, y, z]) in go.iter().zip(&medians[1..]) {
+        let _ = writeln!(
+            md,
+            "| {name} (Go) | {x:.1} ms | {} | {} |",
+            mib(*y),
+            mib(*z)
+        );
+    }
+    for ((name, _), [x, y, z]) in go.iter().zip(&medians[1..]) {
+        let target = if name.starts_with("Go peer") {
+            " (target ≤ 1.0×)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "| ratio ours / {name}{target} | {:.3}× | {:.3}× | {:.3}× |",
+            a / x,
+            b / y,
+            c / z
+        );
+    }
+    let (t, r) = terraform_reference(runs)?;
+    let _ = writeln!(
+        md,
+        "| reference, not a provider: Terraform 1.0.3's Go binary, `terraform version` (spawn → exit; peak RSS from `wait4`) | {t:.1} ms | — | {} |",
+        mib(r)
+    );
+    md.push_str(
+        "\nThe Go peer is the like-for-like comparison: the same plugin machinery (go-plugin handshake, AutoMTLS \
+         server certificate, gRPC) and almost nothing else. A real Go provider such as AWS's is a far larger \
+         program (see the binary sizes) and bounds what a widely used provider costs per start. Terraform starts \
+         a provider process two or three times per command (see the first table), so the start time counts \
+         that often.\n",
+    );
     Ok(Some(md))
+}
+
+/// `runs` starts of one binary after a warm-up: (ms, VmRSS KiB, VmHWM KiB) each.
+fn sample_one(
+    p: &Path,
+    proto: &str,
+    cert: &str,
+    runs: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let _ = start_once(p, proto, cert)?; // warm-up (page cache)
+    let (mut t, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (a, b, c) = start_once(p, proto, cert)?;
+        t.push(a);
+        r.push(b as f64);
+        h.push(c as f64);
+    }
+    Ok((t, r, h))
 }

@@ -1,5 +1,5 @@
 //! HCL and store helpers for the provider's test-only resource `homelab_test_fixture` (root crate feature
-//! `test-fixtures`, see `src/resources/test_fixture.rs`).
+//! `test-fixtures`, see `src/testing/fixture_resource.rs`).
 //!
 //! The fixture keeps its objects in a JSON file named by `store_path` or `$HOMELAB_TEST_FIXTURE_STORE`; tests
 //! point that variable at a file inside their own [`Terraform`] world ([`use_private_store`]), so parallel tests

@@ -31,6 +31,7 @@
 pub mod bench;
 pub mod bench_k3s;
 pub mod bench_opnsense;
+pub mod bench_peer;
 pub mod bench_start;
 pub mod fixture;
 pub mod lab_support;

@@ -77,6 +77,7 @@ pub struct Step {
     config: Option<String>,
     import: Option<ImportSpec>,
     expect_error: Option<Regex>,
+    expect_warning: Option<Regex>,
     expect_non_empty_plan: bool,
     plan_only: bool,
     plan_checks: Vec<PlanCheck>,
@@ -91,6 +92,7 @@ impl Step {
             config: None,
             import: None,
             expect_error: None,
+            expect_warning: None,
             expect_non_empty_plan: false,
             plan_only: false,
             plan_checks: Vec::new(),
@@ -172,6 +174,13 @@ impl Step {
     /// output with Terraform's frame and line wrapping removed).
     pub fn expect_error(mut self, pattern: &str) -> Step {
         self.expect_error = Some(Regex::new(pattern).expect("expect_error: invalid regex"));
+        self
+    }
+
+    /// The step's plan must show a warning matching `pattern` (a regex over the plan's output with diagnostics
+    /// unwrapped, like [`Step::expect_error`]).
+    pub fn expect_warning(mut self, pattern: &str) -> Step {
+        self.expect_warning = Some(Regex::new(pattern).expect("expect_warning: invalid regex"));
         self
     }
 
@@ -440,6 +449,14 @@ impl CaseRun {
         let plan = self.tf.plan(&["-out=step.tfplan"])?;
         if let PlanOutcome::Failed(out) = &plan {
             return self.expected_failure(&step, out, "plan");
+        }
+        if let Some(re) = &step.expect_warning {
+            if !matches_error(re, plan.output()) {
+                return Err(fail(
+                    format!("the plan shows no warning matching /{re}/"),
+                    plan.output(),
+                ));
+            }
         }
         let saved = self.tf.show_plan("step.tfplan")?;
         for check in &step.plan_checks {

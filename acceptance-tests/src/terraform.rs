@@ -305,6 +305,25 @@ impl Terraform {
         self
     }
 
+    /// Makes a second provider available under `dev_overrides` at `source` (the benchmarks' Go peer):
+    /// `binary` is linked into this world's provider directory under its own file name, which must be
+    /// `terraform-provider-<type of source>`.
+    pub fn with_extra_provider(self, source: &str, binary: &Path) -> Result<Self> {
+        let provider_dir = self.root.path().join("provider");
+        let name = binary
+            .file_name()
+            .ok_or_else(|| Error::Check(format!("{} names no file", binary.display())))?;
+        std::os::unix::fs::symlink(binary, provider_dir.join(name))
+            .map_err(io_err("linking the extra provider binary"))?;
+        let mirror = self.root.path().join("empty-mirror");
+        std::fs::write(
+            &self.cli_config,
+            cli_config_for(&[PROVIDER_SOURCE, source], &provider_dir, &mirror),
+        )
+        .map_err(io_err("writing the CLI configuration"))?;
+        Ok(self)
+    }
+
     /// A second world with the same version, provider and environment but an empty working directory (used for
     /// import verification: import into a fresh state and compare).
     pub fn sibling(&self) -> Result<Terraform> {
@@ -506,22 +525,29 @@ impl Terraform {
 
 /// The CLI configuration every test uses. Both versions accept it; 1.0.3 just must not run `init` with it.
 pub fn cli_config_text(provider_dir: &Path, empty_mirror: &Path) -> String {
+    cli_config_for(&[PROVIDER_SOURCE], provider_dir, empty_mirror)
+}
+
+/// [`cli_config_text`] with `dev_overrides` for each of `sources`, all found in `provider_dir`.
+fn cli_config_for(sources: &[&str], provider_dir: &Path, empty_mirror: &Path) -> String {
+    let dir = hcl_string(&provider_dir.to_string_lossy());
+    let overrides: String = sources
+        .iter()
+        .map(|s| format!("    {} = {dir}\n", hcl_string(s)))
+        .collect();
     format!(
         r#"# Written by the homelab acceptance harness: only the provider under test, never a registry.
 disable_checkpoint = true
 
 provider_installation {{
   dev_overrides {{
-    "{source}" = {dir}
-  }}
+{overrides}  }}
   filesystem_mirror {{
     path    = {mirror}
     include = ["terraform.local/*/*"]
   }}
 }}
 "#,
-        source = PROVIDER_SOURCE,
-        dir = hcl_string(&provider_dir.to_string_lossy()),
         mirror = hcl_string(&empty_mirror.to_string_lossy()),
     )
 }

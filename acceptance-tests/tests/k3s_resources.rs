@@ -229,13 +229,44 @@ data \"homelab_k3s_kubeconfig\" \"second\" {{
             .find("resource \"homelab_k3s_server\" \"join\"")
             .unwrap();
         let end = start + text[start..].find("\n}\n").unwrap() + 3;
-        format!("{}{}", &text[..start], &text[end..])
+        // The shrunk cluster also lists the first server's etcd snapshots (the upgrade's among them).
+        format!(
+            "{}{}
+data \"homelab_k3s_snapshots\" \"first\" {{
+  host {{ address = \"{}\" }}
+  depends_on = [homelab_k3s_server.init]
+}}
+",
+            &text[..start],
+            &text[end..],
+            self.ips[0]
+        )
     }
 }
 
 fn attr<'s>(st: &'s State, addr: &str, path: &str) -> Result<&'s serde_json::Value, String> {
     st.attr(addr, path)
         .ok_or_else(|| format!("{addr}.{path} missing from state"))
+}
+
+/// Whether the first server's `certificates_expire` (RFC 3339) is less than `days` away.
+fn expires_within(st: &State, days: u64) -> Result<bool, String> {
+    let at = attr(st, "homelab_k3s_server.init", "certificates_expire")?
+        .as_str()
+        .ok_or("certificates_expire is not a string")?;
+    let out = Command::new("date")
+        .args(["-u", "-d", at, "+%s"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let t: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{at} is not a date"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    Ok(t < now + days * 86_400)
 }
 
 /// Real kubectl with the `kubeconfig` attribute (runs in the caller thread's namespace: the lab's workstation).
@@ -357,6 +388,12 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     assert!(skewed.contains(NEWER));
     let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
+    let rotated = shrunk.replacen(
+        "role = \"init\"\n",
+        "role = \"init\"\n  certificate_rotation = \"renew-1\"\n",
+        1,
+    );
+    assert_ne!(rotated, shrunk);
     let stuck = world.stuck_config();
     let ssh_first = ssh_args(&world.key, &world.known_hosts, &world.ips[0]);
     let ssh_first0 = ssh_first.clone();
@@ -374,6 +411,9 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     let tf_log = tmp.path().join("tf-trace.log");
     let tf_log2 = tf_log.display().to_string();
     let ssh_second = ssh_args(&world.key, &world.known_hosts, &world.ips[1]);
+    let ssh_second_snap = ssh_second.clone();
+    let ssh_first_snap = ssh_first.clone();
+    let ssh_first_cert = ssh_first.clone();
     let worker = std::thread::spawn(move || {
         enter_netns(&ws);
         // The joiner comes up as an etcd learner and is promoted 8 s later (as k3s's leader does it): the join
@@ -492,6 +532,19 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         if n != 3 {
                             return Err(format!("not every node reports {NEXT}:\n{nodes}"));
                         }
+                        // Each server took an etcd snapshot before its upgrade, in k3s's snapshot directory.
+                        let snaps = ssh_run(
+                            &ssh_first_snap,
+                            "ls /var/lib/rancher/k3s/server/db/snapshots",
+                        )?;
+                        if !snaps
+                            .lines()
+                            .any(|l| l.starts_with("homelab-pre-upgrade-k8s-control-1-"))
+                        {
+                            return Err(format!(
+                                "no pre-upgrade snapshot on k8s-control-1:\n{snaps}"
+                            ));
+                        }
                         Ok(())
                     }),
             )
@@ -556,7 +609,7 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                     .expect_action("homelab_k3s_agent.worker", Action::Create),
             )
             .step(
-                Step::config(shrunk)
+                Step::config(shrunk.clone())
                     .named("remove the joined server: the cluster keeps working")
                     .expect_action("homelab_k3s_server.join", Action::Delete)
                     .check(move |st| {
@@ -564,8 +617,61 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                         if nodes.contains("k8s-control-2") {
                             return Err(format!("k8s-control-2 still a node:\n{nodes}"));
                         }
+                        // The removed server snapshotted etcd first, where its uninstall does not reach.
+                        let kept = ssh_run(&ssh_second_snap, "ls /var/backups/k3s/snapshots")?;
+                        if !kept
+                            .lines()
+                            .any(|l| l.starts_with("homelab-pre-remove-k8s-control-2-"))
+                        {
+                            return Err(format!(
+                                "no pre-remove snapshot kept on k8s-control-2:\n{kept}"
+                            ));
+                        }
+                        // The data source lists the first server's snapshots, newest first.
+                        let listed = attr(st, "data.homelab_k3s_snapshots.first", "snapshots")?;
+                        let names: Vec<&str> = listed
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s["name"].as_str())
+                            .collect();
+                        if !names
+                            .iter()
+                            .any(|n| n.starts_with("homelab-pre-upgrade-k8s-control-1-"))
+                        {
+                            return Err(format!(
+                                "the snapshots data source misses the upgrade's: {listed}"
+                            ));
+                        }
                         Ok(())
                     }),
+            )
+            .step(
+                Step::config(shrunk.clone())
+                    .named("a certificate expiring within 90 days is warned about at plan")
+                    .before(move |_, _| {
+                        // A 30-day admin client certificate in k3s's directory (the provider only reads dates; the
+                        // running k3s keeps its kubeconfig).
+                        ssh_run(
+                            &ssh_first_cert,
+                            "cd /var/lib/rancher/k3s/server/tls && openssl req -x509 -newkey rsa:2048 -nodes \
+                             -keyout /root/soon.key -out client-admin.crt -days 30 -subj /CN=system:admin \
+                             >/dev/null 2>&1",
+                        )
+                        .map(|_| ())
+                    })
+                    .expect_warning("k3s certificates expire within 90 days.*client-admin.crt")
+                    .check(|st| expires_within(st, 31).and_then(|soon| {
+                        soon.then_some(()).ok_or("certificates_expire is not the 30-day one".into())
+                    })),
+            )
+            .step(
+                Step::config(rotated)
+                    .named("certificate_rotation renews them in place")
+                    .expect_action("homelab_k3s_server.init", Action::Update)
+                    .check(|st| expires_within(st, 300).and_then(|soon| {
+                        (!soon).then_some(()).ok_or("certificates_expire was not renewed".into())
+                    })),
             )
             .try_run()
             .map(|_| ())

@@ -1288,3 +1288,127 @@ resource \"homelab_opnsense_haproxy_settings\" \"s\" {{\n  enabled = true\n}}\n"
     );
     assert!(tf.destroy().unwrap().success());
 }
+
+/// Plan-time checks a user meets before anything reaches the firewall: an alias name OPNsense would refuse
+/// (32 characters) is an error on `name` at plan, and a frontend binding an address:port another frontend already
+/// binds is a warning on `bind` naming the other one — whether that one is on the firewall or planned alongside.
+#[test]
+fn plan_refuses_long_alias_names_and_warns_on_shared_binds() {
+    for version in TerraformVersion::ALL {
+        let (emu, _dir) = emulator(false);
+        let prov = provider(&emu);
+        let tf = Terraform::new(version).unwrap();
+        tf.require_provider().unwrap();
+        let frontend = |label: &str, name: &str, bind: &str| {
+            format!(
+                "resource \"homelab_opnsense_haproxy_frontend\" \"{label}\" {{\n  name = \"{name}\"\n  mode = \"tcp\"\n  \
+                 bind = [\"{bind}\"]\n}}\n"
+            )
+        };
+        // 32 characters: one more than OPNsense allows.
+        tf.write_config(&format!(
+            "{prov}resource \"homelab_opnsense_firewall_alias\" \"long\" {{\n  name = \"{}\"\n  type = \"host\"\n  \
+             content = [\"127.0.3.100\"]\n}}\n",
+            "k3s_cluster_a_Control_Plane_LB_x"
+        ))
+        .unwrap();
+        tf.init().unwrap();
+        let out = tf.plan(&[]).unwrap();
+        let text = words(&out.output().to_string());
+        assert!(
+            matches!(out, homelab_acceptance::terraform::PlanOutcome::Failed(_))
+                && text.contains("32 characters")
+                && text.contains("at most 31")
+                && text.contains("name"),
+            "a 32-character alias name must be refused at plan, on `name`:\n{text}"
+        );
+        assert!(api(&emu, "GET", "firewall/alias/searchItem", None)["rows"]
+            .as_array()
+            .is_none_or(|r| !r
+                .iter()
+                .any(|a| a["name"] == "k3s_cluster_a_Control_Plane_LB_x")));
+
+        // One frontend on the firewall, then a second on the same socket: a warning on `bind` naming the first.
+        tf.write_config(&format!(
+            "{prov}{}",
+            frontend("a", "fe_a", "127.0.3.102:7443")
+        ))
+        .unwrap();
+        let applied = tf.apply(&[]).unwrap();
+        assert!(applied.success(), "{applied}");
+        assert!(
+            !applied.to_string().contains("binds the same address"),
+            "one frontend alone shares nothing:\n{applied}"
+        );
+        tf.write_config(&format!(
+            "{prov}{}{}",
+            frontend("a", "fe_a", "127.0.3.102:7443"),
+            frontend("b", "fe_b", "0.0.0.0:7443")
+        ))
+        .unwrap();
+        let text = words(&tf.plan(&[]).unwrap().output().to_string());
+        assert!(
+            text.contains("Another HAProxy frontend binds the same address")
+                && text.contains(
+                    "Frontend \"fe_b\" takes the same socket as frontend \"fe_a\" (on the firewall"
+                ),
+            "a second frontend on 7443 must be warned about, naming fe_a:\n{text}"
+        );
+        // Two new frontends in one plan on one socket: whichever plans second names the other.
+        tf.write_config(&format!(
+            "{prov}{}{}{}",
+            frontend("a", "fe_a", "127.0.3.102:7443"),
+            frontend("c", "fe_c", "127.0.3.102:7444"),
+            frontend("d", "fe_d", "127.0.3.102:7444")
+        ))
+        .unwrap();
+        let text = words(&tf.plan(&[]).unwrap().output().to_string());
+        assert!(
+            text.contains("Another HAProxy frontend binds the same address")
+                && text.contains("in this plan"),
+            "two planned frontends on 7444 must be warned about:\n{text}"
+        );
+        assert!(
+            !text.contains("frontend \"fe_a\" (") && !text.contains("similar warning"),
+            "fe_a binds another port and must not be named, and only one warning is due:\n{text}"
+        );
+    }
+}
+
+/// Terraform wraps diagnostic text to its own width: compare words, not lines.
+fn words(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The "HAProxy is disabled" warning is true when it is given: the seed in one apply, whose
+/// `homelab_opnsense_haproxy_settings` enables HAProxy (saved slowly, while the backend is written), does not warn, while a backend and frontend on a box where
+/// nothing enables HAProxy do.
+#[test]
+fn haproxy_disabled_warning_only_when_nothing_enables_it() {
+    let echoes = [Echo::start("a")];
+    let seed = Seed::new(&echoes, "127.0.3.103", free_port(), free_port());
+    for (with_settings, warns) in [(true, false), (false, true)] {
+        let (emu, _dir) = emulator(false);
+        let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
+        tf.require_provider().unwrap();
+        let body = if with_settings {
+            // A slow box (as the real one is): the settings are not saved yet when the backend is written.
+            emu.fail_next("haproxy/settings/set", FaultKind::Delay { ms: 1500 }, 1);
+            seed.all()
+        } else {
+            seed.all().replace(&seed.settings, "")
+        };
+        tf.write_config(&format!("{}{body}", provider(&emu)))
+            .unwrap();
+        tf.init().unwrap();
+        let out = tf.apply(&[]).unwrap();
+        assert!(out.success(), "{out}");
+        let text = homelab_acceptance::terraform::normalize_diagnostics(&out.combined());
+        assert_eq!(
+            text.contains("HAProxy is disabled on the firewall"),
+            warns,
+            "settings in the configuration: {with_settings}\n{out}"
+        );
+        assert!(tf.destroy().unwrap().success());
+    }
+}

@@ -62,13 +62,10 @@ pub async fn converge(
             check_skew(session, v, want.cluster_kubeconfig, report).await?;
         }
     }
-    let mut config = want.config.clone();
-    config.insert("node-name".into(), serde_json::json!(node_name));
-    let rendered = node::render_config(&config);
     let node_want = NodeWant {
         role: Role::Agent,
         node_name: &node_name,
-        config: &rendered,
+        config: &want.config,
         version: want.version,
         install: want.install,
         limit: want.limit,

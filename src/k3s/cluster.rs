@@ -68,17 +68,27 @@ pub async fn stop_and_backup(session: &Session, tag: &str) -> Result<String, K3s
 /// `systemctl stop k3s; k3s certificate rotate --service k3s-server; systemctl start --no-block k3s`: the
 /// documented way to have the serving certificate regenerated with the configured `tls-san`s.
 pub async fn certificate_rotate(session: &Session) -> Result<(), K3sError> {
-    rotate(session, true).await
+    rotate(session, true, Some("k3s-server")).await
+}
+
+/// `systemctl stop k3s; k3s certificate rotate; systemctl start --no-block k3s`: every certificate k3s issues
+/// (API server, kubelet, admin and the other clients) is issued again; the CAs stay. Backups of the old ones are
+/// in `/var/lib/rancher/k3s/server/tls-<unix time>`.
+pub async fn certificate_rotate_all(session: &Session) -> Result<(), K3sError> {
+    rotate(session, true, None).await
 }
 
 /// `k3s certificate rotate --service k3s-server` on a server whose k3s is already stopped (the migration's stop):
 /// the next start serves the configured `tls-san`s, so adding SANs costs no restart of its own.
 pub async fn certificate_rotate_stopped(session: &Session) -> Result<(), K3sError> {
-    rotate(session, false).await
+    rotate(session, false, Some("k3s-server")).await
 }
 
-async fn rotate(session: &Session, restart: bool) -> Result<(), K3sError> {
-    let cmd = format!("{K3S_BIN} certificate rotate --service k3s-server 2>&1");
+async fn rotate(session: &Session, restart: bool, service: Option<&str>) -> Result<(), K3sError> {
+    let cmd = match service {
+        Some(s) => format!("{K3S_BIN} certificate rotate --service {s} 2>&1"),
+        None => format!("{K3S_BIN} certificate rotate 2>&1"),
+    };
     let cmd = if restart {
         format!("systemctl stop k3s && {cmd}; rc=$?; systemctl start --no-block k3s; exit $rc")
     } else {

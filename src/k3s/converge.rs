@@ -7,6 +7,7 @@
 //! live on the unit's command line or in its env file (a hand install) is re-installed when config.yaml changes:
 //! otherwise the old flags would keep overriding the new file.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -19,8 +20,8 @@ use crate::ssh::Session;
 pub struct NodeWant<'a> {
     pub role: Role,
     pub node_name: &'a str,
-    /// The rendered config.yaml.
-    pub config: &'a [u8],
+    /// config.yaml without `node-name` (added here from `node_name`, so the file always names the node).
+    pub config: &'a BTreeMap<String, serde_json::Value>,
     /// The wanted version (`None`: whatever the install script installs, and no reinstall for a version).
     pub version: Option<&'a str>,
     pub install: &'a InstallSource,
@@ -37,9 +38,15 @@ pub async fn node(
     cancel: &CancellationToken,
 ) -> Result<(), Failure> {
     let role = want.role;
-    let changed = node::write_config(session, want.config, probe.config.as_deref())
-        .await
-        .map_err(step("Cannot write config.yaml"))?;
+    let mut config = want.config.clone();
+    config.insert("node-name".into(), serde_json::json!(want.node_name));
+    let changed = node::write_config(
+        session,
+        &node::render_config(&config),
+        probe.config.as_deref(),
+    )
+    .await
+    .map_err(step("Cannot write config.yaml"))?;
     let outside = probe
         .effective()
         .map(|e| e.outside_config_file)

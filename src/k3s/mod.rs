@@ -20,6 +20,7 @@
 //!   and restarting two servers of three at once loses quorum.
 
 pub mod agent;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod converge;
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod lock;
 pub mod node;
 pub mod server;
+pub mod snapshot;
 pub mod step;
 
 pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::certs::{self, CertExpiry};
 use super::converge::{self, ready_budget, NodeWant};
 use super::node::{self, InstallSource, Probe, Role, ServerFacts, DB_DIR, KUBECONFIG_PATH};
 use super::step::{step, Failure, Input, Report};
-use super::{cluster, etcd};
+use super::{cluster, etcd, snapshot};
 use crate::ssh::Session;
 
 /// What a server should be.
@@ -44,6 +45,11 @@ pub struct ServerWant<'a> {
     pub install: &'a InstallSource,
     /// The user's consent to convert a sqlite datastore to embedded etcd.
     pub allow_datastore_migration: bool,
+    /// Take an etcd snapshot before an upgrade (into `snapshot_dir`, k3s's default when `None`).
+    pub snapshot_before_changes: bool,
+    pub snapshot_dir: Option<&'a str>,
+    /// Issue every k3s certificate again (`k3s certificate rotate`, the user's rotation trigger changed).
+    pub rotate_certificates: bool,
     /// The operation's time limit.
     pub limit: Duration,
 }
@@ -68,6 +74,8 @@ pub struct ServerDone {
     /// The host after the sequence (version, datastore).
     pub probe: Probe,
     pub facts: ServerFacts,
+    /// The node's certificates and their expiry, soonest first.
+    pub certs: Vec<CertExpiry>,
 }
 
 /// Create and update: brings the server to `want`.
@@ -87,6 +95,16 @@ pub async fn converge(
         .map(str::to_string)
         .unwrap_or_else(|| probe.hostname.clone());
 
+    // An upgrade of an etcd server starts from a snapshot (the new version migrates the datastore on start).
+    let upgrading = probe.installed(Role::Server)
+        && probe.datastore.as_deref() == Some("etcd")
+        && want
+            .version
+            .is_some_and(|v| probe.version.as_deref() != Some(v));
+    if upgrading && want.snapshot_before_changes {
+        snapshot_before(session, "upgrade", &probe, want.snapshot_dir, report).await?;
+    }
+
     // The seed's migration: a first server still on sqlite gets cluster-init (gated, backed up, verified).
     let migrating =
         want.init && probe.installed(Role::Server) && probe.datastore.as_deref() == Some("sqlite");
@@ -98,13 +116,10 @@ pub async fn converge(
         None
     };
 
-    let mut config = want.config.clone();
-    config.insert("node-name".into(), serde_json::json!(node_name));
-    let rendered = node::render_config(&config);
     let node_want = NodeWant {
         role: Role::Server,
         node_name: &node_name,
-        config: &rendered,
+        config: &want.config,
         version: want.version,
         install: want.install,
         limit: want.limit,
@@ -150,6 +165,12 @@ pub async fn converge(
         facts =
             fix_serving_cert(session, want, &node_name, &missing, remaining(20), report).await?;
     }
+    if want.rotate_certificates {
+        facts = rotate_certificates(session, &node_name, remaining(20), report).await?;
+    }
+    let certs = certs::expiries(session)
+        .await
+        .map_err(step("Cannot read the certificates' expiry"))?;
 
     let probe = node::probe(session, Role::Server)
         .await
@@ -158,7 +179,96 @@ pub async fn converge(
         node_name,
         probe,
         facts,
+        certs,
     })
+}
+
+/// An on-demand snapshot before `operation` (`upgrade`, `remove`), reported with where it is and how to restore
+/// it. A server whose k3s is not running cannot take one: that is a failure before an upgrade (the user decides,
+/// see [`Input::SnapshotBeforeChanges`]) and a warning before a removal (a broken node must stay removable; its
+/// data lives on in the other servers).
+async fn snapshot_before(
+    session: &Session,
+    operation: &str,
+    probe: &Probe,
+    dir: Option<&str>,
+    report: &dyn Report,
+) -> Result<(), Failure> {
+    let dir = snapshot::dir_for(operation, dir);
+    let taken = if probe.active == "active" {
+        snapshot::save(session, &format!("homelab-pre-{operation}"), dir.as_deref())
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "k3s is {:?} on {}, so its etcd cannot be snapshotted",
+            probe.active,
+            session.host()
+        ))
+    };
+    match taken {
+        Ok(s) => {
+            tracing::info!(host = session.host(), snapshot = s.path.as_str(), "etcd snapshot taken before {operation}");
+            report.warn(
+                &format!("etcd snapshot taken before the {operation}"),
+                format!(
+                    "{} saved the etcd snapshot {} ({} bytes) before the {operation}. To return the cluster to it, \
+                     restore it on one server with `k3s server --cluster-reset --cluster-reset-restore-path={}` \
+                     (k3s's etcd-snapshot documentation has the whole procedure).",
+                    session.host(),
+                    s.path,
+                    s.size,
+                    s.path
+                ),
+            );
+            Ok(())
+        }
+        Err(why) if operation == "remove" => {
+            report.warn(
+                "No etcd snapshot before the removal",
+                format!("{why}. The server is removed without one; the cluster's data lives on in the other servers."),
+            );
+            Ok(())
+        }
+        Err(why) => Err(Failure::new(
+            format!("Cannot take the etcd snapshot before the {operation}"),
+            format!(
+                "{why}. Nothing was changed. Fix the cause and apply again, or set `snapshot_before_changes = false` \
+                 to {operation} without a snapshot."
+            ),
+        )
+        .on(Input::SnapshotBeforeChanges)),
+    }
+}
+
+/// The user's rotation: every certificate issued again (one restart), then ready again.
+async fn rotate_certificates(
+    session: &Session,
+    node_name: &str,
+    budget: Duration,
+    report: &dyn Report,
+) -> Result<ServerFacts, Failure> {
+    cluster::certificate_rotate_all(session)
+        .await
+        .map_err(step("Cannot rotate the certificates"))?;
+    let cancel = CancellationToken::new();
+    node::wait_ready(session, Role::Server, node_name, budget, &cancel)
+        .await
+        .map_err(step(
+            "k3s server did not become ready after the certificate rotation",
+        ))?;
+    report.warn(
+        "Rotated the k3s certificates",
+        format!(
+            "{} issued its certificates again with `k3s certificate rotate` and restarted k3s (the CAs are kept, \
+             so agents and kubeconfigs stay valid; the old certificates are backed up in \
+             /var/lib/rancher/k3s/server/tls-<unix time>).",
+            session.host()
+        ),
+    );
+    node::server_facts(session)
+        .await
+        .map_err(step("Cannot read the server's state"))
 }
 
 /// The wanted SANs the certificate does not present.
@@ -393,6 +503,8 @@ pub struct Removal<'a> {
     /// When the delete began, and its time limit.
     pub started: Instant,
     pub limit: Duration,
+    /// Take an etcd snapshot (into [`snapshot::REMOVAL_DIR`], which the uninstall keeps) before leaving.
+    pub snapshot_before_changes: bool,
 }
 
 /// Delete: leave etcd first (behind the quorum guard), uninstall only once the member is gone.
@@ -403,6 +515,12 @@ pub async fn remove(
     cancel: &CancellationToken,
 ) -> Result<(), Failure> {
     if let Some((url, name)) = removal.peer {
+        if removal.snapshot_before_changes {
+            let probe = node::probe(session, Role::Server)
+                .await
+                .map_err(step("Cannot inspect the host"))?;
+            snapshot_before(session, "remove", &probe, None, report).await?;
+        }
         leave_etcd(session, url, name, removal, report, cancel).await?;
     }
     node::uninstall(session, Role::Server)
@@ -526,6 +644,9 @@ mod tests {
             version: None,
             install: &src,
             allow_datastore_migration: false,
+            snapshot_before_changes: true,
+            snapshot_dir: None,
+            rotate_certificates: false,
             limit: Duration::from_secs(60),
         };
         assert_eq!(want.check().unwrap_err().input, Some(Input::ServerUrl));

@@ -20,6 +20,8 @@ pub enum Input {
     AirgapBinary,
     /// The wanted k3s version.
     Version,
+    /// The choice to take an etcd snapshot before destructive changes.
+    SnapshotBeforeChanges,
 }
 
 /// Why a sequence stopped: a one-line summary of the step that failed, the detail (what the host said, what to

@@ -580,9 +580,9 @@ impl Deployer for ServiceDeployer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::opnsense::fake::Fake;
     use crate::opnsense::haproxy::*;
     use crate::opnsense::transport::RetryPolicy;
+    use crate::testing::opnsense::Fake;
     use std::time::Duration;
 
     fn client(url: &str) -> Client {
@@ -901,7 +901,7 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_refuses_only_known_old_versions() {
-        use crate::opnsense::testserver::{Reply, TestServer};
+        use crate::testing::http::{Reply, TestServer};
         for (version, haproxy, refused) in [
             ("unknown", false, false),
             ("unknown", true, false),

@@ -1183,7 +1183,7 @@ pub fn configtest_failed(output: &str) -> bool {
 mod tests {
     use super::*;
 
-    use crate::opnsense::fixtures as fx;
+    use crate::testing::recorded as fx;
 
     fn sample(name: &str) -> Value {
         fx::json(match name {

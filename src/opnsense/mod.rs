@@ -20,13 +20,6 @@ pub mod transport;
 pub mod vip;
 pub mod wire;
 
-#[cfg(test)]
-pub(crate) mod fake;
-#[cfg(test)]
-pub(crate) mod fixtures;
-#[cfg(test)]
-pub(crate) mod testserver;
-
 pub use client::{Client, Versions};
 pub use error::{Error, FieldError, Result, SettingsProblem};
 pub use transport::{ClientConfig, RetryPolicy, Transport};

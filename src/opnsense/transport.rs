@@ -557,7 +557,7 @@ mod pinned {
 mod tests {
     use super::*;
     use crate::opnsense::error::SettingsProblem;
-    use crate::opnsense::testserver::{Reply, TestServer};
+    use crate::testing::http::{Reply, TestServer};
     use serde_json::json;
 
     fn cfg(url: &str) -> ClientConfig {

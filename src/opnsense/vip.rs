@@ -193,7 +193,7 @@ impl Vips {
 mod tests {
     use super::*;
 
-    use crate::opnsense::fixtures as fx;
+    use crate::testing::recorded as fx;
 
     fn sample(name: &str) -> Value {
         fx::json(match name {

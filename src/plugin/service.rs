@@ -370,6 +370,13 @@ impl Context {
         }
     }
 
+    /// Adds a warning on an attribute (shown by Terraform under that attribute of the resource's configuration).
+    pub fn warn_at(&self, path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) {
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(Diagnostic::warning(summary, detail).at(path));
+        }
+    }
+
     /// Takes the warnings collected so far (the framework does this at the end of an operation).
     pub fn take_warnings(&self) -> Diagnostics {
         self.warnings

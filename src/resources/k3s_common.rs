@@ -477,6 +477,7 @@ pub fn failure_diag(f: Failure) -> Diagnostics {
         Some(Input::TlsSan) => d.at(attr("tls_san")),
         Some(Input::AirgapBinary) => d.at(attr("airgap_binary_path")),
         Some(Input::Version) => d.at(attr("version")),
+        Some(Input::SnapshotBeforeChanges) => d.at(attr("snapshot_before_changes")),
     };
     d.into()
 }

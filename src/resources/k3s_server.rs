@@ -44,6 +44,9 @@ const MANAGED: &[&str] = &[
     "node-label",
     "node-taint",
     "disable",
+    "etcd-snapshot-schedule-cron",
+    "etcd-snapshot-retention",
+    "etcd-snapshot-dir",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +75,12 @@ pub struct ServerModel {
     pub kubeconfig: Tf<String>,
     pub datastore: Tf<String>,
     pub allow_datastore_migration: Tf<bool>,
+    pub etcd_snapshot_schedule_cron: Tf<String>,
+    pub etcd_snapshot_retention: Tf<i64>,
+    pub etcd_snapshot_dir: Tf<String>,
+    pub snapshot_before_changes: Tf<bool>,
+    pub certificate_rotation: Tf<String>,
+    pub certificates_expire: Tf<String>,
     pub host: Option<ConnectionModel>,
     pub timeouts: Option<TimeoutsModel>,
 }
@@ -195,10 +204,109 @@ pub fn schema() -> Schema {
          k3s, copies the datastore directory and the token to `/var/backups/k3s/<UTC time>-sqlite-to-etcd/` on \
          the host, adds `cluster-init` to config.yaml, starts k3s (which migrates the data) and checks that the \
          datastore is etcd and every node is still there. One way: k3s cannot go back to sqlite.",
+    ))
+    .attribute(
+        Attribute::string("etcd_snapshot_schedule_cron")
+            .optional()
+            .validate(Validator::string("a cron schedule of five fields", check_cron))
+            .description(
+                "When k3s takes its scheduled etcd snapshots, as a five-field cron expression \
+                 (`etcd-snapshot-schedule-cron`; k3s's default: `0 */12 * * *`).",
+            ),
+    )
+    .attribute(
+        Attribute::number("etcd_snapshot_retention")
+            .optional()
+            .validate(Validator::int_between(1, 10_000))
+            .description("How many scheduled snapshots k3s keeps (`etcd-snapshot-retention`; k3s's default: 5)."),
+    )
+    .attribute(
+        Attribute::string("etcd_snapshot_dir")
+            .optional()
+            .validate(Validator::string("an absolute path", |p| {
+                if p.starts_with('/') && !p.contains("..") {
+                    Ok(())
+                } else {
+                    Err(format!("{p:?} is not an absolute path without `..` segments, e.g. \"/var/lib/k3s-snapshots\"."))
+                }
+            }))
+            .description(
+                "Directory of the snapshots on the host (`etcd-snapshot-dir`; k3s's default: \
+                 `/var/lib/rancher/k3s/server/db/snapshots`). The provider's own snapshots before an upgrade go \
+                 here too.",
+            ),
+    )
+    .attribute(
+        Attribute::bool("snapshot_before_changes")
+            .default_bool(true)
+            .description(
+                "Take an on-demand etcd snapshot before the destructive changes the provider makes: an upgrade \
+                 (`homelab-pre-upgrade-<node>-<time>` in the snapshot directory; the upgrade does not start if it \
+                 cannot be taken) and a joined server's removal (`homelab-pre-remove-<node>-<time>` in \
+                 `/var/backups/k3s/snapshots`, which the uninstall keeps). Each snapshot is reported in a \
+                 warning with its path. The sqlite to etcd migration keeps its own file backup instead.",
+            ),
+    )
+    .attribute(Attribute::string("certificate_rotation").optional().description(
+        "Any value; changing it rotates this server's certificates on the next apply (`k3s certificate rotate`: \
+         every certificate k3s issues is issued again, the CAs are kept; one restart, one server at a time). Use \
+         it when a plan warns that certificates expire soon, e.g. `certificate_rotation = \"2026-12\"`. Setting \
+         it on a new server rotates nothing.",
+    ))
+    .attribute(Attribute::string("certificates_expire").computed().description(
+        "When the first of this node's k3s certificates expires (RFC 3339, UTC; read with `openssl x509 -enddate` \
+         from the server and agent certificate directories). A refresh warns from 90 days before; k3s renews \
+         such certificates when it restarts.",
     ));
     install_attributes(token_wo_attributes(s))
         .block(connection_block())
         .block(timeouts_block())
+}
+
+/// The first expiry of a node's certificates (null when none could be read).
+fn first_expiry(certs: &[k3s::certs::CertExpiry]) -> Tf<String> {
+    certs
+        .first()
+        .map(|c| Tf::Known(k3s::certs::rfc3339(c.not_after)))
+        .unwrap_or(Tf::Null)
+}
+
+/// A refresh's warning when certificates expire within 90 days (k3s renews them only when it starts).
+fn warn_expiring(ctx: &Context, host: &str, certs: &[k3s::certs::CertExpiry]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let soon = k3s::certs::expiring(certs, now, k3s::certs::WARN_DAYS);
+    if soon.is_empty() {
+        return;
+    }
+    let list = soon
+        .iter()
+        .map(|c| format!("{} ({})", c.path, k3s::certs::rfc3339(c.not_after)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.warn(
+        "k3s certificates expire within 90 days",
+        format!(
+            "On {host}: {list}. k3s renews such certificates only when it starts; a server that is not restarted \
+             stops answering when they expire. Change `certificate_rotation` on this server (any new value) to \
+             rotate them in the next apply, or restart k3s on the host."
+        ),
+    );
+}
+
+/// A five-field cron expression (k3s's robfig/cron parser also takes `@every` descriptors; they are accepted too).
+fn check_cron(s: &str) -> Result<(), String> {
+    let fields = s.split_whitespace().count();
+    if s.trim_start().starts_with('@') || fields == 5 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} has {fields} fields; k3s wants five (minute hour day-of-month month day-of-week), e.g. \
+             \"0 */6 * * *\"."
+        ))
+    }
 }
 
 fn role_of(m: &ServerModel) -> &str {
@@ -219,6 +327,20 @@ fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
         c.insert("cluster-init".into(), json!(true));
     } else if let Some(u) = m.server_url.known() {
         c.insert("server".into(), json!(u));
+    }
+    for (key, v) in [
+        (
+            "etcd-snapshot-schedule-cron",
+            &m.etcd_snapshot_schedule_cron,
+        ),
+        ("etcd-snapshot-dir", &m.etcd_snapshot_dir),
+    ] {
+        if let Some(v) = v.known() {
+            c.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(n) = m.etcd_snapshot_retention.known() {
+        c.insert("etcd-snapshot-retention".into(), json!(n));
     }
     for (key, list) in [
         ("tls-san", &m.tls_san),
@@ -259,6 +381,7 @@ impl K3sServer {
         ctx: &Context,
         mut plan: ServerModel,
         limit: std::time::Duration,
+        rotate_certificates: bool,
     ) -> Result<ServerModel, Diagnostics> {
         let install = install_source(
             &plan.install_script,
@@ -276,6 +399,9 @@ impl K3sServer {
             version: plan.version.known().map(String::as_str),
             install: &install,
             allow_datastore_migration: plan.allow_datastore_migration.known() == Some(&true),
+            snapshot_before_changes: plan.snapshot_before_changes.known() != Some(&false),
+            snapshot_dir: plan.etcd_snapshot_dir.known().map(String::as_str),
+            rotate_certificates,
             limit,
         };
         want.check().map_err(failure_diag)?;
@@ -292,6 +418,7 @@ impl K3sServer {
         plan.version = done.probe.version.map(Tf::Known).unwrap_or(Tf::Null);
         plan.datastore = done.probe.datastore.map(Tf::Known).unwrap_or(Tf::Null);
         fill_facts(&mut plan, done.facts);
+        plan.certificates_expire = first_expiry(&done.certs);
         Ok(plan)
     }
 }
@@ -437,7 +564,7 @@ impl Resource for K3sServer {
     }
     async fn create(&self, ctx: &Context, plan: ServerModel) -> Result<ServerModel, Diagnostics> {
         let limit = self.timeouts(&plan).create;
-        self.converge(ctx, plan, limit).await
+        self.converge(ctx, plan, limit, false).await
     }
     async fn read(
         &self,
@@ -468,6 +595,14 @@ impl Resource for K3sServer {
                 m.role = Tf::Known("init".into());
             }
             m.tls_san = list_back(strings_of(cfg.get("tls-san")), &state.tls_san);
+            m.etcd_snapshot_schedule_cron = s("etcd-snapshot-schedule-cron")
+                .map(Tf::Known)
+                .unwrap_or(Tf::Null);
+            m.etcd_snapshot_dir = s("etcd-snapshot-dir").map(Tf::Known).unwrap_or(Tf::Null);
+            m.etcd_snapshot_retention = s("etcd-snapshot-retention")
+                .and_then(|n| n.parse().ok())
+                .map(Tf::Known)
+                .unwrap_or(Tf::Null);
             m.disable = list_back(strings_of(cfg.get("disable")), &state.disable);
         }
         // With the write-only token, the host's token is never read back (its drift shows only through
@@ -492,10 +627,19 @@ impl Resource for K3sServer {
         if m.role.is_null() {
             m.role = Tf::Known("init".into());
         }
+        // Not on the host: a provider choice (after an import, its default).
+        if m.snapshot_before_changes.is_null() {
+            m.snapshot_before_changes = Tf::Known(true);
+        }
         let facts = k3s::server_facts(&session)
             .await
             .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
         fill_facts(&mut m, facts);
+        let certs = k3s::certs::expiries(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
+        m.certificates_expire = first_expiry(&certs);
+        warn_expiring(ctx, session.host(), &certs);
         if probe.active != "active" {
             ctx.warn(
                 "k3s is not running",
@@ -512,11 +656,13 @@ impl Resource for K3sServer {
     async fn update(
         &self,
         ctx: &Context,
-        _prior: ServerModel,
+        prior: ServerModel,
         plan: ServerModel,
     ) -> Result<ServerModel, Diagnostics> {
         let limit = self.timeouts(&plan).update;
-        self.converge(ctx, plan, limit).await
+        let rotate = plan.certificate_rotation.is_known()
+            && plan.certificate_rotation != prior.certificate_rotation;
+        self.converge(ctx, plan, limit, rotate).await
     }
     async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
         let removal = Removal {
@@ -531,6 +677,7 @@ impl Resource for K3sServer {
             },
             started: std::time::Instant::now(),
             limit: self.timeouts(&state).delete,
+            snapshot_before_changes: state.snapshot_before_changes.known() != Some(&false),
         };
         let session = connect(ctx, state.host.as_ref()).await?;
         // The lock is keyed by the cluster's token; with `token_wo` state has none, so the host's own token

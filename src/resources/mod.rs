@@ -14,6 +14,7 @@ pub mod k3s_kubeconfig;
 pub mod k3s_kubeconfig_ephemeral;
 pub mod k3s_list;
 pub mod k3s_server;
+pub mod k3s_snapshots;
 pub mod opnsense_common;
 pub mod opnsense_firewall_alias;
 pub mod opnsense_firewall_rule;
@@ -26,8 +27,6 @@ pub mod opnsense_haproxy_status;
 pub mod opnsense_interfaces;
 pub mod opnsense_object;
 pub mod opnsense_vip;
-#[cfg(feature = "test-fixtures")]
-pub mod test_fixture;
 
 /// Everything the provider serves.
 pub fn registry() -> Registry {
@@ -47,8 +46,9 @@ pub fn registry() -> Registry {
     k3s_agent::register(&mut r);
     k3s_kubeconfig::register(&mut r);
     k3s_kubeconfig_ephemeral::register(&mut r);
+    k3s_snapshots::register(&mut r);
     k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
-    test_fixture::register(&mut r);
+    crate::testing::fixture_resource::register(&mut r);
     r
 }

@@ -52,17 +52,35 @@ fn from_alias(uuid: Uuid, a: &Alias, prior: Option<&AliasModel>) -> AliasModel {
     }
 }
 
+/// OPNsense's rule for alias names (core `AliasNameField`): one letter, or 2 to 31 characters of letters, digits
+/// and `_` whose first is a letter or `_` and whose second is not `_` after a leading `_`. pf keywords and service
+/// names are refused by OPNsense too; that list is OPNsense's and is left to its own validation at apply.
 fn check_alias_name(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 32
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && !(s.starts_with('_') && s.len() == 1);
+    let b = s.as_bytes();
+    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    let ok = match b {
+        [] => false,
+        [only] => only.is_ascii_alphabetic(),
+        [first, second, rest @ ..] => {
+            b.len() <= 31
+                && (first.is_ascii_alphabetic() && word(second)
+                    || *first == b'_' && second.is_ascii_alphanumeric())
+                && rest.iter().all(word)
+        }
+    };
     if ok {
-        Ok(())
-    } else {
-        Err("Use up to 32 letters, digits and `_`, starting with a letter or `_` (e.g. \"K3s_Control_Plane\").".into())
+        return Ok(());
     }
+    let why = if b.len() > 31 {
+        format!("it has {} characters; OPNsense allows at most 31", b.len())
+    } else if !b.iter().all(word) {
+        "only letters, digits and `_` are allowed".to_string()
+    } else {
+        "it must start with a letter, or with `_` followed by a letter or digit".to_string()
+    };
+    Err(format!(
+        "OPNsense refuses the alias name {s:?}: {why}. Use 1 to 31 letters, digits and `_` (e.g. \"K3s_Api_Vip\")."
+    ))
 }
 
 pub fn schema() -> Schema {
@@ -74,8 +92,14 @@ pub fn schema() -> Schema {
     .attribute(
         Attribute::string("name")
             .required()
-            .validate(Validator::string("an alias name", check_alias_name))
-            .description("Alias name, unique on the firewall (built-in aliases such as `bogons` included)."),
+            .validate(Validator::string(
+                "an OPNsense alias name (1 to 31 letters, digits and `_`)",
+                check_alias_name,
+            ))
+            .description(
+                "Alias name, unique on the firewall (built-in aliases such as `bogons` included): 1 to 31 letters, \
+                 digits and `_`, starting with a letter (or `_` and a letter or digit).",
+            ),
     )
     .attribute(
         Attribute::string("type")
@@ -230,6 +254,26 @@ mod tests {
         assert!(check_alias_name("K3s_Control_Plane_Loadbalancer").is_ok());
         assert!(check_alias_name("1abc").is_err());
         assert!(check_alias_name("a-b").is_err());
+        // OPNsense's AliasNameField: at most 31 characters; `_` may lead only before a letter or digit.
+        assert!(check_alias_name(&"a".repeat(31)).is_ok());
+        let e = check_alias_name(&"a".repeat(32)).unwrap_err();
+        assert!(
+            e.contains("32 characters") && e.contains("at most 31"),
+            "{e}"
+        );
+        assert!(
+            check_alias_name("a").is_ok()
+                && check_alias_name("_a").is_ok()
+                && check_alias_name("a_").is_ok()
+        );
+        assert!(
+            check_alias_name("_").is_err()
+                && check_alias_name("__a").is_err()
+                && check_alias_name("").is_err()
+        );
+        assert!(check_alias_name("1abc")
+            .unwrap_err()
+            .contains("start with a letter"));
         let m = AliasModel {
             id: Tf::Known(Uuid::nil().to_string()),
             name: Tf::Known("K3s_Control_Plane".into()),
@@ -242,5 +286,40 @@ mod tests {
         let v = codec::to_value(&m, &schema().value_type()).unwrap();
         assert_eq!(codec::from_value::<AliasModel>(&v).unwrap(), m);
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    /// The k3s-ha module derives alias names from `name_prefix`: with the longest prefix its validation allows
+    /// (21 characters), every derived name must still be one OPNsense accepts.
+    #[test]
+    fn the_modules_alias_names_fit_for_every_allowed_prefix() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/modules/k3s-ha");
+        let vars = std::fs::read_to_string(format!("{dir}/variables.tf")).unwrap();
+        assert!(
+            vars.contains(r#"regex("^[A-Za-z][A-Za-z0-9_-]{0,20}$", var.name_prefix)"#),
+            "the prefix rule changed: update this test"
+        );
+        let main = std::fs::read_to_string(format!("{dir}/main.tf")).unwrap();
+        let mut seen = 0;
+        for block in main
+            .split("resource \"homelab_opnsense_firewall_alias\"")
+            .skip(1)
+        {
+            let line = block
+                .lines()
+                .find(|l| l.trim_start().starts_with("name "))
+                .unwrap();
+            let template = line.split('"').nth(1).unwrap();
+            for prefix in ["k", "k3s", "a-very-long-prefix-21"] {
+                assert_eq!(prefix.len().min(21), prefix.len());
+                let name = template.replace("${local.alias_prefix}", &prefix.replace('-', "_"));
+                assert!(
+                    check_alias_name(&name).is_ok(),
+                    "{name}: {:?}",
+                    check_alias_name(&name)
+                );
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "the module's aliases");
     }
 }

@@ -4,6 +4,8 @@
 //! HTTP. A frontend whose mode does not fit its default backend is refused: at apply for certain, and with a
 //! warning at plan when the backend already exists with the other mode (it may still change in the same plan).
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -178,6 +180,7 @@ impl ObjectSpec for Spec {
         let Ok(model) = c.haproxy().model().await else {
             return Ok(());
         };
+        warn_shared_binds(ctx, &model, plan);
         let (Some(b), Some(mode)) = (
             planned
                 .default_backend
@@ -226,6 +229,108 @@ impl ObjectSpec for Spec {
             Err(e) => Err(diags(e, "Could not read the default backend")),
         }
     }
+}
+
+/// Binds planned by the frontends of this plan, by frontend name (the plan's provider process sees every
+/// frontend's plan, so two new frontends on one address are caught too, whichever plans second).
+#[derive(Default)]
+struct PlannedBinds(std::sync::Mutex<std::collections::BTreeMap<String, BTreeSet<String>>>);
+
+/// Whether two `host:port` binds take the same socket: the same text (OPNsense lower-cases them), or the same port
+/// with one side on every address (`0.0.0.0`, `*`, `::`, or no host).
+fn binds_collide(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    if a == b {
+        return true;
+    }
+    let split = |s: &str| -> Option<(String, String)> {
+        let (h, p) = s.rsplit_once(':')?;
+        Some((h.trim_matches(['[', ']']).to_string(), p.to_string()))
+    };
+    let wild = |h: &str| matches!(h, "" | "*" | "0.0.0.0" | "::");
+    match (split(&a), split(&b)) {
+        (Some((ha, pa)), Some((hb, pb))) => pa == pb && (wild(&ha) || wild(&hb)),
+        _ => false,
+    }
+}
+
+/// Two frontends on one address:port: haproxy starts (it binds with SO_REUSEPORT), and the kernel then spreads the
+/// connections over both, so half the clients reach the wrong service. OPNsense does not refuse it; warn at plan,
+/// on `bind`, naming the other frontend.
+fn warn_shared_binds(
+    ctx: &Context,
+    model: &crate::opnsense::haproxy::Model,
+    plan: &Plan<FrontendModel>,
+) {
+    let planned = &plan.planned;
+    let (Some(binds), Some(name)) = (set_known(&planned.bind), planned.name.known()) else {
+        return;
+    };
+    // Only a frontend whose binds are new or change is warned about: one that stays as it is was warned about
+    // when it changed (its binds are still recorded below, so a newcomer sees them).
+    let changes = plan
+        .prior
+        .as_ref()
+        .is_none_or(|p| set_known(&p.bind) != Some(binds.clone()))
+        && planned.enabled.known() != Some(&false);
+    let own = plan
+        .prior
+        .as_ref()
+        .and_then(|p| p.id.known())
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let mut others: Vec<(String, String)> = Vec::new();
+    for (uuid, fe) in model.list::<Frontend>() {
+        let Ok(fe) = fe else { continue };
+        if Some(uuid) == own || fe.name == *name || !fe.enabled {
+            continue;
+        }
+        for b in &binds {
+            if let Some(theirs) = fe.bind.iter().find(|x| binds_collide(b, x)) {
+                others.push((
+                    format!("{:?} (on the firewall, id {uuid})", fe.name),
+                    theirs.clone(),
+                ));
+            }
+        }
+    }
+    if let Ok(pd) = crate::provider::ProviderData::of(ctx) {
+        if let Ok(planned_binds) = pd.cached::<PlannedBinds>(|_| Ok(PlannedBinds::default())) {
+            if let Ok(mut m) = planned_binds.0.lock() {
+                for (other, theirs) in m.iter().filter(|(n, _)| *n != name) {
+                    for b in &binds {
+                        if let Some(t) = theirs.iter().find(|x| binds_collide(b, x)) {
+                            if !others
+                                .iter()
+                                .any(|(o, _)| o.starts_with(&format!("{other:?}")))
+                            {
+                                others.push((format!("{other:?} (in this plan)"), t.clone()));
+                            }
+                        }
+                    }
+                }
+                if planned.enabled.known() != Some(&false) {
+                    m.insert(name.clone(), binds.iter().cloned().collect());
+                }
+            }
+        }
+    }
+    if !changes || others.is_empty() {
+        return;
+    }
+    let list = others
+        .iter()
+        .map(|(o, b)| format!("frontend {o} with {b}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ctx.warn_at(
+        attr("bind"),
+        "Another HAProxy frontend binds the same address",
+        format!(
+            "Frontend {name:?} takes the same socket as {list}. haproxy accepts both, and the kernel then spreads \
+             connections over the two, so some clients reach the wrong service. Give each frontend its own \
+             address:port."
+        ),
+    );
 }
 
 pub fn schema() -> Schema {
@@ -349,6 +454,17 @@ mod tests {
         let v = codec::to_value(&m, &schema().value_type()).unwrap();
         assert_eq!(codec::from_value::<FrontendModel>(&v).unwrap(), m);
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    #[test]
+    fn binds_that_take_the_same_socket() {
+        assert!(binds_collide("10.0.3.100:6443", "10.0.3.100:6443"));
+        assert!(binds_collide("FW.lan:6443", "fw.lan:6443"));
+        assert!(binds_collide("0.0.0.0:6443", "10.0.3.100:6443"));
+        assert!(binds_collide("10.0.3.100:6443", ":6443"));
+        assert!(binds_collide("[::]:6443", "10.0.3.100:6443"));
+        assert!(!binds_collide("10.0.3.100:6443", "10.0.3.101:6443"));
+        assert!(!binds_collide("0.0.0.0:6443", "0.0.0.0:6444"));
     }
 
     #[test]

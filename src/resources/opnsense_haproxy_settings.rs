@@ -117,6 +117,8 @@ pub struct HaproxySettings;
 
 async fn write(ctx: &Context, plan: SettingsModel) -> Result<SettingsModel, Diagnostics> {
     let c = client(ctx)?;
+    // First, whatever follows: the coalescer stops waiting for the write announced at plan.
+    c.haproxy_write_arrived();
     let s = to_settings(&plan);
     c.haproxy_put_settings(&s)
         .await
@@ -140,6 +142,22 @@ impl Resource for HaproxySettings {
     }
     fn identity(&self, state: &SettingsModel) -> Option<UuidIdentity> {
         state.id.known().map(|id| UuidIdentity { id: id.clone() })
+    }
+    /// Announces a planned change to the reconfigure coalescer, as the HAProxy objects do: in the apply walk
+    /// Terraform re-plans a resource right before applying it, so the batch being collected waits for the settings
+    /// too, and a backend or frontend created in the same apply goes live in the same reconfigure as
+    /// `enabled = true` (one reload fewer, and no "HAProxy is disabled" warning for it).
+    async fn modify_plan(
+        &self,
+        ctx: &Context,
+        plan: &mut Plan<SettingsModel>,
+    ) -> Result<(), Diagnostics> {
+        if plan.prior.as_ref() != Some(&plan.planned) {
+            if let Some(c) = client_if_ready(ctx) {
+                c.expect_haproxy_write();
+            }
+        }
+        Ok(())
     }
     async fn create(
         &self,

@@ -302,6 +302,32 @@ fn duplicate_diag(what: &str, name: &str, others: &[Uuid]) -> Diagnostics {
     .into()
 }
 
+/// Warns when HAProxy's service is disabled once a backend or frontend change is live (nothing serves it).
+///
+/// Why after the write and not before: a `homelab_opnsense_haproxy_settings` resource in the same configuration
+/// that enables HAProxy is applied in parallel with this resource (nothing orders them), and a resource cannot see
+/// other resources' plans. Checked before the write, the settings were often not saved yet, so the warning told
+/// users to add a resource they already had. Once this change is live, a settings write saved in the meantime —
+/// in particular one in the same reconfigure batch, which the settings resource makes likely by announcing its
+/// write at plan — is in the model we read here. One case remains where HAProxy is disabled here and enabled a
+/// moment later: the settings resource applied after this one. The text says so, so that it is true either way.
+async fn warn_if_haproxy_disabled(ctx: &Context, c: &Client, what: &str) {
+    let Ok(model) = c.haproxy().model().await else {
+        return;
+    };
+    if model.settings().is_ok_and(|g| !g.enabled) {
+        ctx.warn(
+            "HAProxy is disabled on the firewall",
+            format!(
+                "The {what} is saved and applied, but HAProxy's service was disabled when the change went live, so \
+                 nothing serves it yet (every reconfigure keeps the service stopped). If a \
+                 `homelab_opnsense_haproxy_settings` resource with `enabled = true` in this configuration is applied \
+                 after this one, it starts HAProxy and nothing else is needed; otherwise enable HAProxy with one."
+            ),
+        );
+    }
+}
+
 #[async_trait]
 impl<S: ObjectSpec> Family<S> for HaproxyFamily
 where
@@ -367,15 +393,6 @@ where
             return Err(duplicate_diag(S::WHAT, &name, &others));
         }
         S::check(c, &obj).await?;
-        if matches!(kind::<S>(), Kind::Backend | Kind::Frontend)
-            && model.settings().is_ok_and(|g| !g.enabled)
-        {
-            ctx.warn(
-                "HAProxy is disabled on the firewall",
-                "The change is saved, but HAProxy's service is disabled, so nothing serves it (and every reconfigure \
-                 keeps it stopped). Enable it with a `homelab_opnsense_haproxy_settings` resource.",
-            );
-        }
         let verb = if existed { "update" } else { "create" };
         if let Err(e) = c.haproxy_put(uuid, &obj, existed).await {
             if !existed {
@@ -390,6 +407,9 @@ where
                 }
             }
             return Err(diags(e, &format!("Could not {verb} the {}", S::WHAT)));
+        }
+        if matches!(kind::<S>(), Kind::Backend | Kind::Frontend) {
+            warn_if_haproxy_disabled(ctx, c, S::WHAT).await;
         }
         Ok(obj)
     }
@@ -538,5 +558,80 @@ where
 
     fn list_description() -> String {
         format!("Lists every {} on the OPNsense.", S::WHAT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opnsense::coalesce::Timing;
+    use crate::opnsense::haproxy::Settings;
+    use crate::opnsense::ClientConfig;
+    use crate::resources::opnsense_haproxy_frontend::{FrontendModel, Spec as FrontendSpec};
+    use crate::testing::opnsense::Fake;
+    use tokio_util::sync::CancellationToken;
+
+    fn client(url: &str) -> Client {
+        let mut cfg = ClientConfig::new(url, "key", "secret");
+        cfg.timeout = Duration::from_millis(800);
+        let timing = Timing {
+            quiet: Duration::from_millis(60),
+            max_wait: Duration::from_millis(1500),
+        };
+        Client::with_timing(&cfg, timing).unwrap()
+    }
+
+    fn frontend(name: &str) -> FrontendModel {
+        FrontendModel {
+            name: Tf::Known(name.into()),
+            enabled: Tf::Known(true),
+            bind: set_of(["127.0.0.1:6443".to_string()]),
+            mode: Tf::Known("tcp".into()),
+            ..Default::default()
+        }
+    }
+
+    fn disabled_warnings(ctx: &Context) -> usize {
+        ctx.take_warnings()
+            .iter()
+            .filter(|d| d.summary == "HAProxy is disabled on the firewall")
+            .count()
+    }
+
+    /// The warning is true when it is given: HAProxy still disabled once the frontend is live warns; a settings
+    /// write that lands in the same batch (announced at plan, saved after the frontend's write started, the case of
+    /// a first apply) does not.
+    #[tokio::test]
+    async fn haproxy_disabled_warning_only_when_still_disabled_once_live() {
+        let fake = Fake::start().await;
+        let c = client(&fake.server.url());
+        let ctx = Context::new(None, CancellationToken::new());
+        let mut m = frontend("alone");
+        <HaproxyFamily as Family<FrontendSpec>>::write(&ctx, &c, Uuid::new_v4(), &mut m, false)
+            .await
+            .unwrap();
+        assert_eq!(disabled_warnings(&ctx), 1);
+
+        // Both were re-planned (each announced its write); the settings' write comes a little after the frontend's.
+        c.expect_haproxy_write();
+        c.expect_haproxy_write();
+        let enable = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.haproxy_write_arrived();
+            c.haproxy_put_settings(&Settings {
+                enabled: true,
+                ..Settings::default()
+            })
+            .await
+        };
+        let mut m = frontend("with_settings");
+        let (fe, settings) = tokio::join!(
+            <HaproxyFamily as Family<FrontendSpec>>::write(&ctx, &c, Uuid::new_v4(), &mut m, false),
+            enable
+        );
+        fe.unwrap();
+        settings.unwrap();
+        assert_eq!(disabled_warnings(&ctx), 0);
+        assert_eq!(fake.state.lock().unwrap().reconfigures, 2, "one batch each");
     }
 }

@@ -48,8 +48,6 @@ pub mod session;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod testutil;
 
 pub use crate::secret::Secret;
 pub use config::{Auth, HostConnection, HostKeyPolicy};

@@ -1,11 +1,11 @@
-//! Tests against a real OpenSSH sshd (see `testutil`). Run: `cargo test -p terraform-provider-homelab ssh`.
+//! Tests against a real OpenSSH sshd (see `crate::testing::sshd`). Run: `cargo test -p terraform-provider-homelab ssh`.
 
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::testutil::{all_cmdlines, keygen, Sshd, TempDir, TestUser};
 use super::*;
+use crate::testing::sshd::{all_cmdlines, keygen, Sshd, TempDir, TestUser};
 
 fn tok() -> CancellationToken {
     CancellationToken::new()
@@ -14,7 +14,9 @@ fn tok() -> CancellationToken {
 #[tokio::test]
 async fn key_auth_exec_stdin_exit_codes_and_large_output() {
     let sshd = Sshd::start("");
-    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
     assert_eq!(
         s.host_key_openssh(),
         sshd.host_key.public.trim_end_matches(" host_key")
@@ -57,11 +59,13 @@ async fn host_key_pinning_and_mismatch() {
     let sshd = Sshd::start("");
     let other = keygen(sshd.dir.path(), "other");
     let presented_fp = {
-        let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+        let s = Session::connect(&conn(&sshd, "root"), &tok())
+            .await
+            .unwrap();
         s.host_key_fingerprint()
     };
     // pinned by fingerprint
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.host_key = HostKeyPolicy::Pinned(presented_fp.clone());
     Session::connect(&c, &tok()).await.unwrap();
     // wrong pinned key
@@ -88,7 +92,7 @@ async fn known_hosts_plain_hashed_unknown_and_changed() {
     let sshd = Sshd::start("");
     let other = keygen(sshd.dir.path(), "other");
     let kh = sshd.dir.path().join("known_hosts");
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.host_key = HostKeyPolicy::KnownHosts(kh.clone());
 
     // plain `[127.0.0.1]:PORT key`, among unrelated entries
@@ -140,7 +144,7 @@ async fn known_hosts_plain_hashed_unknown_and_changed() {
 #[tokio::test]
 async fn trust_on_first_use_returns_the_key_to_pin() {
     let sshd = Sshd::start("");
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.host_key = HostKeyPolicy::TrustOnFirstUse;
     let s = Session::connect(&c, &tok()).await.unwrap();
     let learned = s.host_key_openssh();
@@ -153,7 +157,7 @@ async fn trust_on_first_use_returns_the_key_to_pin() {
 async fn auth_failure_and_unreachable() {
     let sshd = Sshd::start("");
     let stranger = keygen(sshd.dir.path(), "stranger");
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.auth = Auth::PrivateKey {
         key: Secret::new(stranger.private.clone()),
         passphrase: None,
@@ -167,7 +171,7 @@ async fn auth_failure_and_unreachable() {
         .local_addr()
         .unwrap()
         .port();
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.port = port;
     let err = Session::connect(&c, &tok()).await.unwrap_err();
     assert!(
@@ -187,7 +191,7 @@ async fn encrypted_key_with_passphrase() {
         .unwrap();
     assert!(st.success());
     let pem = std::fs::read_to_string(&path).unwrap();
-    let mut c = sshd.conn("root");
+    let mut c = conn(&sshd, "root");
     c.auth = Auth::PrivateKey {
         key: Secret::new(pem.clone()),
         passphrase: Some(Secret::new("s3cret phrase")),
@@ -207,7 +211,9 @@ async fn encrypted_key_with_passphrase() {
 #[tokio::test]
 async fn upload_download_round_trip_with_mode() {
     let sshd = Sshd::start("");
-    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
     let dir = TempDir::new("upload");
     let target = dir.path().join("it's a file");
     let target_s = target.to_str().unwrap();
@@ -259,7 +265,7 @@ async fn sudo_password_on_stdin_only() {
 
     let sshd = Sshd::start("");
     let user = TestUser::create();
-    let mut c = sshd.conn(&user.name);
+    let mut c = conn(&sshd, &user.name);
 
     // plain exec as the user
     let s = Session::connect(&c, &tok()).await.unwrap();
@@ -392,8 +398,8 @@ async fn bastion_hop() {
         "AllowTcpForwarding yes\nPermitOpen 127.0.0.1:{}",
         target.port
     ));
-    let mut c = target.conn("root");
-    c.bastion = Some(Box::new(jump.conn("root")));
+    let mut c = conn(&target, "root");
+    c.bastion = Some(Box::new(conn(&jump, "root")));
     let s = Session::connect(&c, &tok()).await.unwrap();
     let out = s
         .run("echo via-bastion; echo \"$SSH_CONNECTION\"", None)
@@ -426,9 +432,9 @@ async fn bastion_hop() {
         "AllowTcpForwarding yes\nPermitOpen 127.0.0.1:{}",
         jump.port
     ));
-    let mut via_jump = jump.conn("root");
-    via_jump.bastion = Some(Box::new(outer.conn("root")));
-    let mut two_hops = target.conn("root");
+    let mut via_jump = conn(&jump, "root");
+    via_jump.bastion = Some(Box::new(conn(&outer, "root")));
+    let mut two_hops = conn(&target, "root");
     two_hops.bastion = Some(Box::new(via_jump));
     let s = Session::connect(&two_hops, &tok()).await.unwrap();
     assert_eq!(
@@ -440,7 +446,9 @@ async fn bastion_hop() {
 #[tokio::test]
 async fn dropped_connection_is_reported_and_retry_reconnects() {
     let sshd = Sshd::start("");
-    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
     let killer = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(sshd.kill_sessions() > 0);
@@ -457,7 +465,7 @@ async fn dropped_connection_is_reported_and_retry_reconnects() {
         initial_backoff: Duration::from_millis(100),
         ..Default::default()
     };
-    let connector = Connector::new(sshd.conn("root"), policy, tok());
+    let connector = Connector::new(conn(&sshd, "root"), policy, tok());
     let first = connector.session().await.unwrap();
     let killed_once = std::sync::atomic::AtomicBool::new(false);
     let attempts = std::sync::atomic::AtomicU32::new(0);
@@ -489,7 +497,9 @@ async fn dropped_connection_is_reported_and_retry_reconnects() {
 async fn cancellation_and_timeout_stop_the_command() {
     let sshd = Sshd::start("");
     let cancel = tok();
-    let s = Session::connect(&sshd.conn("root"), &cancel).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &cancel)
+        .await
+        .unwrap();
     let marker = format!("31.{}", std::process::id() % 1000 + 1000);
     let t = Instant::now();
     let c2 = cancel.clone();
@@ -515,7 +525,9 @@ async fn cancellation_and_timeout_stop_the_command() {
     };
     assert!(gone.await, "remote sleep still running after cancel");
 
-    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
     let t = Instant::now();
     let opts = ExecOptions {
         timeout: Some(Duration::from_millis(300)),
@@ -531,7 +543,7 @@ async fn cancellation_and_timeout_stop_the_command() {
     let cancelled = tok();
     cancelled.cancel();
     assert!(matches!(
-        Session::connect(&sshd.conn("root"), &cancelled).await,
+        Session::connect(&conn(&sshd, "root"), &cancelled).await,
         Err(SshError::Cancelled { .. })
     ));
 }
@@ -554,7 +566,7 @@ async fn ssh_agent_auth() {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let mut c = sshd.conn("root");
+        let mut c = conn(&sshd, "root");
         c.auth = Auth::Agent {
             socket: Some(sock.clone()),
         };
@@ -588,7 +600,7 @@ async fn ssh_agent_auth() {
 async fn cancelling_a_sudo_command_stops_it() {
     let sshd = Sshd::start("");
     let user = TestUser::create();
-    let mut c = sshd.conn(&user.name);
+    let mut c = conn(&sshd, &user.name);
     c.sudo_password = Some(Secret::new(user.password.clone()));
     let s = Session::connect(&c, &tok()).await.unwrap();
     let marker = format!("33.{}", std::process::id() % 1000 + 1000);
@@ -654,9 +666,9 @@ async fn a_dropped_operation_does_not_leave_its_command_running() {
     // connection closes and the remote watchdog stops the command, for a root login and for a sudo'd command.
     let sshd = Sshd::start("");
     let user = TestUser::create();
-    let mut c = sshd.conn(&user.name);
+    let mut c = conn(&sshd, &user.name);
     c.sudo_password = Some(Secret::new(user.password.clone()));
-    for (conn, sudo, n) in [(sshd.conn("root"), false, 34), (c, true, 35)] {
+    for (conn, sudo, n) in [(conn(&sshd, "root"), false, 34), (c, true, 35)] {
         let marker = format!("{n}.{}", std::process::id() % 1000 + 1000);
         let cmd = format!("sleep {marker}");
         let s = Session::connect(&conn, &tok()).await.unwrap();
@@ -677,7 +689,26 @@ async fn a_dropped_operation_does_not_leave_its_command_running() {
         );
     }
     // A command that finishes normally is not disturbed, and its watchdog goes away with it.
-    let s = Session::connect(&sshd.conn("root"), &tok()).await.unwrap();
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
     let out = s.run("sleep 1.2; echo done", None).await.unwrap();
     assert_eq!(out.stdout_str(), "done\n");
+}
+
+/// A connection as `user` with the fixture's client key, pinned to its host key.
+fn conn(sshd: &Sshd, user: &str) -> HostConnection {
+    let mut c = HostConnection::new(
+        "127.0.0.1",
+        user,
+        Auth::PrivateKey {
+            key: Secret::new(sshd.client_key.private.clone()),
+            passphrase: None,
+        },
+        HostKeyPolicy::Pinned(sshd.host_key.public.clone()),
+    );
+    c.port = sshd.port;
+    c.connect_timeout = Duration::from_secs(10);
+    c.command_timeout = Duration::from_secs(60);
+    c
 }

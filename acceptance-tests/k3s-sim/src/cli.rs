@@ -4,7 +4,6 @@
 //! `dynamic-cert-regenerate` trigger for the next start; snapshots go to `server/db/snapshots`), so the provider's
 //! command sequences can be exercised as written.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::config::{parse_flags, Value};
@@ -140,8 +139,17 @@ pub fn etcd_snapshot(args: &[String]) -> Result<(), CliError> {
     let name_file = crate::etcd::name_file(&paths.db());
     let member = std::fs::read_to_string(&name_file)
         .map_err(|_| CliError("etcd datastore disabled".into()))?;
-    let dir = flag(rest, "etcd-snapshot-dir")?
-        .map(PathBuf::from)
+    // Like k3s, the subcommand reads config.yaml (and its drop-ins) too: a server's `etcd-snapshot-dir` applies
+    // to on-demand snapshots without repeating it on the command line; the flag wins.
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let configured = match flag(rest, "etcd-snapshot-dir")? {
+        Some(d) => Some(d),
+        None => crate::config::Config::load(&[], &env, &paths)
+            .ok()
+            .and_then(|c| c.str("etcd-snapshot-dir")),
+    };
+    let dir = configured
+        .map(|d| paths.host(&d))
         .unwrap_or_else(|| paths.db().join("snapshots"));
     std::fs::create_dir_all(&dir).map_err(|e| CliError(e.to_string()))?;
     let ts = std::time::SystemTime::now()

@@ -122,6 +122,21 @@ pub fn pem_certs(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'sta
         .map_err(|e| PkiError::Parse(e.to_string()))
 }
 
+/// Seconds from now until the first certificate in `pem` expires (negative when it has).
+pub fn cert_seconds_left(pem: &str) -> Result<i64, PkiError> {
+    let ders = pem_certs(pem)?;
+    let der = ders
+        .first()
+        .ok_or_else(|| PkiError::Parse("no certificate".into()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Parse(e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Ok(cert.validity().not_after.timestamp() - now)
+}
+
 /// The SANs of the first certificate in `pem`, in certificate order (IPs printed as Go prints them).
 pub fn cert_sans(pem: &str) -> Result<Vec<String>, PkiError> {
     let ders = pem_certs(pem)?;

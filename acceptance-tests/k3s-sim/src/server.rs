@@ -410,7 +410,11 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
     )
     .await
     .map_err(Fatal::from("serving certificate"))?;
-    let admin = match read_ck(&tls_dir, "client-admin") {
+    // Like k3s (its certificate renewal at start): a client certificate expiring within 90 days, or one that
+    // cannot be read, is issued again; the CA stays.
+    let fresh =
+        |ck: &CertKey| crate::pki::cert_seconds_left(&ck.cert).is_ok_and(|left| left > 90 * 86_400);
+    let admin = match read_ck(&tls_dir, "client-admin").filter(fresh) {
         Some(ck) => ck,
         None => {
             let ck = client_ca

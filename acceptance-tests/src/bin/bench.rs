@@ -1,5 +1,5 @@
-//! `bench`: runs the benchmark rows of [`homelab_acceptance::bench`] (and the OPNsense, Go-provider and cluster
-//! modules) and writes `docs/benchmarks.md`.
+//! `bench`: runs the benchmark rows of [`homelab_acceptance::bench`] (and the OPNsense, Go peer, Go-provider
+//! start and cluster modules) and writes `docs/benchmarks.md`.
 //!
 //! Usage: `bench [--runs N] [--heavy] [--heavy-runs N] [--only ID]... [--output FILE]` (normally through
 //! `acceptance-tests/dev bench`, which builds the provider in release mode and points `HOMELAB_PROVIDER_DIR` at
@@ -9,7 +9,7 @@
 //! to stderr.
 
 use anyhow::{bail, Context, Result};
-use homelab_acceptance::{bench, bench_k3s, bench_opnsense, bench_start};
+use homelab_acceptance::{bench, bench_k3s, bench_opnsense, bench_peer, bench_start};
 
 const USAGE: &str =
     "usage: bench [--runs N] [--heavy] [--heavy-runs N] [--only ID]... [--output FILE]";
@@ -57,6 +57,7 @@ fn main() -> Result<()> {
     let known = |o: &String| {
         rows.iter().any(|c| c.id == o)
             || bench_opnsense::IDS.contains(&o.as_str())
+            || bench_peer::IDS.contains(&o.as_str())
             || bench_start::IDS.contains(&o.as_str())
             || bench_k3s::IDS.contains(&o.as_str())
     };
@@ -84,6 +85,9 @@ fn main() -> Result<()> {
     let (opnsense_rows, opnsense_md) =
         bench_opnsense::run(runs, &only).context("OPNsense benchmarks")?;
     results.extend(opnsense_rows);
+    // Against the thinnest Go provider (issue 16): see acceptance-tests/src/bench_peer.rs.
+    let (peer_rows, peer_md) = bench_peer::run(runs, &only).context("Go peer benchmarks")?;
+    results.extend(peer_rows);
     let start_md = bench_start::run(runs, &only).context("provider start vs a Go provider")?;
     let cluster = bench_k3s::run(heavy_runs, &only, heavy).context("cluster benchmarks")?;
     let failed = cluster
@@ -116,7 +120,7 @@ fn main() -> Result<()> {
         1,
     );
     let extra = format!(
-        "{opnsense_md}{}\n{}",
+        "{opnsense_md}{peer_md}{}\n{}",
         start_md.unwrap_or_default(),
         cluster_md.unwrap_or_default()
     );

@@ -9,7 +9,8 @@ locals {
 
   vip_url  = "https://${var.vip}:6443"
   tls_sans = distinct(concat([var.vip], var.extra_sans))
-  # Letters, digits and _ only: OPNsense alias names.
+  # Letters, digits and _ only: OPNsense alias names. With the longest prefix name_prefix allows (21), the
+  # derived names below stay within OPNsense's 31-character limit (a unit test of the provider checks it).
   alias_prefix = replace(var.name_prefix, "-", "_")
 }
 
@@ -23,14 +24,14 @@ resource "homelab_opnsense_vip" "api" {
 }
 
 resource "homelab_opnsense_firewall_alias" "vip" {
-  name        = "${local.alias_prefix}_Control_Plane_Loadbalancer"
+  name        = "${local.alias_prefix}_api_vip"
   type        = "host"
   content     = [var.vip]
   description = "${var.name_prefix} API VIP (HAProxy on OPNsense)"
 }
 
 resource "homelab_opnsense_firewall_alias" "nodes" {
-  name        = "${local.alias_prefix}_Nodes"
+  name        = "${local.alias_prefix}_nodes"
   type        = "host"
   content     = distinct(concat([for s in values(var.servers) : s.address], [for a in values(var.agents) : a.address]))
   description = "${var.name_prefix} nodes allowed to reach the API VIP"

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
-use super::testserver::{Reply, Request, TestServer};
+use super::http::{Reply, Request, TestServer};
 
 #[derive(Default)]
 pub struct State {

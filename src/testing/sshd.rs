@@ -1,4 +1,4 @@
-//! Test fixtures: a real OpenSSH sshd on 127.0.0.1 with its own keys and config, and throwaway Unix users with a
+//! A real OpenSSH sshd on 127.0.0.1 with its own keys and config, and throwaway Unix users with a
 //! sudo password. Every fixture uses unique ports, names and directories so tests run in parallel, and cleans up on
 //! drop (processes killed, users and sudoers drop-ins removed).
 
@@ -7,9 +7,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use super::config::{Auth, HostConnection, HostKeyPolicy};
-use crate::secret::Secret;
 
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -157,23 +154,6 @@ impl Sshd {
             let _ = child.wait();
         }
         panic!("sshd did not start");
-    }
-
-    /// A connection as `user` with the fixture's client key, pinned to its host key.
-    pub fn conn(&self, user: &str) -> HostConnection {
-        let mut c = HostConnection::new(
-            "127.0.0.1",
-            user,
-            Auth::PrivateKey {
-                key: Secret::new(self.client_key.private.clone()),
-                passphrase: None,
-            },
-            HostKeyPolicy::Pinned(self.host_key.public.clone()),
-        );
-        c.port = self.port;
-        c.connect_timeout = Duration::from_secs(10);
-        c.command_timeout = Duration::from_secs(60);
-        c
     }
 
     /// Kills (SIGKILL) every per-connection sshd process of this daemon: connections drop mid-command.
