@@ -204,3 +204,32 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
         panic!("{e}");
     }
 }
+
+/// Terraform 1.0.3 knows nothing of write-only attributes (it would store `token_wo` in state like any other
+/// attribute), so the provider refuses it there, at validate, on the attribute, saying what to do.
+#[test]
+fn terraform_1_0_is_told_to_keep_token() {
+    if !TerraformVersion::selected().contains(&TerraformVersion::V1_0) {
+        return;
+    }
+    let hcl = format!(
+        "{}
+resource \"homelab_k3s_server\" \"init\" {{
+  role = \"init\"
+  token_wo = \"{SECRET}\"
+  token_wo_version = 1
+  host {{ address = \"192.0.2.10\" }}
+}}
+",
+        required_providers()
+    );
+    TestCase::new(TerraformVersion::V1_0)
+        .step(
+            Step::config(hcl)
+                .named("token_wo under 1.0.3")
+                .expect_error(
+                "Write-only attribute not supported by this Terraform.*token_wo.*Terraform 1.11",
+            ),
+        )
+        .run();
+}
