@@ -28,6 +28,7 @@ fn example_dirs() -> Result<Vec<(PathBuf, &'static str)>> {
     for (sub, main) in [
         ("resources", "resource.tf"),
         ("data-sources", "data-source.tf"),
+        ("ephemeral-resources", "ephemeral-resource.tf"),
         ("list-resources", "list-resource.tfquery.hcl"),
     ] {
         let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(sub))
@@ -99,6 +100,7 @@ fn every_example_validates() -> Result<()> {
     for (key, sub) in [
         ("resource_schemas", "resources"),
         ("data_source_schemas", "data-sources"),
+        ("ephemeral_resource_schemas", "ephemeral-resources"),
         ("list_resource_schemas", "list-resources"),
     ] {
         for name in homelab
@@ -137,8 +139,21 @@ fn every_example_validates() -> Result<()> {
             failures.push(format!("{rel}: no {main}"));
             continue;
         }
+        // `resource-write-only.tf` (Terraform >= 1.11 attributes) is a second, standalone example of the type.
+        let (write_only, all): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(n, _)| n == "resource-write-only.tf");
         let (imports, base): (Vec<_>, Vec<_>) =
             all.into_iter().partition(|(n, _)| n.starts_with("import-"));
+        for (name, text) in &write_only {
+            let tf = Terraform::new(TerraformVersion::V1_15)?;
+            tf.write_file("zz_required_providers.tf", &required_providers())?;
+            tf.write_file(name, text)?;
+            if let Err(e) = validate(&tf, &format!("{rel}/{name}")) {
+                failures.push(format!("{e:#}"));
+            }
+            validated += 1;
+        }
         let tf = Terraform::new(TerraformVersion::V1_15)?;
         tf.write_file("zz_required_providers.tf", &required_providers())?;
         for (name, text) in &base {

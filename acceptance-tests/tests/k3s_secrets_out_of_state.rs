@@ -14,7 +14,7 @@
 
 use homelab_acceptance::lab_support::{enter_netns, k3s_artifacts, lab_binary};
 use homelab_acceptance::terraform::{hcl_string, required_providers};
-use homelab_acceptance::{Step, TerraformVersion, TestCase};
+use homelab_acceptance::{Action, Step, TerraformVersion, TestCase};
 use homelab_lab::{Lab, LabSpec};
 
 const VERSION: &str = "v1.31.5+k3s1";
@@ -143,6 +143,15 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
         &art.display().to_string(),
         &lab.state().ops_password_file.display().to_string(),
     );
+    // Raising the init server's token_wo_version re-applies its token in place (same token: nothing else moves).
+    let bumped = {
+        let at = hcl.find("token_wo_version = 1").unwrap();
+        format!(
+            "{}token_wo_version = 2{}",
+            &hcl[..at],
+            &hcl[at + "token_wo_version = 1".len()..]
+        )
+    };
     let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
     let result = std::thread::spawn(move || {
         enter_netns(&ws);
@@ -177,7 +186,7 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
                     }),
             )
             .step(
-                Step::config(hcl)
+                Step::config(hcl.clone())
                     .named("the state file holds no secret")
                     .before(|tf, _| {
                         let raw = tf
@@ -193,6 +202,12 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
                         Ok(())
                     }),
             )
+            .step(
+                Step::config(bumped)
+                    .named("token_wo_version raised: the token is re-applied in place")
+                    .expect_action("homelab_k3s_server.init", Action::Update)
+                    .expect_action("homelab_k3s_server.join", Action::NoOp),
+            )
             .try_run()
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -203,4 +218,33 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Terraform 1.0.3 knows nothing of write-only attributes (it would store `token_wo` in state like any other
+/// attribute), so the provider refuses it there, at validate, on the attribute, saying what to do.
+#[test]
+fn terraform_1_0_is_told_to_keep_token() {
+    if !TerraformVersion::selected().contains(&TerraformVersion::V1_0) {
+        return;
+    }
+    let hcl = format!(
+        "{}
+resource \"homelab_k3s_server\" \"init\" {{
+  role = \"init\"
+  token_wo = \"{SECRET}\"
+  token_wo_version = 1
+  host {{ address = \"192.0.2.10\" }}
+}}
+",
+        required_providers()
+    );
+    TestCase::new(TerraformVersion::V1_0)
+        .step(
+            Step::config(hcl)
+                .named("token_wo under 1.0.3")
+                .expect_error(
+                "Write-only attribute not supported by this Terraform.*token_wo.*Terraform 1.11",
+            ),
+        )
+        .run();
 }

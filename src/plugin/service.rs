@@ -458,3 +458,49 @@ pub trait ErasedProvider: Send + Sync {
     /// What the provider serves. Called once, when the server starts.
     fn registry(&self) -> Registry;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::schema::{Attribute, NestedBlock};
+
+    #[test]
+    fn write_only_values_come_from_the_configuration_and_leave_again() {
+        let block = Block::new("b")
+            .attribute(Attribute::string("name").optional().description("n"))
+            .attribute(
+                Attribute::string("secret_wo")
+                    .optional()
+                    .write_only()
+                    .description("s"),
+            )
+            .block(NestedBlock::list(
+                "items",
+                Block::new("i").attribute(
+                    Attribute::string("key_wo")
+                        .optional()
+                        .write_only()
+                        .description("k"),
+                ),
+            ));
+        let item = |k: Value| Value::object([("key_wo", k)]);
+        let config = Value::object([
+            ("name", Value::from("a")),
+            ("secret_wo", Value::from("s3")),
+            ("items", Value::List(vec![item(Value::from("k1"))])),
+        ]);
+        let mut planned = Value::object([
+            ("name", Value::from("a")),
+            ("secret_wo", Value::Null),
+            ("items", Value::List(vec![item(Value::Null)])),
+        ]);
+        fill_write_only(&block, &config, &mut planned);
+        assert_eq!(planned, config);
+        null_write_only(&block, &mut planned);
+        assert_eq!(planned.get("secret_wo"), Some(&Value::Null));
+        assert_eq!(
+            planned.get("items"),
+            Some(&Value::List(vec![item(Value::Null)]))
+        );
+    }
+}

@@ -7,9 +7,14 @@ variable "k3s_token" {
   ephemeral = true
 }
 
+variable "cluster_ca_hash" {
+  type        = string
+  description = "The first server's ca_hash, e.g. homelab_k3s_server.k8s_control_1.ca_hash."
+}
+
 resource "homelab_k3s_agent" "k8s_worker_1" {
   server_url       = "https://10.0.3.100:6443"
-  token_wo         = "K10${homelab_k3s_server.k8s_control_1.ca_hash}::server:${var.k3s_token}"
+  token_wo         = "K10${var.cluster_ca_hash}::server:${var.k3s_token}"
   token_wo_version = 1
   version          = "v1.31.5+k3s1"
 
