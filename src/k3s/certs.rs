@@ -109,6 +109,7 @@ mod tests {
         assert_eq!(parse_openssl_date("2023-11-14"), None);
         assert_eq!(parse_openssl_date("Foo 14 22:13:20 2023 GMT"), None);
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -186,7 +186,8 @@ pub async fn converge(
 /// An on-demand snapshot before `operation` (`upgrade`, `remove`), reported with where it is and how to restore
 /// it. A server whose k3s is not running cannot take one: that is a failure before an upgrade (the user decides,
 /// see [`Input::SnapshotBeforeChanges`]) and a warning before a removal (a broken node must stay removable; its
-/// data lives on in the other servers).
+/// data lives on in the other servers). `dir`: where it goes — the server's snapshot directory before an upgrade
+/// (`None`: k3s's), [`snapshot::REMOVAL_DIR`] before a removal (the uninstall keeps it).
 async fn snapshot_before(
     session: &Session,
     operation: &str,
@@ -194,9 +195,8 @@ async fn snapshot_before(
     dir: Option<&str>,
     report: &dyn Report,
 ) -> Result<(), Failure> {
-    let dir = snapshot::dir_for(operation, dir);
     let taken = if probe.active == "active" {
-        snapshot::save(session, &format!("homelab-pre-{operation}"), dir.as_deref())
+        snapshot::save(session, &format!("homelab-pre-{operation}"), dir)
             .await
             .map_err(|e| e.to_string())
     } else {
@@ -519,7 +519,14 @@ pub async fn remove(
             let probe = node::probe(session, Role::Server)
                 .await
                 .map_err(step("Cannot inspect the host"))?;
-            snapshot_before(session, "remove", &probe, None, report).await?;
+            snapshot_before(
+                session,
+                "remove",
+                &probe,
+                Some(snapshot::REMOVAL_DIR),
+                report,
+            )
+            .await?;
         }
         leave_etcd(session, url, name, removal, report, cancel).await?;
     }

@@ -102,14 +102,6 @@ pub fn parse_listing(text: &str, dir: &str) -> Vec<Snapshot> {
     v
 }
 
-/// The directory a snapshot before `operation` goes to (`dir`: the server's configured snapshot directory).
-pub fn dir_for(operation: &str, dir: Option<&str>) -> Option<String> {
-    match operation {
-        "remove" => Some(REMOVAL_DIR.to_string()),
-        _ => dir.map(str::to_string),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,9 +123,7 @@ mod tests {
 
     #[test]
     fn removal_snapshots_survive_the_uninstall() {
-        assert_eq!(dir_for("remove", None).as_deref(), Some(REMOVAL_DIR));
         assert!(REMOVAL_DIR.starts_with(BACKUP_DIR));
-        assert_eq!(dir_for("upgrade", Some("/d")).as_deref(), Some("/d"));
-        assert_eq!(dir_for("upgrade", None), None);
+        assert!(!REMOVAL_DIR.starts_with("/var/lib/rancher"));
     }
 }

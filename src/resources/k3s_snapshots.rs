@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::k3s_common::*;
 use crate::framework::*;
-use crate::k3s::snapshot;
+use crate::k3s::{certs, snapshot};
 
 pub const TYPE: &str = "homelab_k3s_snapshots";
 
@@ -64,17 +64,6 @@ pub fn schema() -> Schema {
     .block(connection_block())
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC).
-fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
-}
-
 pub struct K3sSnapshots;
 
 #[async_trait]
@@ -114,7 +103,7 @@ impl DataSource for K3sSnapshots {
                     name: Tf::Known(s.name),
                     path: Tf::Known(s.path),
                     size: Tf::Known(s.size as i64),
-                    created: Tf::Known(rfc3339(s.created)),
+                    created: Tf::Known(certs::rfc3339(s.created)),
                 })
                 .collect(),
         );
@@ -133,11 +122,5 @@ mod tests {
     #[test]
     fn schema_is_valid() {
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }
