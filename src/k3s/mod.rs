@@ -27,6 +27,7 @@ pub mod converge;
 pub mod etcd;
 pub mod lock;
 pub mod node;
+pub mod restore;
 pub mod server;
 pub mod snapshot;
 pub mod step;

@@ -22,6 +22,10 @@ pub enum Input {
     Version,
     /// The choice to take an etcd snapshot before destructive changes.
     SnapshotBeforeChanges,
+    /// The snapshot a restore restores.
+    Snapshot,
+    /// The servers a restore rejoins to the restored one.
+    RestoreRejoin,
 }
 
 /// Why a sequence stopped: a one-line summary of the step that failed, the detail (what the host said, what to

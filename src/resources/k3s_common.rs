@@ -219,6 +219,13 @@ pub fn connection_block() -> NestedBlock {
     .items(1, 1)
 }
 
+/// A repeated block of `host`-like connections (e.g. the servers a restore rejoins), in order.
+pub fn connection_list_block(name: &str, description: &str) -> NestedBlock {
+    let mut block = connection_block().block;
+    block.description = description.to_string();
+    NestedBlock::list(name, block)
+}
+
 fn known_hosts_file(content: &str) -> Result<PathBuf, Diagnostics> {
     let mut h = DefaultHasher::new();
     content.hash(&mut h);
@@ -478,6 +485,8 @@ pub fn failure_diag(f: Failure) -> Diagnostics {
         Some(Input::AirgapBinary) => d.at(attr("airgap_binary_path")),
         Some(Input::Version) => d.at(attr("version")),
         Some(Input::SnapshotBeforeChanges) => d.at(attr("snapshot_before_changes")),
+        Some(Input::Snapshot) => d.at(attr("snapshot")),
+        Some(Input::RestoreRejoin) => d.at(attr("rejoin")),
     };
     d.into()
 }

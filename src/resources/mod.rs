@@ -9,6 +9,7 @@ use crate::framework::Registry;
 
 pub mod k3s_agent;
 pub mod k3s_common;
+pub mod k3s_etcd_restore;
 pub mod k3s_host;
 pub mod k3s_kubeconfig;
 pub mod k3s_kubeconfig_ephemeral;
@@ -47,6 +48,7 @@ pub fn registry() -> Registry {
     k3s_kubeconfig::register(&mut r);
     k3s_kubeconfig_ephemeral::register(&mut r);
     k3s_snapshots::register(&mut r);
+    k3s_etcd_restore::register(&mut r);
     k3s_list::register(&mut r);
     #[cfg(feature = "test-fixtures")]
     crate::testing::fixture_resource::register(&mut r);

@@ -264,6 +264,8 @@ pub struct EtcdOpts {
     pub initial: Option<(String, &'static str)>,
     /// Where etcd's own log goes.
     pub log_file: PathBuf,
+    /// `--force-new-cluster`: start as the only member of the data dir's cluster (the cluster reset).
+    pub force_new_cluster: bool,
 }
 
 impl EtcdOpts {
@@ -317,6 +319,9 @@ pub fn spawn(opts: &EtcdOpts) -> std::io::Result<tokio::process::Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
+    if opts.force_new_cluster {
+        cmd.arg("--force-new-cluster");
+    }
     if let Some((cluster, state)) = &opts.initial {
         cmd.arg("--initial-cluster")
             .arg(cluster)

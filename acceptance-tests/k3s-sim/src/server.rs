@@ -35,7 +35,8 @@ use crate::{error, info, warn};
 pub struct Fatal(pub String);
 
 impl Fatal {
-    fn from<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> Fatal + '_ {
+    /// `map_err` helper: `ctx: error`.
+    pub(crate) fn from<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> Fatal + '_ {
         move |e| Fatal(format!("{ctx}: {e}"))
     }
 }
@@ -169,6 +170,9 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(6443);
     info!("Starting k3s {} (k3s-sim)", crate::VERSION);
+    if cfg.bool("cluster-reset") {
+        return crate::reset::run(&cfg, &paths, &node_name, &ip).await;
+    }
     let db = paths.db();
     let tls_dir = paths.tls();
     let etcd_exists = etcd::name_file(&db).exists();
@@ -328,6 +332,7 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
                 localhost: paths.localhost.clone(),
                 initial: Some((format!("{name}=http://{ip}:2380"), "new")),
                 log_file: log_file.clone(),
+                force_new_cluster: false,
             };
             etcd_child = Some(etcd::spawn(&opts).map_err(Fatal::from("starting etcd"))?);
             write_file(&etcd::name_file(&db), name.as_bytes(), 0o600)
@@ -359,6 +364,7 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
                 localhost: paths.localhost.clone(),
                 initial: None,
                 log_file: log_file.clone(),
+                force_new_cluster: false,
             };
             let mut child = etcd::spawn(&opts).map_err(Fatal::from("starting etcd"))?;
             loop {
@@ -582,6 +588,7 @@ async fn join_etcd(
             localhost: paths.localhost.clone(),
             initial: Some((initial.join(","), "existing")),
             log_file: log_file.to_path_buf(),
+            force_new_cluster: false,
         };
         let mut child = etcd::spawn(&opts).map_err(Fatal::from("starting etcd"))?;
         info!("Starting etcd to join cluster as learner, member name {name}");
