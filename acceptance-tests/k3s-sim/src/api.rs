@@ -141,7 +141,10 @@ pub fn router(c: Arc<Cluster>) -> Router {
         .route("/api/v1/pods", get(list_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
         .route("/api/v1/secrets", get(list_all_secrets))
-        .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(list_secrets).post(create_secret),
+        )
         .route(
             "/api/v1/namespaces/{ns}/secrets/{name}",
             get(get_secret).delete(delete_secret),
@@ -325,13 +328,14 @@ async fn api_resources(Extension(peer): Extension<Peer>) -> Response {
                "verbs": verbs, "shortNames": short})
     };
     let rw = ["delete", "get", "list", "patch"];
+    let secret_verbs = ["create", "delete", "get", "list"];
     json_ok(
         json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
             res("nodes", "Node", false, &["no"], &rw),
             res("nodes/status", "Node", false, &[], &["get", "patch"]),
             res("pods", "Pod", true, &["po"], &["get", "list"]),
             res("pods/eviction", "Eviction", true, &[], &["create"]),
-            res("secrets", "Secret", true, &[], &rw),
+            res("secrets", "Secret", true, &[], &secret_verbs),
             res("endpoints", "Endpoints", true, &["ep"], &["get", "list"]),
             res("namespaces", "Namespace", false, &["ns"], &["get", "list"]),
         ]}),
@@ -822,6 +826,61 @@ async fn get_secret(
         Ok(Some(s)) if wants_table(&h) => json_ok(secret_table(&[s])),
         Ok(Some(s)) => json_ok(s),
         Ok(None) => not_found("secrets", &name),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /api/v1/namespaces/{ns}/secrets` (`kubectl create secret`): stored as given, with the metadata the
+/// API server adds; 409 when the name is taken. Lets tests put an object of their own into the datastore (e.g.
+/// to see it come back with an etcd restore).
+async fn create_secret(
+    Extension(peer): Extension<Peer>,
+    Path(ns): Path<String>,
+    State(c): S,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = kube_auth(&peer) {
+        return r;
+    }
+    let Ok(mut secret) = serde_json::from_slice::<Value>(&body) else {
+        return status(400, "BadRequest", "invalid Secret");
+    };
+    let Some(name) = secret["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(
+            422,
+            "Invalid",
+            "Secret \"\" is invalid: metadata.name: Required value",
+        );
+    };
+    let key = format!("/registry/secrets/{ns}/{name}");
+    match c.store.get(&key).await {
+        Ok(Some(_)) => {
+            return status(
+                409,
+                "AlreadyExists",
+                &format!("secrets \"{name}\" already exists"),
+            )
+        }
+        Ok(None) => {}
+        Err(e) => return internal(e),
+    }
+    let meta = &mut secret["metadata"];
+    meta["namespace"] = json!(ns);
+    meta["uid"] = json!(crate::pki::random_hex(16));
+    meta["resourceVersion"] = json!("1");
+    meta["creationTimestamp"] = json!(crate::log::now_rfc3339());
+    secret["kind"] = json!("Secret");
+    secret["apiVersion"] = json!("v1");
+    if secret.get("type").is_none() {
+        secret["type"] = json!("Opaque");
+    }
+    match c.store.put_json(&key, &secret).await {
+        Ok(()) => (
+            axum::http::StatusCode::CREATED,
+            [("content-type", "application/json")],
+            secret.to_string(),
+        )
+            .into_response(),
         Err(e) => internal(e),
     }
 }
