@@ -213,12 +213,11 @@ async fn snapshot_before(
                 &format!("etcd snapshot taken before the {operation}"),
                 format!(
                     "{} saved the etcd snapshot {} ({} bytes) before the {operation}. To return the cluster to it, \
-                     restore it on one server with `k3s server --cluster-reset --cluster-reset-restore-path={}` \
-                     (k3s's etcd-snapshot documentation has the whole procedure).",
+                     restore it with a homelab_k3s_etcd_restore resource (snapshot = \"{}\").",
                     session.host(),
                     s.path,
                     s.size,
-                    s.path
+                    s.name
                 ),
             );
             Ok(())
