@@ -47,7 +47,7 @@ impl RestoreModel {
     fn trigger(&self) -> (Tf<String>, Tf<i64>, Option<String>, Option<Vec<String>>) {
         (
             self.snapshot.clone(),
-            self.restore_version.clone(),
+            self.restore_version,
             self.reset_address().cloned(),
             self.rejoin_addresses(),
         )
