@@ -31,6 +31,7 @@ pub mod restore;
 pub mod server;
 pub mod snapshot;
 pub mod step;
+pub mod token;
 
 pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};
 pub use node::*;

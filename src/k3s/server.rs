@@ -26,7 +26,7 @@ use super::certs::{self, CertExpiry};
 use super::converge::{self, ready_budget, NodeWant};
 use super::node::{self, InstallSource, Probe, Role, ServerFacts, DB_DIR, KUBECONFIG_PATH};
 use super::step::{step, Failure, Input, Report};
-use super::{cluster, etcd, snapshot};
+use super::{cluster, etcd, snapshot, token};
 use crate::ssh::Session;
 
 /// What a server should be.
@@ -124,7 +124,16 @@ pub async fn converge(
         install: want.install,
         limit: want.limit,
     };
-    converge::node(session, &probe, &node_want, report, cancel).await?;
+    let token_change = token_change(&probe, &want.config);
+    if token_change {
+        rotate_token_first(session, want, &probe, report).await?;
+    }
+    if let Err(f) = converge::node(session, &probe, &node_want, report, cancel).await {
+        if token_change {
+            return Err(roll_back_token(session, &probe, &node_name, f, want.limit, cancel).await);
+        }
+        return Err(f);
+    }
     let remaining = |min: u64| {
         ready_budget(want.limit)
             .saturating_sub(started.elapsed())
@@ -181,6 +190,156 @@ pub async fn converge(
         facts,
         certs,
     })
+}
+
+/// Whether the wanted config.yaml changes the token of an installed server (its password, not only its form).
+fn token_change(probe: &Probe, config: &BTreeMap<String, serde_json::Value>) -> bool {
+    let old = probe.effective().and_then(|e| {
+        e.config
+            .get("token")
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    let new = config.get("token").and_then(|v| v.as_str());
+    match (old, new) {
+        (Some(o), Some(n)) => {
+            probe.installed(Role::Server) && node::token_password(&o) != node::token_password(n)
+        }
+        _ => false,
+    }
+}
+
+/// A token change: on the first server it rotates the cluster's token before the restart with it (k3s's `token
+/// rotate`); a joining server only restarts with it, which works once the first server has rotated it.
+async fn rotate_token_first(
+    session: &Session,
+    want: &ServerWant<'_>,
+    probe: &Probe,
+    report: &dyn Report,
+) -> Result<(), Failure> {
+    if probe.datastore.as_deref() != Some("etcd") {
+        return Err(Failure::new(
+            "Token rotation needs embedded etcd",
+            format!(
+                "{} runs on {}; k3s rotates the token of embedded-etcd clusters. Keep the old token, or migrate \
+                 the server to etcd first.",
+                session.host(),
+                probe.datastore.as_deref().unwrap_or("no datastore")
+            ),
+        )
+        .on(Input::Token));
+    }
+    if !want.init {
+        // Ask the server it joins through before restarting with a token it would refuse.
+        let new = want
+            .config
+            .get("token")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let Some(url) = want.server_url else {
+            return Ok(());
+        };
+        let verdict = token::accepted(session, url, new)
+            .await
+            .map_err(step("Cannot check the new token"))?;
+        if verdict == Some(false) {
+            return Err(Failure::new(
+                "The cluster does not accept the new token",
+                format!(
+                    "{url} refuses the new token, so {} would not start with it; nothing was changed there. To \
+                     rotate the cluster's token, change it on the `init` server first (it rotates the cluster; \
+                     with `token_wo` add `depends_on` on it), then give the other servers its new token.",
+                    session.host()
+                ),
+            )
+            .on(Input::Token));
+        }
+        return Ok(());
+    }
+    if probe.active != "active" {
+        return Err(Failure::new(
+            "Cannot rotate the token: k3s is not running",
+            format!(
+                "The token is rotated through the running server on {} (k3s is {}). Start k3s there and apply \
+                 again.",
+                session.host(),
+                probe.active
+            ),
+        )
+        .on(Input::Token));
+    }
+    let new = want
+        .config
+        .get("token")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let done = token::rotate(session, new)
+        .await
+        .map_err(|e| step("Cannot rotate the cluster token")(e).on(Input::Token))?;
+    if done == token::Rotated::Now {
+        tracing::info!(host = session.host(), "cluster token rotated");
+        report.warn(
+            "Cluster token rotated",
+            format!(
+                "{} rotated the cluster's token (`k3s token rotate`) and restarts with it now. Every other server \
+                 and every agent that uses the old token restarts with the new one as its resource is updated, one \
+                 server at a time. etcd snapshots taken before now need the old token to be restored.",
+                session.host()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A server that did not come back with a new token (the cluster does not accept it: it was not rotated, or it
+/// is mistyped) is put back on its previous config.yaml and restarted, so it keeps serving; the failure says why.
+async fn roll_back_token(
+    session: &Session,
+    probe: &Probe,
+    node_name: &str,
+    failed: Failure,
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Failure {
+    let journal = node::journal_tail(session, Role::Server, 30).await;
+    if !journal.contains("different token") {
+        return failed;
+    }
+    let Some(previous) = probe.config.as_deref() else {
+        return failed;
+    };
+    let restored = async {
+        node::write_config(session, previous, None).await?;
+        node::start(session, Role::Server, true).await?;
+        node::wait_ready(
+            session,
+            Role::Server,
+            node_name,
+            ready_budget(limit),
+            cancel,
+        )
+        .await
+    }
+    .await;
+    let back = match restored {
+        Ok(()) => format!(
+            "{} was restarted with its previous token and is serving again.",
+            session.host()
+        ),
+        Err(e) => format!(
+            "Putting {} back on its previous token failed too: {e}",
+            session.host()
+        ),
+    };
+    Failure::new(
+        "The cluster does not accept the new token",
+        format!(
+            "k3s on {} refused to start with the new token (\"bootstrap data already found and encrypted with \
+             different token\"). {back} To rotate the cluster's token, change it on the `init` server first (it \
+             rotates the cluster), and give the other servers its new `join_token`.",
+            session.host()
+        ),
+    )
+    .on(Input::Token)
 }
 
 /// An on-demand snapshot before `operation` (`upgrade`, `remove`), reported with where it is and how to restore

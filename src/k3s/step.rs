@@ -26,6 +26,8 @@ pub enum Input {
     Snapshot,
     /// The servers a restore rejoins to the restored one.
     RestoreRejoin,
+    /// The cluster token.
+    Token,
 }
 
 /// Why a sequence stopped: a one-line summary of the step that failed, the detail (what the host said, what to

@@ -68,7 +68,7 @@ pub fn schema() -> Schema {
         Attribute::string("token")
             .optional()
             .sensitive()
-            .validate(Validator::not_empty())
+            .validate(token_format())
             .description(
                 "The servers' `join_token` (secure, CA-pinned form), kept in state (the Terraform 1.0.3 path). \
                  Written to config.yaml only. Set exactly one of `token` and `token_wo`.",

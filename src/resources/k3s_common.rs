@@ -487,6 +487,7 @@ pub fn failure_diag(f: Failure) -> Diagnostics {
         Some(Input::SnapshotBeforeChanges) => d.at(attr("snapshot_before_changes")),
         Some(Input::Snapshot) => d.at(attr("snapshot")),
         Some(Input::RestoreRejoin) => d.at(attr("rejoin")),
+        Some(Input::Token) => d.at(attr("token")),
     };
     d.into()
 }

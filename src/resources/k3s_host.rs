@@ -104,17 +104,29 @@ pub fn token_wo_attributes(s: Schema) -> Schema {
             .optional()
             .sensitive()
             .write_only()
-            .validate(Validator::not_empty())
+            .validate(token_format())
             .description(
-                "The cluster token, write-only (Terraform 1.11 or newer): written to config.yaml like `token`, but                  never stored in plan or state, and never read back. Set exactly one of `token` and `token_wo`;                  with `token_wo` set `token_wo_version` too.",
+                "The cluster token, write-only (Terraform 1.11 or newer): written to config.yaml like `token`, but \
+                 never stored in plan or state, and never read back. Set exactly one of `token` and `token_wo`; \
+                 with `token_wo` set `token_wo_version` too. A new token with a raised `token_wo_version` on the \
+                 `init` server rotates the cluster's token, like a change of `token`.",
             ),
     )
     .attribute(
         Attribute::number("token_wo_version")
             .optional()
             .description(
-                "Required with `token_wo`. Terraform cannot compare a write-only value with anything, so a change                  of this number is what re-applies `token_wo` (config.yaml rewritten, k3s restarted).",
+                "Required with `token_wo`. Terraform cannot compare a write-only value with anything, so a change \
+                 of this number is what re-applies `token_wo` (config.yaml rewritten, k3s restarted).",
             ),
+    )
+}
+
+/// The token format check at plan (`crate::k3s::token::check_format`), for `token` and `token_wo`.
+pub fn token_format() -> Validator {
+    Validator::string(
+        "a k3s token: `K10<64 hex digits>::server:<password>` or a plain password",
+        k3s::token::check_format,
     )
 }
 
@@ -129,7 +141,8 @@ pub fn check_token_choice(
         (true, true) => diags.push(
             Diagnostic::error(
                 "Missing cluster token",
-                "Set `token` (kept in state, works with every Terraform) or `token_wo` with `token_wo_version`                  (write-only, Terraform 1.11 or newer).",
+                "Set `token` (kept in state, works with every Terraform) or `token_wo` with `token_wo_version` \
+                 (write-only, Terraform 1.11 or newer).",
             )
             .at(attr("token")),
         ),
@@ -146,7 +159,8 @@ pub fn check_token_choice(
         diags.push(
             Diagnostic::error(
                 "token_wo_version is required with token_wo",
-                "Terraform keeps no trace of a write-only value, so it cannot see a new token by itself: set                  `token_wo_version = 1` and raise it whenever `token_wo` changes.",
+                "Terraform keeps no trace of a write-only value, so it cannot see a new token by itself: set \
+                 `token_wo_version = 1` and raise it whenever `token_wo` changes.",
             )
             .at(attr("token_wo_version")),
         );

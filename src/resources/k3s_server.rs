@@ -123,12 +123,14 @@ pub fn schema() -> Schema {
         Attribute::string("token")
             .optional()
             .sensitive()
-            .requires_replace()
-            .validate(Validator::not_empty())
+            .validate(token_format())
             .description(
                 "Cluster token, kept in state (the Terraform 1.0.3 path; `token_wo` keeps it out of state). \
                  `init`: a short secret you choose. `join`: the first server's `join_token` (the secure CA-pinned \
-                 form). Written to config.yaml only. Set exactly one of `token` and `token_wo`.",
+                 form). Written to config.yaml only. Set exactly one of `token` and `token_wo`. Changing it on \
+                 the `init` server rotates the cluster's token in place (`k3s token rotate`, then a restart); the \
+                 servers and agents that take its `join_token` restart with the new one, one server at a time. A \
+                 joining server given a token the cluster does not accept is put back on its old one.",
             ),
     )
     .attribute(
@@ -501,6 +503,22 @@ impl Resource for K3sServer {
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
+        // A new token on the first server rotates the cluster's token: its join token changes with it.
+        let token_changed = prior.token != plan.planned.token
+            || prior.token_wo_version != plan.planned.token_wo_version;
+        if token_changed && !write_only {
+            // Every server's join token is its own token file, rewritten by the restart with the new token.
+            plan.planned.join_token = Tf::Unknown;
+        }
+        if token_changed && role_of(&plan.planned) == "init" && prior.datastore.is_known() {
+            ctx.warn(
+                "The cluster token will be rotated",
+                "The token of this init server changes: applying rotates the cluster's token (`k3s token rotate` \
+                 semantics) and restarts this server with it; the servers and agents given its new join token \
+                 restart with it next, one server at a time. If the new token is the one the cluster already has \
+                 (an earlier apply rotated it), nothing is rotated again.",
+            );
+        }
         // The seed's migration: the first server found on sqlite moves to etcd in place.
         let migrating = role_of(&plan.planned) == "init"
             && prior.datastore.known().map(String::as_str) == Some("sqlite");

@@ -95,6 +95,54 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// Where the stand-in keeps the cluster's current server token (its SHA-256) once it has been rotated. In k3s the
+/// bootstrap data in the datastore is encrypted with the token, so a rotation re-encrypts it and every server must
+/// then start with the new token; the stand-in serves its bootstrap data in the clear (see the crate docs), so it
+/// records the token's hash in the datastore instead, with the same effect on which token a server may start with.
+pub const BOOTSTRAP_TOKEN_KEY: &str = "/k3s-sim/bootstrap/token-sha256";
+
+/// `PUT /v1-k3s/token` `{"token": "<new>"}` with basic auth `server:<current password>`: what `k3s token rotate`
+/// sends. The new token goes into the datastore (for every server) and this server's token file; this server
+/// keeps serving with the old one until it is restarted, as k3s says to restart every server afterwards
+/// (inferred: the running supervisor keeps the credentials it started with).
+async fn token_rotate(State(c): S, h: HeaderMap, body: Bytes) -> Response {
+    match basic_auth(&h) {
+        Some((u, p)) if u == "server" && p == c.token_pw => {}
+        _ => return unauthorized(),
+    }
+    let Some(new) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_string))
+    else {
+        return status(
+            400,
+            "BadRequest",
+            "token rotate: no new token in the request",
+        );
+    };
+    let pw = crate::pki::parse_token(&new).password;
+    if pw.is_empty() {
+        return status(400, "BadRequest", "token rotate: the new token is empty");
+    }
+    if let Err(e) = c
+        .store
+        .put(
+            BOOTSTRAP_TOKEN_KEY,
+            crate::pki::sha256_hex(pw.as_bytes()).as_bytes(),
+        )
+        .await
+    {
+        return internal(e);
+    }
+    let file = c.paths.server().join("token");
+    let line = format!("{}\n", crate::pki::secure_token(&c.server_ca.cert, &pw));
+    if let Err(e) = crate::paths::write_file(&file, line.as_bytes(), 0o600) {
+        return internal(e);
+    }
+    crate::info!("Server token rotated; restart k3s on every server with the new token");
+    json_ok(json!({}))
+}
+
 /// Basic-auth credentials `(user, password)`.
 fn basic_auth(h: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
@@ -124,6 +172,7 @@ pub fn router(c: Arc<Cluster>) -> Router {
         .route("/db/info", get(db_info))
         .route("/v1-k3s/server-bootstrap", get(server_bootstrap))
         .route("/v1-k3s/client-kubelet.crt", get(client_kubelet))
+        .route("/v1-k3s/token", axum::routing::put(token_rotate))
         .route("/v1-k3s/readyz", get(readyz))
         .route("/v1-k3s/sim/heartbeat", axum::routing::post(heartbeat))
         .route("/readyz", get(readyz))

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::config::{parse_flags, Value};
 use crate::paths::Paths;
-use crate::pki::{parse_token, secure_token};
+use crate::pki::parse_token;
 
 /// A CLI error.
 #[derive(Debug, thiserror::Error)]
@@ -198,28 +198,51 @@ pub fn token(args: &[String]) -> Result<(), CliError> {
             Ok(())
         }
         Some("rotate") => {
+            // What k3s's CLI does: PUT the new token to the supervisor (`--server`, default the local one) with
+            // the existing token as credentials; the server records it for the whole cluster. Without
+            // `--token`/`K3S_TOKEN` the stand-in uses the local token file (inferred convenience).
             let rest = &args[1..];
             let new = flag(rest, "new-token")?
                 .ok_or_else(|| CliError("--new-token is required".into()))?;
-            let old = flag(rest, "token")?.or_else(|| std::env::var("K3S_TOKEN").ok());
-            let file = paths.server().join("token");
-            let cur = std::fs::read_to_string(&file)
-                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
-            if let Some(old) = old {
-                if parse_token(&old).password != parse_token(&cur).password {
-                    return Err(CliError(
-                        "token rotate: bootstrap data is encrypted with a different token".into(),
-                    ));
+            let old = match flag(rest, "token")?.or_else(|| std::env::var("K3S_TOKEN").ok()) {
+                Some(t) => t,
+                None => {
+                    let file = paths.server().join("token");
+                    std::fs::read_to_string(&file)
+                        .map_err(|e| CliError(format!("{}: {e}", file.display())))?
                 }
-            }
+            };
+            let url = flag(rest, "server")?
+                .or_else(|| std::env::var("K3S_URL").ok())
+                .unwrap_or_else(|| format!("https://{}:6443", paths.localhost));
             let ca = std::fs::read_to_string(paths.tls().join("server-ca.crt"))
                 .map_err(|e| CliError(e.to_string()))?;
-            crate::paths::write_file(
-                &file,
-                format!("{}\n", secure_token(&ca, &parse_token(&new).password)).as_bytes(),
-                0o600,
-            )
-            .map_err(|e| CliError(e.to_string()))?;
+            let auth = {
+                use base64::Engine;
+                let pw = parse_token(old.trim()).password;
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("server:{pw}"))
+                )
+            };
+            let body = serde_json::json!({ "token": new }).to_string().into_bytes();
+            let rt = tokio::runtime::Runtime::new().map_err(|e| CliError(e.to_string()))?;
+            let r = rt
+                .block_on(crate::http::request(
+                    "PUT",
+                    &format!("{}/v1-k3s/token", url.trim_end_matches('/')),
+                    &[("authorization", auth)],
+                    Some(body),
+                    Some(&crate::http::Tls::ca(&ca, None)),
+                ))
+                .map_err(|e| CliError(format!("token rotate: {e}")))?;
+            if r.status != 200 {
+                return Err(CliError(format!(
+                    "token rotate: server returned {}: {}",
+                    r.status,
+                    r.text().trim()
+                )));
+            }
             println!("Token rotated, restart k3s nodes with new token");
             Ok(())
         }

@@ -267,24 +267,36 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
     let stored_pw = std::fs::read_to_string(&token_file)
         .ok()
         .map(|t| parse_token(&t).password);
+    // A configured token that differs from the local token file is refused — unless the cluster's token was
+    // rotated (`k3s token rotate`): then the datastore's bootstrap data decides, once etcd is up (below).
+    let mut rotated_check = false;
     let token_pw = match (
         token_cfg.as_deref().map(|t| parse_token(t).password),
         stored_pw,
     ) {
         (Some(cfgpw), Some(stored)) if cfgpw != stored => {
-            return Err(Fatal(
-                "bootstrap data already found and encrypted with different token".into(),
-            ))
+            if !matches!(mode, Mode::EtcdRestart) {
+                return Err(Fatal(
+                    "bootstrap data already found and encrypted with different token".into(),
+                ));
+            }
+            rotated_check = true;
+            cfgpw
         }
         (Some(p), _) | (None, Some(p)) => p,
         (None, None) => random_hex(16),
     };
-    write_file(
-        &token_file,
-        format!("{}\n", secure_token(&server_ca.cert, &token_pw)).as_bytes(),
-        0o600,
-    )
-    .map_err(Fatal::from("write token"))?;
+    let write_token = |pw: &str| {
+        write_file(
+            &token_file,
+            format!("{}\n", secure_token(&server_ca.cert, pw)).as_bytes(),
+            0o600,
+        )
+        .map_err(Fatal::from("write token"))
+    };
+    if !rotated_check {
+        write_token(&token_pw)?;
+    }
     let relink = |name: &str| {
         let p = paths.server().join(name);
         let _ = std::fs::remove_file(&p);
@@ -397,6 +409,30 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
         Store::Etcd(c) => Some(c.clone()),
         Store::File(_) => None,
     };
+    if etcd_client.is_some() {
+        let recorded = store
+            .get(crate::api::BOOTSTRAP_TOKEN_KEY)
+            .await
+            .map_err(Fatal::from("bootstrap data"))?;
+        let ours = sha256_hex(token_pw.as_bytes());
+        match recorded {
+            Some(h) if h != ours.as_bytes() => {
+                return Err(Fatal(
+                    "bootstrap data already found and encrypted with different token".into(),
+                ))
+            }
+            None if rotated_check => {
+                return Err(Fatal(
+                    "bootstrap data already found and encrypted with different token".into(),
+                ))
+            }
+            _ => {}
+        }
+        if rotated_check {
+            write_token(&token_pw)?;
+            info!("Server token updated to the cluster's rotated token");
+        }
+    }
 
     // --- node password ---
     let npw = node_password(&paths)?;

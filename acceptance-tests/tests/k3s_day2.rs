@@ -1,10 +1,17 @@
-//! Guided restore of an etcd snapshot (issue 14, item 2), through real Terraform 1.15.5 in the host lab: three
-//! servers on embedded etcd and an agent; a Secret is created with the real kubectl, a snapshot is taken, the
-//! Secret is deleted; then `homelab_k3s_etcd_restore` restores the snapshot (found through
-//! `data.homelab_k3s_snapshots`). The plan must tell every step before it runs; afterwards the Secret is back,
-//! all three servers are etcd voters again, the agent is Ready and its k3s was not restarted, and every plan is
-//! empty (the harness checks both the refreshed and the `-refresh=false` plan after each step). Raising
-//! `restore_version` then plans an in-place update that would restore again.
+//! Day-2 operations on a cluster of three servers and an agent, through real Terraform 1.15.5 in the host lab
+//! (issue 14, items 2 and 3).
+//!
+//! Guided restore: a Secret is created with the real kubectl, a snapshot is taken, the Secret is deleted; then
+//! `homelab_k3s_etcd_restore` restores the snapshot (found through `data.homelab_k3s_snapshots`). The plan must
+//! tell every step before it runs; afterwards the Secret is back, all three servers are etcd voters again, the
+//! agent is Ready and its k3s was not restarted. Raising `restore_version` then plans an in-place update.
+//!
+//! Token rotation: a new `token` on the init server plans in-place updates of every server and the agent (no
+//! replacement), rotates the cluster's token and restarts each node with it; afterwards every server holds the new
+//! token, a join with the old one is refused (401) and with the new one accepted. A joining server then given a
+//! token the cluster does not accept is refused before anything on it changes, and the cluster stays whole.
+//!
+//! The harness checks both the refreshed and the `-refresh=false` plan after each step.
 //!
 //! Needs root (namespaces) and the `homelab-lab` binary (built on demand).
 
@@ -13,11 +20,13 @@ use std::process::Command;
 use homelab_acceptance::lab_support::{enter_netns, k3s_artifacts, lab_binary};
 use homelab_acceptance::terraform::{hcl_string, required_providers};
 use homelab_acceptance::{Action, Step, TerraformVersion, TestCase};
-use homelab_lab::{Lab, LabSpec};
+use homelab_lab::{Lab, LabGuard, LabSpec};
 
 const VERSION: &str = "v1.31.5+k3s1";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
 const PROBE: &str = "restore-probe";
+const FIRST_TOKEN: &str = "restore-cluster-secret";
+const ROTATED_TOKEN: &str = "rotated-cluster-secret-2";
 
 struct World {
     ips: Vec<String>,
@@ -29,6 +38,11 @@ struct World {
 
 impl World {
     fn cluster(&self) -> String {
+        self.cluster_with(FIRST_TOKEN, "homelab_k3s_server.init.join_token")
+    }
+
+    /// The cluster with `token` on the first server and `join2` given `join2_token` (an HCL expression).
+    fn cluster_with(&self, token: &str, join2_token: &str) -> String {
         let install = format!(
             "  install_script = file({})\n  install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\n",
             hcl_string(INSTALL_SH),
@@ -47,7 +61,7 @@ provider \"homelab\" {{
 
 resource \"homelab_k3s_server\" \"init\" {{
   role = \"init\"
-  token = \"restore-cluster-secret\"
+  token = \"{token}\"
   version = \"{VERSION}\"
   disable = [\"servicelb\"]
 {install}  host {{ address = \"{a0}\" }}
@@ -67,7 +81,7 @@ resource \"homelab_k3s_server\" \"join1\" {{
 resource \"homelab_k3s_server\" \"join2\" {{
   role = \"join\"
   server_url = \"{init_url}\"
-  token = homelab_k3s_server.init.join_token
+  token = {join2_token}
   version = \"{VERSION}\"
   disable = [\"servicelb\"]
   depends_on = [homelab_k3s_server.join1]
@@ -157,16 +171,16 @@ fn members(key: &str, kh: &str, ip: &str) -> Result<Vec<(String, bool)>, String>
         .collect())
 }
 
-#[test]
-fn restore_brings_a_deleted_object_back_and_three_voters() {
+/// Three servers and an agent in a lab of their own; `None` when Terraform 1.15 is not selected.
+fn lab_world(tag: &str) -> Option<(LabGuard, World, tempfile::TempDir)> {
     if !TerraformVersion::selected().contains(&TerraformVersion::V1_15) {
-        return;
+        return None;
     }
     assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
     lab_binary();
-    let lab_name = format!("k3srs{}", std::process::id() % 100_000);
+    let lab_name = format!("{tag}{}", std::process::id() % 100_000);
     let art = k3s_artifacts(
-        &format!("k3s-restore-artifacts-{lab_name}"),
+        &format!("k3s-day2-artifacts-{lab_name}"),
         VERSION,
         &[(VERSION, None)],
     );
@@ -188,12 +202,31 @@ fn restore_brings_a_deleted_object_back_and_three_voters() {
     .map(|n| lab.host(n).unwrap().ip.to_string())
     .collect();
     let w = World {
-        ips: ips.clone(),
+        ips,
         key: lab.ssh_key().display().to_string(),
         known_hosts: lab.known_hosts().display().to_string(),
         art: art.display().to_string(),
         ops_pw: lab.state().ops_password_file.display().to_string(),
     };
+    Some((guard, w, tmp))
+}
+
+fn dump_server_journals(lab: &Lab) {
+    for h in ["k8s-control-1", "k8s-control-2", "k8s-control-3"] {
+        eprintln!("--- journal of k3s on {h}:");
+        for l in lab.journal(h, "k3s").iter().rev().take(40).rev() {
+            eprintln!("{l}");
+        }
+    }
+}
+
+#[test]
+fn restore_brings_a_deleted_object_back_and_three_voters() {
+    let Some((guard, w, _tmp)) = lab_world("k3srs") else {
+        return;
+    };
+    let lab: &Lab = &guard;
+    let ips = w.ips.clone();
     let (cluster, restore1, restore2) = (w.cluster(), w.with_restore(1), w.with_restore(2));
     let (key, kh) = (w.key.clone(), w.known_hosts.clone());
     // The agent's k3s must not be restarted by the restore: its unit's main PID before and after.
@@ -295,12 +328,95 @@ fn restore_brings_a_deleted_object_back_and_three_voters() {
     })
     .join();
     if result.is_err() {
-        for h in ["k8s-control-1", "k8s-control-2", "k8s-control-3"] {
-            eprintln!("--- journal of k3s on {h}:");
-            for l in lab.journal(h, "k3s").iter().rev().take(40).rev() {
-                eprintln!("{l}");
-            }
-        }
+        dump_server_journals(lab);
         panic!("restore test failed");
+    }
+}
+
+/// The HTTP status a server's supervisor answers a join request (`/v1-k3s/server-bootstrap`) made with `password`.
+fn join_status(ip: &str, password: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+        .arg(format!("server:{password}"))
+        .arg(format!("https://{ip}:6443/v1-k3s/server-bootstrap"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
+    let Some((guard, w, _tmp)) = lab_world("k3stk") else {
+        return;
+    };
+    let lab: &Lab = &guard;
+    let first = w.cluster();
+    let rotated = w.cluster_with(ROTATED_TOKEN, "homelab_k3s_server.init.join_token");
+    let wrong = w.cluster_with(
+        ROTATED_TOKEN,
+        "\"K10${homelab_k3s_server.init.ca_hash}::server:not-the-cluster-token\"",
+    );
+    let (key, kh, ips) = (w.key.clone(), w.known_hosts.clone(), w.ips.clone());
+    let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
+    let result = std::thread::spawn(move || {
+        enter_netns(&ws);
+        let (k2, h2, ips2) = (key.clone(), kh.clone(), ips.clone());
+        let (k3, h3, ips3) = (key.clone(), kh.clone(), ips.clone());
+        let healthy = move |k: &str, h: &str, ips: &[String]| -> Result<(), String> {
+            let ms = members(k, h, &ips[0])?;
+            if ms.len() != 3 || ms.iter().any(|(_, learner)| *learner) {
+                return Err(format!("expected 3 etcd voters, got {ms:?}"));
+            }
+            let nodes = ssh(k, h, &ips[0], "k3s kubectl get nodes --no-headers")?;
+            if nodes.lines().filter(|l| l.contains(" Ready ")).count() != 4 {
+                return Err(format!("expected 4 Ready nodes:\n{nodes}"));
+            }
+            Ok(())
+        };
+        let healthy2 = healthy.clone();
+        TestCase::new(TerraformVersion::V1_15)
+            .step(Step::config(first).named("three servers and an agent"))
+            .step(
+                Step::config(rotated.clone())
+                    .named("a new token on the init server rotates the cluster's token")
+                    .expect_warning("cluster token will be rotated")
+                    .expect_action("homelab_k3s_server.init", Action::Update)
+                    .expect_action("homelab_k3s_server.join1", Action::Update)
+                    .expect_action("homelab_k3s_server.join2", Action::Update)
+                    .expect_action("homelab_k3s_agent.worker", Action::Update)
+                    .check(move |_| {
+                        healthy(&k2, &h2, &ips2)?;
+                        for ip in &ips2[..3] {
+                            let t = ssh(&k2, &h2, ip, "cat /var/lib/rancher/k3s/server/token")?;
+                            if !t.trim().ends_with(&format!("::server:{ROTATED_TOKEN}")) {
+                                return Err(format!("{ip} does not hold the rotated token"));
+                            }
+                            let old = join_status(ip, FIRST_TOKEN)?;
+                            let new = join_status(ip, ROTATED_TOKEN)?;
+                            if (old.as_str(), new.as_str()) != ("401", "200") {
+                                return Err(format!(
+                                    "{ip}: a join with the old token got {old}, with the new one {new}"
+                                ));
+                            }
+                        }
+                        Ok(())
+                    }),
+            )
+            .step(
+                Step::config(wrong)
+                    .named("a token the cluster does not accept is refused and rolled back")
+                    .expect_error("does not accept the new token"),
+            )
+            .step(
+                Step::config(rotated)
+                    .named("the cluster is whole and the plan converges")
+                    .before(move |_, _| healthy2(&k3, &h3, &ips3)),
+            )
+            .run();
+    })
+    .join();
+    if result.is_err() {
+        dump_server_journals(lab);
+        panic!("token rotation test failed");
     }
 }
