@@ -373,7 +373,7 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
             }
             Ok(())
         };
-        let healthy2 = healthy.clone();
+        let healthy2 = healthy;
         TestCase::new(TerraformVersion::V1_15)
             .step(Step::config(first).named("three servers and an agent"))
             .step(
