@@ -20,6 +20,8 @@ use homelab_lab::{Lab, LabSpec};
 const VERSION: &str = "v1.31.5+k3s1";
 /// The cluster password: must not appear anywhere in the state file.
 const SECRET: &str = "wo-cluster-secret-7f3a";
+/// The S3 secret key of the snapshots: on the host's config.yaml, nowhere in the state file.
+const S3_SECRET: &str = "s3-secret-key-9c1e";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
 
 fn config(ips: &[String], key: &str, known_hosts: &str, art: &str, ops_pw_file: &str) -> String {
@@ -45,6 +47,11 @@ resource \"homelab_k3s_server\" \"init\" {{
   token_wo_version = 1
   version = \"{VERSION}\"
   disable = [\"servicelb\"]
+  etcd_s3_bucket = \"k3s-snapshots\"
+  etcd_s3_endpoint = \"minio.lab.invalid:9000\"
+  etcd_s3_access_key = \"homelab\"
+  etcd_s3_secret_key_wo = \"{S3_SECRET}\"
+  etcd_s3_secret_key_wo_version = 1
 {install}  host {{ address = \"{a0}\" }}
   timeouts {{ create = \"90s\" }}
 }}
@@ -101,6 +108,7 @@ resource \"terraform_data\" \"kubectl\" {{
 fn secrets_in(state: &str) -> Vec<&'static str> {
     [
         SECRET,
+        S3_SECRET,
         "::server:",
         "client-key-data",
         "PRIVATE KEY",
@@ -143,6 +151,24 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
         &art.display().to_string(),
         &lab.state().ops_password_file.display().to_string(),
     );
+    let ssh_to_init = {
+        let (key, kh, ip) = (
+            lab.ssh_key().display().to_string(),
+            lab.known_hosts().display().to_string(),
+            ips[0].clone(),
+        );
+        move |cmd: &str| -> Result<String, String> {
+            let out = std::process::Command::new("ssh")
+                .args(["-F", "/dev/null", "-i", &key, "-o"])
+                .arg(format!("UserKnownHostsFile={kh}"))
+                .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+                .arg(format!("root@{ip}"))
+                .arg(cmd)
+                .output()
+                .map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
     // Raising the init server's token_wo_version re-applies its token in place (same token: nothing else moves).
     let bumped = {
         let at = hcl.find("token_wo_version = 1").unwrap();
@@ -188,7 +214,16 @@ fn write_only_tokens_and_ephemeral_kubeconfig_keep_state_clean() {
             .step(
                 Step::config(hcl.clone())
                     .named("the state file holds no secret")
-                    .before(|tf, _| {
+                    .before(move |tf, _| {
+                        let on_host = ssh_to_init("cat /etc/rancher/k3s/config.yaml")?;
+                        if !on_host.contains(S3_SECRET) || !on_host.contains("\"etcd-s3\": true") {
+                            return Err(format!(
+                                "config.yaml on the init server lacks the S3 settings:\n{}",
+                                on_host
+                                    .replace(S3_SECRET, "<s3 secret>")
+                                    .replace(SECRET, "<token>")
+                            ));
+                        }
                         let raw = tf
                             .read_file("terraform.tfstate")
                             .map_err(|e| e.to_string())?;

@@ -47,6 +47,22 @@ const MANAGED: &[&str] = &[
     "etcd-snapshot-schedule-cron",
     "etcd-snapshot-retention",
     "etcd-snapshot-dir",
+    "etcd-s3",
+    "etcd-s3-endpoint",
+    "etcd-s3-bucket",
+    "etcd-s3-region",
+    "etcd-s3-folder",
+    "etcd-s3-access-key",
+    "etcd-s3-secret-key",
+];
+
+/// The S3 settings of the scheduled snapshots: attribute → config.yaml key (the secret is handled apart).
+const S3_KEYS: &[(&str, &str)] = &[
+    ("etcd_s3_endpoint", "etcd-s3-endpoint"),
+    ("etcd_s3_bucket", "etcd-s3-bucket"),
+    ("etcd_s3_region", "etcd-s3-region"),
+    ("etcd_s3_folder", "etcd-s3-folder"),
+    ("etcd_s3_access_key", "etcd-s3-access-key"),
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +94,14 @@ pub struct ServerModel {
     pub etcd_snapshot_schedule_cron: Tf<String>,
     pub etcd_snapshot_retention: Tf<i64>,
     pub etcd_snapshot_dir: Tf<String>,
+    pub etcd_s3_endpoint: Tf<String>,
+    pub etcd_s3_bucket: Tf<String>,
+    pub etcd_s3_region: Tf<String>,
+    pub etcd_s3_folder: Tf<String>,
+    pub etcd_s3_access_key: Tf<String>,
+    pub etcd_s3_secret_key: Tf<String>,
+    pub etcd_s3_secret_key_wo: Tf<String>,
+    pub etcd_s3_secret_key_wo_version: Tf<i64>,
     pub snapshot_before_changes: Tf<bool>,
     pub certificate_rotation: Tf<String>,
     pub certificates_expire: Tf<String>,
@@ -238,6 +262,54 @@ pub fn schema() -> Schema {
                  here too.",
             ),
     )
+    .attribute(Attribute::string("etcd_s3_bucket").optional().validate(Validator::not_empty()).description(
+        "S3 bucket k3s also uploads its scheduled and on-demand etcd snapshots to (`etcd-s3` + \
+         `etcd-s3-bucket`). Unset: snapshots stay on the host only.",
+    ))
+    .attribute(Attribute::string("etcd_s3_endpoint").optional().description(
+        "S3 endpoint host (`etcd-s3-endpoint`; k3s's default: `s3.amazonaws.com`), e.g. a MinIO on the NAS.",
+    ))
+    .attribute(
+        Attribute::string("etcd_s3_region")
+            .optional()
+            .description("S3 region (`etcd-s3-region`; k3s's default: `us-east-1`)."),
+    )
+    .attribute(
+        Attribute::string("etcd_s3_folder")
+            .optional()
+            .description("Folder in the bucket for this cluster's snapshots (`etcd-s3-folder`)."),
+    )
+    .attribute(
+        Attribute::string("etcd_s3_access_key")
+            .optional()
+            .description("S3 access key id (`etcd-s3-access-key`)."),
+    )
+    .attribute(
+        Attribute::string("etcd_s3_secret_key")
+            .optional()
+            .sensitive()
+            .validate(Validator::not_empty())
+            .description(
+                "S3 secret key (`etcd-s3-secret-key`), kept in state (sensitive): the Terraform 1.0.3 path. On \
+                 Terraform 1.11 or newer use `etcd_s3_secret_key_wo`, which keeps it out of state.",
+            ),
+    )
+    .attribute(
+        Attribute::string("etcd_s3_secret_key_wo")
+            .optional()
+            .sensitive()
+            .write_only()
+            .validate(Validator::not_empty())
+            .description(
+                "S3 secret key, write-only (Terraform 1.11 or newer): written to config.yaml, never stored in \
+                 plan or state and never read back. Set it with `etcd_s3_secret_key_wo_version`; raise the \
+                 version to write a new secret.",
+            ),
+    )
+    .attribute(Attribute::number("etcd_s3_secret_key_wo_version").optional().description(
+        "Required with `etcd_s3_secret_key_wo`: a change of this number is what writes the write-only secret \
+         again (config.yaml rewritten, k3s restarted).",
+    ))
     .attribute(
         Attribute::bool("snapshot_before_changes")
             .default_bool(true)
@@ -315,6 +387,27 @@ fn role_of(m: &ServerModel) -> &str {
     m.role.known().map(String::as_str).unwrap_or("init")
 }
 
+/// The S3 setting named `attribute` (one of [`S3_KEYS`]).
+fn s3_field<'m>(m: &'m ServerModel, attribute: &str) -> &'m Tf<String> {
+    match attribute {
+        "etcd_s3_endpoint" => &m.etcd_s3_endpoint,
+        "etcd_s3_bucket" => &m.etcd_s3_bucket,
+        "etcd_s3_region" => &m.etcd_s3_region,
+        "etcd_s3_folder" => &m.etcd_s3_folder,
+        _ => &m.etcd_s3_access_key,
+    }
+}
+
+fn s3_field_mut<'m>(m: &'m mut ServerModel, attribute: &str) -> &'m mut Tf<String> {
+    match attribute {
+        "etcd_s3_endpoint" => &mut m.etcd_s3_endpoint,
+        "etcd_s3_bucket" => &mut m.etcd_s3_bucket,
+        "etcd_s3_region" => &mut m.etcd_s3_region,
+        "etcd_s3_folder" => &mut m.etcd_s3_folder,
+        _ => &mut m.etcd_s3_access_key,
+    }
+}
+
 /// config.yaml wanted by the model (the sequence adds `node-name` once it knows the host's name).
 fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
     use serde_json::json;
@@ -344,6 +437,21 @@ fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
     if let Some(n) = m.etcd_snapshot_retention.known() {
         c.insert("etcd-snapshot-retention".into(), json!(n));
     }
+    if m.etcd_s3_bucket.is_known() {
+        c.insert("etcd-s3".into(), json!(true));
+        for (attribute, key) in S3_KEYS {
+            if let Some(v) = s3_field(m, attribute).known() {
+                c.insert((*key).into(), json!(v));
+            }
+        }
+        if let Some(k) = m
+            .etcd_s3_secret_key
+            .known()
+            .or(m.etcd_s3_secret_key_wo.known())
+        {
+            c.insert("etcd-s3-secret-key".into(), json!(k));
+        }
+    }
     for (key, list) in [
         ("tls-san", &m.tls_san),
         ("node-label", &m.node_labels),
@@ -371,6 +479,43 @@ fn kube_server(m: &ServerModel) -> String {
             format!("https://{a}:6443")
         }
     })
+}
+
+/// S3 settings come with a bucket; at most one form of the secret, and the write-only one with its version.
+fn check_s3(m: &ServerModel, diags: &mut Diagnostics) {
+    let any = S3_KEYS
+        .iter()
+        .any(|(a, _)| *a != "etcd_s3_bucket" && !s3_field(m, a).is_null())
+        || !m.etcd_s3_secret_key.is_null()
+        || !m.etcd_s3_secret_key_wo.is_null();
+    if any && m.etcd_s3_bucket.is_null() {
+        diags.push(
+            Diagnostic::error(
+                "S3 settings without a bucket",
+                "Set `etcd_s3_bucket` to upload snapshots to S3, or remove the other `etcd_s3_*` settings.",
+            )
+            .at(attr("etcd_s3_bucket")),
+        );
+    }
+    if !m.etcd_s3_secret_key.is_null() && !m.etcd_s3_secret_key_wo.is_null() {
+        diags.push(
+            Diagnostic::error(
+                "Two S3 secrets",
+                "Set either `etcd_s3_secret_key` (kept in state) or `etcd_s3_secret_key_wo` (write-only), not both.",
+            )
+            .at(attr("etcd_s3_secret_key_wo")),
+        );
+    }
+    if !m.etcd_s3_secret_key_wo.is_null() && m.etcd_s3_secret_key_wo_version.is_null() {
+        diags.push(
+            Diagnostic::error(
+                "etcd_s3_secret_key_wo_version is required",
+                "Terraform cannot compare a write-only value, so `etcd_s3_secret_key_wo` needs \
+                 `etcd_s3_secret_key_wo_version = 1`; raise it whenever the secret changes.",
+            )
+            .at(attr("etcd_s3_secret_key_wo_version")),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -468,6 +613,7 @@ impl Resource for K3sServer {
         Timeouts::from_model(Timeouts::default(), m.timeouts.as_ref())
     }
     fn validate(&self, config: &ServerModel, diags: &mut Diagnostics) {
+        check_s3(config, diags);
         if config.role.known().map(String::as_str) == Some("join") && config.server_url.is_null() {
             diags.push(
                 Diagnostic::error(
@@ -622,6 +768,15 @@ impl Resource for K3sServer {
                 .map(Tf::Known)
                 .unwrap_or(Tf::Null);
             m.disable = list_back(strings_of(cfg.get("disable")), &state.disable);
+            for (attribute, key) in S3_KEYS {
+                *s3_field_mut(&mut m, attribute) = s(key).map(Tf::Known).unwrap_or(Tf::Null);
+            }
+            // The write-only secret is never read back (its drift shows only through its version).
+            let s3_write_only = state.etcd_s3_secret_key.is_null()
+                && !state.etcd_s3_secret_key_wo_version.is_null();
+            if !s3_write_only {
+                m.etcd_s3_secret_key = s("etcd-s3-secret-key").map(Tf::Known).unwrap_or(Tf::Null);
+            }
         }
         // With the write-only token, the host's token is never read back (its drift shows only through
         // `token_wo_version`).
@@ -740,6 +895,32 @@ mod tests {
     #[test]
     fn schema_is_valid() {
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    #[test]
+    fn s3_settings_reach_config_yaml_only_with_a_bucket() {
+        let mut m = ServerModel {
+            role: Tf::Known("init".into()),
+            etcd_s3_endpoint: Tf::Known("minio:9000".into()),
+            etcd_s3_secret_key_wo: Tf::Known("s3pw".into()),
+            ..Default::default()
+        };
+        let mut d = Diagnostics::default();
+        check_s3(&m, &mut d);
+        assert!(d.has_errors(), "S3 settings without a bucket are refused");
+        assert!(!desired_config(&m).contains_key("etcd-s3-endpoint"));
+        m.etcd_s3_bucket = Tf::Known("snaps".into());
+        let mut d = Diagnostics::default();
+        check_s3(&m, &mut d);
+        assert!(d.has_errors(), "the write-only secret needs its version");
+        m.etcd_s3_secret_key_wo_version = Tf::Known(1);
+        let mut d = Diagnostics::default();
+        check_s3(&m, &mut d);
+        assert!(!d.has_errors());
+        let c = desired_config(&m);
+        assert_eq!(c["etcd-s3"], serde_json::json!(true));
+        assert_eq!(c["etcd-s3-bucket"], serde_json::json!("snaps"));
+        assert_eq!(c["etcd-s3-secret-key"], serde_json::json!("s3pw"));
     }
 
     #[test]
