@@ -10,6 +10,7 @@
 //! replacement), rotates the cluster's token and restarts each node with it; afterwards every server holds the new
 //! token, a join with the old one is refused (401) and with the new one accepted. A joining server then given a
 //! token the cluster does not accept is refused before anything on it changes, and the cluster stays whole.
+//! A `config.yaml.d` drop-in written by hand on a server then shows in the refreshed plan (k3s merges it).
 //!
 //! The harness checks both the refreshed and the `-refresh=false` plan after each step.
 //!
@@ -362,6 +363,8 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
         enter_netns(&ws);
         let (k2, h2, ips2) = (key.clone(), kh.clone(), ips.clone());
         let (k3, h3, ips3) = (key.clone(), kh.clone(), ips.clone());
+        let (k4, h4, ip4) = (key.clone(), kh.clone(), ips[1].clone());
+        let (k5, h5, ip5) = (key.clone(), kh.clone(), ips[1].clone());
         let healthy = move |k: &str, h: &str, ips: &[String]| -> Result<(), String> {
             let ms = members(k, h, &ips[0])?;
             if ms.len() != 3 || ms.iter().any(|(_, learner)| *learner) {
@@ -408,9 +411,39 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
                     .expect_error("does not accept the new token"),
             )
             .step(
+                Step::config(rotated.clone())
+                    .named("a config.yaml.d drop-in on a server shows as drift")
+                    .before(move |_, _| {
+                        ssh(
+                            &k4,
+                            &h4,
+                            &ip4,
+                            "mkdir -p /etc/rancher/k3s/config.yaml.d && printf 'node-label+:\\n  - from-dropin=yes\\n' \
+                             > /etc/rancher/k3s/config.yaml.d/50-extra.yaml",
+                        )
+                        .map(|_| ())
+                    })
+                    .plan_only()
+                    .expect_non_empty_plan()
+                    .plan_check(|plan| {
+                        let before = plan
+                            .change("homelab_k3s_server.join1")
+                            .and_then(|c| c.pointer("/change/before/node_labels"))
+                            .cloned()
+                            .unwrap_or_default();
+                        if before != serde_json::json!(["from-dropin=yes"]) {
+                            return Err(format!("join1's refreshed node_labels: {before}"));
+                        }
+                        Ok(())
+                    }),
+            )
+            .step(
                 Step::config(rotated)
                     .named("the cluster is whole and the plan converges")
-                    .before(move |_, _| healthy2(&k3, &h3, &ips3)),
+                    .before(move |_, _| {
+                        ssh(&k5, &h5, &ip5, "rm -f /etc/rancher/k3s/config.yaml.d/50-extra.yaml")?;
+                        healthy2(&k3, &h3, &ips3)
+                    }),
             )
             .run();
     })

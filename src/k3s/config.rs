@@ -267,12 +267,16 @@ pub struct Effective {
     pub config: BTreeMap<String, Value>,
     /// Settings come from the unit's command line or env file too (not only config.yaml).
     pub outside_config_file: bool,
+    /// Keys set by `config.yaml.d/*.yaml` drop-ins, with the file that set them last (they override config.yaml).
+    pub from_dropins: BTreeMap<String, String>,
 }
 
-/// Merges `config.yaml` (`None`: absent), the unit file and the env file. `None` when config.yaml exists but is
-/// not a YAML mapping.
+/// Merges `config.yaml` (`None`: absent), its `config.yaml.d/*.yaml` drop-ins (name, content), the unit file and
+/// the env file. `None` when config.yaml exists but is not a YAML mapping; a drop-in that is not one is skipped
+/// (k3s refuses to start with it, which the unit's state shows).
 pub fn effective(
     config_yaml: Option<&[u8]>,
+    dropins: &[(String, Vec<u8>)],
     unit: Option<&str>,
     env_file: Option<&str>,
 ) -> Option<Effective> {
@@ -280,6 +284,7 @@ pub fn effective(
         Some(raw) => parse_config(raw)?,
         None => BTreeMap::new(),
     };
+    let from_dropins = merge_dropins(&mut config, dropins);
     let mut outside = false;
     // Lists from the file are normalised to arrays so flags can append to them.
     for k in LIST_FLAGS {
@@ -335,7 +340,48 @@ pub fn effective(
     Some(Effective {
         config,
         outside_config_file: outside,
+        from_dropins,
     })
+}
+
+/// k3s's drop-ins (`docs/installation/configuration.md`): the files of `config.yaml.d/` with a `.yaml` name, in
+/// lexical order, after `config.yaml`; a key replaces the earlier value, a key ending in `+` appends to it (to the
+/// list, or to a string after a comma). Returns which file set each key last.
+fn merge_dropins(
+    config: &mut BTreeMap<String, Value>,
+    dropins: &[(String, Vec<u8>)],
+) -> BTreeMap<String, String> {
+    let mut files: Vec<&(String, Vec<u8>)> = dropins.iter().collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut from = BTreeMap::new();
+    for (name, raw) in files {
+        let Some(map) = parse_config(raw) else {
+            continue;
+        };
+        for (k, v) in map {
+            let (key, append) = match k.strip_suffix('+') {
+                Some(base) => (base.to_string(), true),
+                None => (k, false),
+            };
+            let merged = match (append, config.remove(&key), v) {
+                (true, Some(Value::Array(mut a)), Value::Array(b)) => {
+                    a.extend(b);
+                    Value::Array(a)
+                }
+                (true, Some(Value::Array(mut a)), other) => {
+                    a.push(other);
+                    Value::Array(a)
+                }
+                (true, Some(Value::String(a)), Value::String(b)) => {
+                    Value::String(format!("{a},{b}"))
+                }
+                (_, _, v) => v,
+            };
+            config.insert(key.clone(), merged);
+            from.insert(key, name.clone());
+        }
+    }
+    from
 }
 
 #[cfg(test)]
@@ -393,7 +439,7 @@ mod tests {
         let yaml = b"node-name: from-file\ntls-san: a\nnode-label:\n  - tier=x\n";
         let unit = "ExecStart=/usr/local/bin/k3s \\\n    'agent' \\\n    '--node-name' \\\n    'from-flag' \\\n    '--node-label' \\\n    'tier=x' \\\n    '--node-label' \\\n    'zone=y' \\\n";
         let env = "K3S_URL='https://s:6443'\nK3S_NODE_NAME='from-env'\nK3S_TOKEN='t'\n";
-        let e = effective(Some(yaml), Some(unit), Some(env)).unwrap();
+        let e = effective(Some(yaml), &[], Some(unit), Some(env)).unwrap();
         assert!(e.outside_config_file);
         assert_eq!(e.config["node-name"], json!("from-flag"));
         assert_eq!(e.config["node-label"], json!(["tier=x", "zone=y"]));
@@ -402,11 +448,40 @@ mod tests {
         assert_eq!(e.config["token"], json!("t"));
         let only_file = effective(
             Some(b"token: t\n"),
+            &[],
             Some("ExecStart=/usr/local/bin/k3s \\\n    'server' \\\n"),
             Some(""),
         )
         .unwrap();
         assert!(!only_file.outside_config_file);
-        assert_eq!(effective(Some(b"- not a map\n"), None, None), None);
+        assert_eq!(effective(Some(b"- not a map\n"), &[], None, None), None);
+    }
+
+    #[test]
+    fn dropins_override_in_name_order_and_plus_appends() {
+        let dropins = vec![
+            (
+                "20-san.yaml".to_string(),
+                b"tls-san+:\n  - vip.lan\n".to_vec(),
+            ),
+            (
+                "10-labels.yaml".to_string(),
+                b"node-label:\n  - tier=db\nwrite-kubeconfig-mode: \"0644\"\n".to_vec(),
+            ),
+            ("30-bad.yaml".to_string(), b"- not a map\n".to_vec()),
+        ];
+        let e = effective(
+            Some(b"{\"tls-san\": [\"10.0.0.1\"], \"node-label\": [\"tier=web\"]}"),
+            &dropins,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.config["tls-san"], json!(["10.0.0.1", "vip.lan"]));
+        assert_eq!(e.config["node-label"], json!(["tier=db"]));
+        assert_eq!(e.config["write-kubeconfig-mode"], json!("0644"));
+        assert_eq!(e.from_dropins["tls-san"], "20-san.yaml");
+        assert_eq!(e.from_dropins["node-label"], "10-labels.yaml");
+        assert!(!e.outside_config_file);
     }
 }

@@ -51,6 +51,7 @@ pub async fn node(
         .effective()
         .map(|e| e.outside_config_file)
         .unwrap_or(false);
+    warn_dropin_overrides(session, probe, &config, report);
     let installed = probe.installed(role);
     let normalise = installed && changed && outside;
     if normalise {
@@ -96,6 +97,40 @@ pub async fn node(
         Role::Server => "k3s server did not become ready",
         Role::Agent => "k3s agent did not become ready",
     }))
+}
+
+/// A `config.yaml.d/*.yaml` drop-in that sets a key the provider writes into config.yaml wins over it (k3s
+/// merges drop-ins after config.yaml): say so, naming the file, since the plan will keep showing the difference.
+fn warn_dropin_overrides(
+    session: &Session,
+    probe: &Probe,
+    config: &BTreeMap<String, serde_json::Value>,
+    report: &dyn Report,
+) {
+    let Some(eff) = probe.effective() else {
+        return;
+    };
+    let overridden: Vec<String> = eff
+        .from_dropins
+        .iter()
+        .filter(|(k, _)| {
+            config.contains_key(k.as_str()) && eff.config.get(k.as_str()) != config.get(k.as_str())
+        })
+        .map(|(k, f)| format!("`{k}` ({f})"))
+        .collect();
+    if overridden.is_empty() {
+        return;
+    }
+    report.warn(
+        "config.yaml.d overrides the provider's settings",
+        format!(
+            "On {}, drop-ins in /etc/rancher/k3s/config.yaml.d/ set {}, and k3s applies them after config.yaml, \
+             so they win over what this resource writes. Remove those keys from the drop-ins (or set the \
+             resource to match): until then the plan keeps showing the difference.",
+            session.host(),
+            overridden.join(", ")
+        ),
+    );
 }
 
 /// The unit-poll deadline for an operation limit: leave time for the journal diagnostic.

@@ -148,6 +148,8 @@ pub struct Probe {
     pub env_file: Option<String>,
     /// The server's datastore on disk: `etcd`, `sqlite`, or `None` (no server data).
     pub datastore: Option<String>,
+    /// `config.yaml.d/*.yaml` drop-ins (file name, content): k3s merges them over config.yaml.
+    pub dropins: Vec<(String, Vec<u8>)>,
 }
 
 impl Probe {
@@ -161,6 +163,7 @@ impl Probe {
     pub fn effective(&self) -> Option<super::config::Effective> {
         super::config::effective(
             self.config.as_deref(),
+            &self.dropins,
             self.unit_file.as_deref(),
             self.env_file.as_deref(),
         )
@@ -220,6 +223,7 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
          echo @@unit; test -f /etc/systemd/system/{unit}.service && base64 -w0 /etc/systemd/system/{unit}.service && echo\n\
          echo @@envfile; test -f /etc/systemd/system/{unit}.service.env && base64 -w0 /etc/systemd/system/{unit}.service.env && echo\n\
          echo @@datastore; if [ -d {DB_DIR}/etcd ]; then echo etcd; elif [ -f {DB_DIR}/state.db ]; then echo sqlite; fi\n\
+         for f in {CONFIG_PATH}.d/*.yaml; do [ -f \"$f\" ] && echo \"@@dropin:${{f##*/}}\" && base64 -w0 \"$f\" && echo; done\n\
          exit 0\n"
     );
     let out = session.run_sudo(&script, None).await?.stdout_str();
@@ -241,6 +245,13 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
             .and_then(|c| decode_b64(c))
             .map(|b| String::from_utf8_lossy(&b).into_owned()),
         datastore: Some(get("datastore")).filter(|d| !d.is_empty()),
+        dropins: s
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("dropin:")?;
+                Some((name.to_string(), decode_b64(v).unwrap_or_default()))
+            })
+            .collect(),
     })
 }
 
