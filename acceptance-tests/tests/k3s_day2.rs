@@ -12,6 +12,11 @@
 //! token the cluster does not accept is refused before anything on it changes, and the cluster stays whole.
 //! A `config.yaml.d` drop-in written by hand on a server then shows in the refreshed plan (k3s merges it).
 //!
+//! Labels and taints (issue 14, item 5), on the same cluster afterwards: set on the Nodes through the API without
+//! restarting k3s (a `node-role.kubernetes.io` label only through the API, never in config.yaml, where the kubelet
+//! would refuse it); changed by hand with kubectl, the refreshed plan shows it and an apply puts it back; an
+//! agent's taint change without `cluster_kubeconfig` is refused at plan, and with it applied.
+//!
 //! The harness checks both the refreshed and the `-refresh=false` plan after each step.
 //!
 //! Needs root (namespaces) and the `homelab-lab` binary (built on demand).
@@ -29,6 +34,7 @@ const PROBE: &str = "restore-probe";
 const FIRST_TOKEN: &str = "restore-cluster-secret";
 const ROTATED_TOKEN: &str = "rotated-cluster-secret-2";
 
+#[derive(Clone)]
 struct World {
     ips: Vec<String>,
     key: String,
@@ -358,9 +364,11 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
         "\"K10${homelab_k3s_server.init.ca_hash}::server:not-the-cluster-token\"",
     );
     let (key, kh, ips) = (w.key.clone(), w.known_hosts.clone(), w.ips.clone());
+    let w2 = w.clone();
     let ws = homelab_lab::ns::named_netns(&lab.state().ws_netns);
     let result = std::thread::spawn(move || {
         enter_netns(&ws);
+        let label_steps = label_steps(&w2);
         let (k2, h2, ips2) = (key.clone(), kh.clone(), ips.clone());
         let (k3, h3, ips3) = (key.clone(), kh.clone(), ips.clone());
         let (k4, h4, ip4) = (key.clone(), kh.clone(), ips[1].clone());
@@ -377,7 +385,7 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
             Ok(())
         };
         let healthy2 = healthy;
-        TestCase::new(TerraformVersion::V1_15)
+        let case = TestCase::new(TerraformVersion::V1_15)
             .step(Step::config(first).named("three servers and an agent"))
             .step(
                 Step::config(rotated.clone())
@@ -418,7 +426,7 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
                             &k4,
                             &h4,
                             &ip4,
-                            "mkdir -p /etc/rancher/k3s/config.yaml.d && printf 'node-label+:\\n  - from-dropin=yes\\n' \
+                            "mkdir -p /etc/rancher/k3s/config.yaml.d && printf 'etcd-snapshot-retention: 9\\n' \
                              > /etc/rancher/k3s/config.yaml.d/50-extra.yaml",
                         )
                         .map(|_| ())
@@ -428,11 +436,11 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
                     .plan_check(|plan| {
                         let before = plan
                             .change("homelab_k3s_server.join1")
-                            .and_then(|c| c.pointer("/change/before/node_labels"))
+                            .and_then(|c| c.pointer("/change/before/etcd_snapshot_retention"))
                             .cloned()
                             .unwrap_or_default();
-                        if before != serde_json::json!(["from-dropin=yes"]) {
-                            return Err(format!("join1's refreshed node_labels: {before}"));
+                        if before != serde_json::json!(9) {
+                            return Err(format!("join1's refreshed etcd_snapshot_retention: {before}"));
                         }
                         Ok(())
                     }),
@@ -444,12 +452,209 @@ fn token_rotation_restarts_every_node_and_a_wrong_token_is_rolled_back() {
                         ssh(&k5, &h5, &ip5, "rm -f /etc/rancher/k3s/config.yaml.d/50-extra.yaml")?;
                         healthy2(&k3, &h3, &ips3)
                     }),
-            )
-            .run();
+            );
+        label_steps.into_iter().fold(case, TestCase::step).run();
     })
     .join();
     if result.is_err() {
         dump_server_journals(lab);
         panic!("token rotation test failed");
+    }
+}
+
+/// `config` with node labels/taints on the init server (`server`) and the agent (`agent`): HCL attribute lines.
+fn marked(config: &str, server: &str, agent: &str) -> String {
+    config
+        .replacen(
+            "  role = \"init\"\n",
+            &format!("  role = \"init\"\n{server}"),
+            1,
+        )
+        .replacen(
+            "  depends_on = [homelab_k3s_server.join2]\n",
+            &format!("  depends_on = [homelab_k3s_server.join2]\n{agent}"),
+            1,
+        )
+}
+
+/// The labels and taints of Node `name`, asked on the init server.
+fn node_marks(k: &str, h: &str, ip: &str, name: &str) -> Result<serde_json::Value, String> {
+    let raw = ssh(k, h, ip, &format!("k3s kubectl get node {name} -o json"))?;
+    let n: serde_json::Value = serde_json::from_str(&raw).map_err(|e| format!("{e}: {raw}"))?;
+    Ok(serde_json::json!({"labels": n["metadata"]["labels"], "taints": n["spec"]["taints"]}))
+}
+
+/// The label and taint steps, run on the rotated cluster (called inside the workstation namespace).
+fn label_steps(w: &World) -> Vec<Step> {
+    let base = w.cluster_with(ROTATED_TOKEN, "homelab_k3s_server.init.join_token");
+    let server = "  node_labels = [\"tier=control\", \"node-role.kubernetes.io/worker=true\"]\n  \
+                  node_taints = [\"dedicated=control:PreferNoSchedule\"]\n";
+    let first = marked(&base, server, "  node_labels = [\"tier=worker\"]\n");
+    let agent_taint = marked(
+        &base,
+        server,
+        "  node_labels = [\"tier=worker\"]\n  node_taints = [\"gpu=yes:NoSchedule\"]\n",
+    );
+    let with_admin = marked(
+        &base,
+        server,
+        "  node_labels = [\"tier=worker\", \"node-role.kubernetes.io/worker=true\"]\n  \
+         node_taints = [\"gpu=yes:NoSchedule\"]\n  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n",
+    );
+    let registry = "  registry_mirror {\n    registry = \"docker.io\"\n    endpoints = [\"https://mirror.lab:5000\"]\n  }\n  \
+                    registry_config {\n    host = \"mirror.lab:5000\"\n    username = \"puller\"\n    \
+                    password_wo = \"registry-pass-1\"\n    password_wo_version = 1\n  }\n";
+    let with_registry = with_admin.replacen(
+        "  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n",
+        &format!("  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n{registry}"),
+        1,
+    );
+    let (key, kh, ip0) = (w.key.clone(), w.known_hosts.clone(), w.ips[0].clone());
+    let (k9, h9, ip3) = (w.key.clone(), w.known_hosts.clone(), w.ips[3].clone());
+    let (k8, h8, ip8) = (w.key.clone(), w.known_hosts.clone(), w.ips[3].clone());
+    {
+        let pid = {
+            let (k, h, ip) = (key.clone(), kh.clone(), ip0.clone());
+            move || ssh(&k, &h, &ip, "systemctl show -p MainPID k3s").map(|s| s.trim().to_string())
+        };
+        let pid_before = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (pa, pb, pid_a, pid_b) = (pid_before.clone(), pid_before, pid.clone(), pid);
+        let marks = {
+            let (k, h, ip) = (key.clone(), kh.clone(), ip0.clone());
+            move |name: &str| node_marks(&k, &h, &ip, name)
+        };
+        let (m1, m2, m3) = (marks.clone(), marks.clone(), marks);
+        let (k1, h1, i1) = (key.clone(), kh.clone(), ip0.clone());
+        let (k2, h2, i2) = (key.clone(), kh.clone(), ip0.clone());
+        vec![
+                Step::config(base)
+                    .named("the rotated cluster, k3s's PID on the init server noted")
+                    .check(move |_| {
+                        *pa.lock().unwrap() = pid_a()?;
+                        Ok(())
+                    }),
+                Step::config(first.clone())
+                    .named("labels and taints are set on the Nodes, k3s not restarted")
+                    .expect_action("homelab_k3s_server.init", Action::Update)
+                    .expect_action("homelab_k3s_agent.worker", Action::Update)
+                    .check(move |_| {
+                        let s = m1("k8s-control-1")?;
+                        if s["labels"]["tier"] != "control"
+                            || s["labels"]["node-role.kubernetes.io/worker"] != "true"
+                            || s["taints"]
+                                != serde_json::json!([{"key": "dedicated", "value": "control", "effect": "PreferNoSchedule"}])
+                        {
+                            return Err(format!("k8s-control-1's Node: {s}"));
+                        }
+                        let a = m1("k8s-worker-1")?;
+                        if a["labels"]["tier"] != "worker" {
+                            return Err(format!("k8s-worker-1's Node: {a}"));
+                        }
+                        let cfg = ssh(&k1, &h1, &i1, "cat /etc/rancher/k3s/config.yaml")?;
+                        if !cfg.contains("tier=control") || cfg.contains("node-role.kubernetes.io") {
+                            return Err(format!("config.yaml on k8s-control-1:\n{cfg}"));
+                        }
+                        let now = pid_b()?;
+                        if *pb.lock().unwrap() != now {
+                            return Err(format!("k3s was restarted for a label change ({} → {now})", pb.lock().unwrap()));
+                        }
+                        Ok(())
+                    }),
+
+                Step::config(first.clone())
+                    .named("labels and taints changed by hand show in the refreshed plan")
+                    .before(move |_, _| {
+                        ssh(
+                            &k2,
+                            &h2,
+                            &i2,
+                            "k3s kubectl label node k8s-worker-1 tier=hand --overwrite && \
+                             k3s kubectl taint node k8s-control-1 dedicated-",
+                        )
+                        .map(|_| ())
+                    })
+                    .plan_only()
+                    .expect_non_empty_plan()
+                    .plan_check(|plan| {
+                        let before = |a: &str, f: &str| {
+                            plan.change(a)
+                                .and_then(|c| c.pointer(&format!("/change/before/{f}")))
+                                .cloned()
+                                .unwrap_or_default()
+                        };
+                        let labels = before("homelab_k3s_agent.worker", "node_labels");
+                        let taints = before("homelab_k3s_server.init", "node_taints");
+                        if labels != serde_json::json!(["tier=hand"]) || taints != serde_json::json!([]) {
+                            return Err(format!("refreshed: agent labels {labels}, server taints {taints}"));
+                        }
+                        Ok(())
+                    }),
+
+                Step::config(first)
+                    .named("an apply puts them back")
+                    .expect_action("homelab_k3s_agent.worker", Action::Update)
+                    .check(move |_| {
+                        let (s, a) = (m2("k8s-control-1")?, m2("k8s-worker-1")?);
+                        if a["labels"]["tier"] != "worker" || s["taints"].as_array().map(Vec::len) != Some(1) {
+                            return Err(format!("not put back: {s} {a}"));
+                        }
+                        Ok(())
+                    }),
+
+                Step::config(agent_taint)
+                    .named("an agent's taints cannot change with its own credentials")
+                    .expect_error("Taints of a registered agent need cluster_kubeconfig"),
+
+                Step::config(with_admin.clone())
+                    .named("with cluster_kubeconfig the agent gets the taint and the node-role label")
+                    .check(move |_| {
+                        let a = m3("k8s-worker-1")?;
+                        if a["labels"]["node-role.kubernetes.io/worker"] != "true"
+                            || a["taints"] != serde_json::json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}])
+                        {
+                            return Err(format!("k8s-worker-1's Node: {a}"));
+                        }
+                        Ok(())
+                    }),
+                Step::config(with_registry)
+                    .named("a registry mirror with a write-only password reaches the agent's containerd")
+                    .expect_action("homelab_k3s_agent.worker", Action::Update)
+                    .check(move |_| {
+                        let files = ssh(
+                            &k9,
+                            &h9,
+                            &ip3,
+                            "stat -c %a /etc/rancher/k3s/registries.yaml; \
+                             cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml \
+                                 /var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+                        )?;
+                        if !files.starts_with("600\n")
+                            || !files.contains("[host.\"https://mirror.lab:5000\"]")
+                            || !files.contains("username = \"puller\"")
+                            || !files.contains("password = \"registry-pass-1\"")
+                        {
+                            return Err(format!("the agent did not start with the registry settings:\n{files}"));
+                        }
+                        Ok(())
+                    })
+                    ,
+                Step::config(with_admin)
+                    .named("the state holds no registry password; without the blocks registries.yaml goes")
+                    .before(|tf, _| {
+                        let raw = tf.read_file("terraform.tfstate").map_err(|e| e.to_string())?;
+                        if raw.contains("registry-pass-1") || !raw.contains("mirror.lab:5000") {
+                            return Err("terraform.tfstate holds the registry password, or no registry".into());
+                        }
+                        Ok(())
+                    })
+                    .expect_action("homelab_k3s_agent.worker", Action::Update)
+                    .check(move |_| {
+                        let left = ssh(&k8, &h8, &ip8, "ls /etc/rancher/k3s/")?;
+                        if left.contains("registries.yaml") {
+                            return Err(format!("registries.yaml is still there: {left}"));
+                        }
+                        Ok(())
+                    }),
+        ]
     }
 }

@@ -574,13 +574,14 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
             )
             .step(
                 Step::config(upgraded.clone())
-                    .named("out-of-band config change on the agent is drift, repaired in place")
+                    .named("out-of-band label change on the agent's Node is drift, repaired in place")
                     .before(move |_, _| {
-                        // Edit the agent's config.yaml behind Terraform's back (this thread is in the lab's
-                        // workstation namespace, so plain ssh reaches the host).
+                        // Relabel the agent's Node behind Terraform's back, with the kubelet's own credentials
+                        // (this thread is in the lab's workstation namespace, so plain ssh reaches the host).
                         ssh_run(
                             &ssh_worker,
-                            "sed -i 's/tier=worker/tier=other/' /etc/rancher/k3s/config.yaml",
+                            "k3s kubectl --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig \
+                             label node \"$(hostname)\" tier=other --overwrite",
                         )?;
                         Ok(())
                     })

@@ -31,6 +31,8 @@ pub struct AgentWant<'a> {
     pub install: &'a InstallSource,
     /// An admin kubeconfig of the cluster, for the version-skew check (`None`: not checked).
     pub cluster_kubeconfig: Option<&'a str>,
+    /// registries.yaml.
+    pub registries: super::registries::Want<'a>,
     /// The operation's time limit.
     pub limit: Duration,
 }
@@ -57,9 +59,10 @@ pub async fn converge(
         .node_name
         .map(str::to_string)
         .unwrap_or_else(|| probe.hostname.clone());
+    let registered = probe.installed(Role::Agent) && probe.active == "active";
     if let Some(v) = want.version {
         if !probe.installed(Role::Agent) || probe.version.as_deref() != Some(v) {
-            check_skew(session, v, want.cluster_kubeconfig, report).await?;
+            check_skew(session, v, want.cluster_kubeconfig, registered, report).await?;
         }
     }
     let node_want = NodeWant {
@@ -68,9 +71,29 @@ pub async fn converge(
         config: &want.config,
         version: want.version,
         install: want.install,
+        registries: want.registries,
         limit: want.limit,
     };
     converge::node(session, &probe, &node_want, report, cancel).await?;
+    if want.cluster_kubeconfig.is_none() && !registered {
+        // A new agent has no credentials to ask with before it registers: check with the kubelet's own now,
+        // and stop it if it is newer than the servers.
+        if let Some(v) = want.version {
+            if let Err(f) = check_skew(session, v, None, true, report).await {
+                let _ = session
+                    .exec_sudo(&format!("systemctl stop {}", Role::Agent.unit()), None)
+                    .await;
+                return Err(Failure {
+                    detail: format!(
+                        "{} The agent registered (there was no cluster_kubeconfig to check with before) and was \
+                         stopped again.",
+                        f.detail
+                    ),
+                    ..f
+                });
+            }
+        }
+    }
     let lb = node::agent_lb(session)
         .await
         .map_err(step("Cannot read the agent's load balancer"))?;
@@ -84,18 +107,23 @@ pub async fn converge(
     })
 }
 
-/// Refuses an agent version newer than the servers. Without a kubeconfig, or when the servers' versions cannot
-/// be read, the check is skipped (and said so).
+/// Refuses an agent version newer than the servers. The servers' versions are read with the admin kubeconfig
+/// when given, else with the agent's own kubelet credentials once it is registered (Kubernetes lets a kubelet
+/// read every Node); when neither can be asked yet (`Ok`, checked again after registering) or the versions cannot
+/// be read (said so), it does not refuse.
 async fn check_skew(
     session: &Session,
     version: &str,
     kubeconfig: Option<&str>,
+    registered: bool,
     report: &dyn Report,
 ) -> Result<(), Failure> {
-    let Some(kc) = kubeconfig else {
-        return Ok(());
+    let versions = match kubeconfig {
+        Some(kc) => cluster::node_versions(session, kc).await,
+        None if registered => cluster::node_versions_as_kubelet(session).await,
+        None => return Ok(()),
     };
-    let detail = match cluster::node_versions(session, kc).await {
+    let detail = match versions {
         Ok(Ok(nodes)) => {
             return cluster::check_agent_skew(version, &nodes).map_err(|why| {
                 Failure::new("Agent newer than the servers", why).on(Input::Version)

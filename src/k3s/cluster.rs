@@ -193,6 +193,22 @@ pub async fn node_versions(
     Ok(parse_node_versions(&out.stdout).ok_or_else(|| "the node list is not JSON".to_string()))
 }
 
+/// The cluster's node versions, asked on an agent with its kubelet's credentials (the Node authorizer lets a
+/// kubelet list Nodes).
+pub async fn node_versions_as_kubelet(
+    session: &Session,
+) -> Result<Result<Vec<NodeVersion>, String>, K3sError> {
+    let out =
+        super::kube::kubectl(session, super::kube::Creds::Kubelet, "get nodes -o json").await?;
+    if !out.success() {
+        return Ok(Err(format!(
+            "asking for the nodes with the kubelet's credentials failed: {}",
+            super::kube::failure_text(&out)
+        )));
+    }
+    Ok(parse_node_versions(&out.stdout).ok_or_else(|| "the node list is not JSON".to_string()))
+}
+
 /// The parts of a kubeconfig needed to call the API with a client certificate.
 struct KubeCreds {
     server: String,

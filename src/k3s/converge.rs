@@ -25,6 +25,8 @@ pub struct NodeWant<'a> {
     /// The wanted version (`None`: whatever the install script installs, and no reinstall for a version).
     pub version: Option<&'a str>,
     pub install: &'a InstallSource,
+    /// registries.yaml (k3s reads it at start: a change restarts the node).
+    pub registries: super::registries::Want<'a>,
     /// The operation's time limit (create or update timeout); see [`ready_budget`].
     pub limit: Duration,
 }
@@ -47,6 +49,9 @@ pub async fn node(
     )
     .await
     .map_err(step("Cannot write config.yaml"))?;
+    let registries_changed = write_registries(session, probe, want.registries)
+        .await
+        .map_err(step("Cannot write registries.yaml"))?;
     let outside = probe
         .effective()
         .map(|e| e.outside_config_file)
@@ -80,7 +85,9 @@ pub async fn node(
             })?;
     }
     let running = probe.active == "active";
-    if !running || changed || needs_install {
+    let restart = registries_changed
+        || (changed && differs_beyond_registration(probe.config.as_deref(), &config));
+    if !running || restart || needs_install {
         node::start(session, role, running)
             .await
             .map_err(step(&format!("Cannot start {}", role.unit())))?;
@@ -133,9 +140,80 @@ fn warn_dropin_overrides(
     );
 }
 
+/// Writes (0600, content on stdin) or removes registries.yaml as wanted; returns whether it changed.
+async fn write_registries(
+    session: &Session,
+    probe: &Probe,
+    want: super::registries::Want<'_>,
+) -> Result<bool, K3sError> {
+    use super::registries::{Want, REGISTRIES_PATH};
+    match want {
+        Want::Leave => Ok(false),
+        Want::Write(text) if probe.registries.as_deref() == Some(text.as_bytes()) => Ok(false),
+        Want::Write(text) => {
+            session
+                .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
+                .await?;
+            session
+                .upload(text.as_bytes(), REGISTRIES_PATH, 0o600)
+                .await?;
+            Ok(true)
+        }
+        Want::Remove if probe.registries.is_none() => Ok(false),
+        Want::Remove => {
+            session
+                .run_sudo(&format!("rm -f {REGISTRIES_PATH}"), None)
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Keys k3s reads only when the node registers (its docs: labels and taints are added at registration, and
+/// changed afterwards through the API): a change to them alone needs no restart.
+const REGISTRATION_ONLY: &[&str] = &["node-label", "node-taint"];
+
+/// Whether the new config.yaml differs from the old one in more than [`REGISTRATION_ONLY`] keys (an unreadable
+/// old file counts as different).
+fn differs_beyond_registration(
+    old: Option<&[u8]>,
+    new: &BTreeMap<String, serde_json::Value>,
+) -> bool {
+    let Some(mut old) = old.and_then(super::config::parse_config) else {
+        return true;
+    };
+    let mut new = new.clone();
+    for k in REGISTRATION_ONLY {
+        old.remove(*k);
+        new.remove(*k);
+    }
+    old != new
+}
+
 /// The unit-poll deadline for an operation limit: leave time for the journal diagnostic.
 pub fn ready_budget(limit: Duration) -> Duration {
     limit
         .saturating_sub(Duration::from_secs(15))
         .max(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_label_or_taint_change_alone_needs_no_restart() {
+        let old = br#"{"node-label":["tier=a"],"node-name":"n1","token":"t"}"#;
+        let mut new = BTreeMap::from([
+            ("node-label".to_string(), json!(["tier=b"])),
+            ("node-taint".to_string(), json!(["gpu:NoSchedule"])),
+            ("node-name".to_string(), json!("n1")),
+            ("token".to_string(), json!("t")),
+        ]);
+        assert!(!differs_beyond_registration(Some(old), &new));
+        new.insert("token".into(), json!("u"));
+        assert!(differs_beyond_registration(Some(old), &new));
+        assert!(differs_beyond_registration(None, &new));
+    }
 }

@@ -150,6 +150,8 @@ pub struct Probe {
     pub datastore: Option<String>,
     /// `config.yaml.d/*.yaml` drop-ins (file name, content): k3s merges them over config.yaml.
     pub dropins: Vec<(String, Vec<u8>)>,
+    /// `registries.yaml` (`None`: absent).
+    pub registries: Option<Vec<u8>>,
 }
 
 impl Probe {
@@ -223,8 +225,10 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
          echo @@unit; test -f /etc/systemd/system/{unit}.service && base64 -w0 /etc/systemd/system/{unit}.service && echo\n\
          echo @@envfile; test -f /etc/systemd/system/{unit}.service.env && base64 -w0 /etc/systemd/system/{unit}.service.env && echo\n\
          echo @@datastore; if [ -d {DB_DIR}/etcd ]; then echo etcd; elif [ -f {DB_DIR}/state.db ]; then echo sqlite; fi\n\
+         echo @@registries; test -f {REGISTRIES} && base64 -w0 {REGISTRIES} && echo\n\
          for f in {CONFIG_PATH}.d/*.yaml; do [ -f \"$f\" ] && echo \"@@dropin:${{f##*/}}\" && base64 -w0 \"$f\" && echo; done\n\
-         exit 0\n"
+         exit 0\n",
+        REGISTRIES = super::registries::REGISTRIES_PATH,
     );
     let out = session.run_sudo(&script, None).await?.stdout_str();
     let s = sections(&out);
@@ -245,6 +249,7 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
             .and_then(|c| decode_b64(c))
             .map(|b| String::from_utf8_lossy(&b).into_owned()),
         datastore: Some(get("datastore")).filter(|d| !d.is_empty()),
+        registries: s.get("registries").and_then(|c| decode_b64(c)),
         dropins: s
             .iter()
             .filter_map(|(k, v)| {

@@ -50,6 +50,8 @@ pub struct ServerWant<'a> {
     pub snapshot_dir: Option<&'a str>,
     /// Issue every k3s certificate again (`k3s certificate rotate`, the user's rotation trigger changed).
     pub rotate_certificates: bool,
+    /// registries.yaml.
+    pub registries: super::registries::Want<'a>,
     /// The operation's time limit.
     pub limit: Duration,
 }
@@ -122,6 +124,7 @@ pub async fn converge(
         config: &want.config,
         version: want.version,
         install: want.install,
+        registries: want.registries,
         limit: want.limit,
     };
     let token_change = token_change(&probe, &want.config);
@@ -812,6 +815,7 @@ mod tests {
             snapshot_before_changes: true,
             snapshot_dir: None,
             rotate_certificates: false,
+            registries: super::super::registries::Want::Leave,
             limit: Duration::from_secs(60),
         };
         assert_eq!(want.check().unwrap_err().input, Some(Input::ServerUrl));

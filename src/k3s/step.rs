@@ -28,6 +28,10 @@ pub enum Input {
     RestoreRejoin,
     /// The cluster token.
     Token,
+    /// The wanted node labels.
+    NodeLabels,
+    /// The wanted node taints.
+    NodeTaints,
 }
 
 /// Why a sequence stopped: a one-line summary of the step that failed, the detail (what the host said, what to

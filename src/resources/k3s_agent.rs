@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::k3s_common::*;
 use super::k3s_host::*;
 use crate::framework::*;
-use crate::k3s::{self, agent::AgentWant, Role};
+use crate::k3s::{self, agent::AgentWant, kube::Creds, Role};
 
 pub const TYPE: &str = "homelab_k3s_agent";
 
@@ -40,6 +40,10 @@ pub struct AgentModel {
     pub cluster_kubeconfig: Tf<String>,
     pub lb_server_url: Tf<String>,
     pub lb_server_addresses: Tf<Vec<String>>,
+    #[serde(default)]
+    pub registry_mirror: Vec<RegistryMirrorModel>,
+    #[serde(default)]
+    pub registry_config: Vec<RegistryConfigModel>,
     pub host: Option<ConnectionModel>,
     pub timeouts: Option<TimeoutsModel>,
 }
@@ -81,7 +85,9 @@ pub fn schema() -> Schema {
             .description(
                 "k3s version; changing it upgrades in place. Unset: the install script's default. An agent may not \
                  run a newer version than the servers (Kubernetes forbids a kubelet newer than the API servers): \
-                 with `cluster_kubeconfig` set, the apply refuses such a version. Upgrade servers first, then \
+                 the apply refuses such a version, reading the servers' versions with `cluster_kubeconfig` when \
+                 set, else with the agent's own kubelet credentials (a new agent is checked right after it \
+                 registers, and stopped again if it is too new). Upgrade servers first, then \
                  agents: in one apply Terraform orders the updates that way when the agent references the servers \
                  (e.g. `token = homelab_k3s_server.init.join_token` plus `depends_on` on the other servers).",
             ),
@@ -96,12 +102,22 @@ pub fn schema() -> Schema {
     .attribute(
         Attribute::list("node_labels", Type::String)
             .optional()
-            .description("Node labels, `key=value`."),
+            .description(
+                "Node labels, `key=value`. Set on the Node through the API and read back from it (a label \
+                 changed by hand shows in the plan; labels other controllers add are left alone); also in \
+                 config.yaml for registration, except `kubernetes.io`/`k8s.io` ones such as \
+                 `node-role.kubernetes.io/worker`, which a kubelet may not set: those need `cluster_kubeconfig`.",
+            ),
     )
     .attribute(
         Attribute::list("node_taints", Type::String)
             .optional()
-            .description("Node taints, `key=value:Effect`."),
+            .description(
+                "Node taints, `key=value:Effect` or `key:Effect` (NoSchedule, PreferNoSchedule, NoExecute). Given \
+                 at registration through config.yaml; changing them later needs `cluster_kubeconfig` (a kubelet \
+                 may not change its own taints). Read back from the Node: every taint but Kubernetes' own \
+                 `node.kubernetes.io/*`.",
+            ),
     )
     .attribute(
         Attribute::map("extra_config", Type::String)
@@ -114,7 +130,8 @@ pub fn schema() -> Schema {
             .sensitive()
             .description(
                 "An admin kubeconfig (e.g. a server's `kubeconfig`), used before installing or upgrading to check \
-                 that the servers are not older than this agent's `version`, and on destroy to cordon, drain and \
+                 that the servers are not older than this agent's `version`, to change its taints and \
+                 `kubernetes.io` labels, and on destroy to cordon, drain and \
                  delete this node from the cluster before uninstalling. Unset: the agent is only uninstalled and its Node \
                  stays behind (NotReady).",
             ),
@@ -131,7 +148,7 @@ pub fn schema() -> Schema {
                 "The servers the agent really talks to (`ServerAddresses` of its client-side load balancer).",
             ),
     );
-    install_attributes(token_wo_attributes(s))
+    registry_blocks(install_attributes(token_wo_attributes(s)))
         .block(connection_block())
         .block(timeouts_block())
 }
@@ -149,16 +166,75 @@ fn desired_config(m: &AgentModel) -> BTreeMap<String, serde_json::Value> {
     if let Some(u) = m.server_url.known() {
         c.insert("server".into(), json!(u));
     }
-    for (key, list) in [
-        ("node-label", &m.node_labels),
-        ("node-taint", &m.node_taints),
+    for (key, l) in [
+        ("node-label", registrable_labels(&m.node_labels)),
+        ("node-taint", list_or_empty(&m.node_taints)),
     ] {
-        let l = list_or_empty(list);
         if !l.is_empty() {
             c.insert(key.into(), json!(l));
         }
     }
     c
+}
+
+/// Without `cluster_kubeconfig` the agent's Node is changed with the kubelet's credentials, which Kubernetes lets
+/// set labels outside `kubernetes.io`/`k8s.io` and never change taints: refuse at plan what would fail at apply.
+fn check_marks_creds(plan: &Plan<AgentModel>) -> Result<(), Diagnostics> {
+    if !plan.planned.cluster_kubeconfig.is_null() {
+        return Ok(());
+    }
+    let mut d = Diagnostics::new();
+    let refused: Vec<String> = list_or_empty(&plan.planned.node_labels)
+        .into_iter()
+        .filter(|kv| !k3s::marks::kubelet_may_set(k3s::marks::label_key(kv)))
+        .collect();
+    if !refused.is_empty() {
+        d.push(
+            Diagnostic::error(
+                "Labels a kubelet may not set",
+                format!(
+                    "{} are in the kubernetes.io/k8s.io namespaces: the kubelet refuses them at registration and \
+                     may not set them on its Node later. Set cluster_kubeconfig (an admin kubeconfig, e.g. a \
+                     server's `kubeconfig` or the homelab_k3s_kubeconfig ephemeral resource) so the provider sets \
+                     them through the API.",
+                    refused.join(", ")
+                ),
+            )
+            .at(attr("node_labels")),
+        );
+    }
+    let taints_change = plan.prior.as_ref().is_some_and(|p| {
+        let mut a = list_or_empty(&p.node_taints);
+        let mut b = list_or_empty(&plan.planned.node_taints);
+        a.sort();
+        b.sort();
+        a != b
+    });
+    if taints_change {
+        d.push(
+            Diagnostic::error(
+                "Taints of a registered agent need cluster_kubeconfig",
+                "A node gets config.yaml's taints only when it registers, and Kubernetes does not let a kubelet \
+                 change its own taints afterwards (NodeRestriction). Set cluster_kubeconfig (an admin kubeconfig) \
+                 so the provider changes them through the API, or replace the agent."
+                    .to_string(),
+            )
+            .at(attr("node_taints")),
+        );
+    }
+    if d.has_errors() {
+        return Err(d);
+    }
+    Ok(())
+}
+
+/// The credentials the agent's Node is read and changed with: the admin kubeconfig when given, else the
+/// kubelet's own (see [`k3s::kube`]).
+fn agent_creds(m: &AgentModel) -> Creds<'_> {
+    match m.cluster_kubeconfig.known() {
+        Some(k) => Creds::Kubeconfig(k),
+        None => Creds::Kubelet,
+    }
 }
 
 fn fill_lb(m: &mut AgentModel, lb: Option<(String, Vec<String>)>) {
@@ -184,6 +260,7 @@ impl K3sAgent {
         ctx: &Context,
         mut plan: AgentModel,
         limit: std::time::Duration,
+        prior: Option<&AgentModel>,
     ) -> Result<AgentModel, Diagnostics> {
         let install = install_source(
             &plan.install_script,
@@ -191,7 +268,11 @@ impl K3sAgent {
             &plan.install_env,
             &plan.airgap_binary_path,
         );
+        let registries = registries_text(&plan.registry_mirror, &plan.registry_config);
+        let managed_before =
+            prior.is_some_and(|p| !p.registry_mirror.is_empty() || !p.registry_config.is_empty());
         let want = AgentWant {
+            registries: registries_want(&registries, managed_before),
             node_name: plan.node_name.known().map(String::as_str),
             config: desired_config(&plan),
             version: plan.version.known().map(String::as_str),
@@ -201,6 +282,14 @@ impl K3sAgent {
         };
         let session = connect(ctx, plan.host.as_ref()).await?;
         let done = k3s::agent::converge(&session, &want, ctx, ctx.cancellation())
+            .await
+            .map_err(failure_diag)?;
+        let marks = marks_want(
+            &plan.node_labels,
+            &plan.node_taints,
+            prior.map(|p| (&p.node_labels, &p.node_taints)),
+        );
+        k3s::marks::sync(&session, agent_creds(&plan), &done.node_name, &marks)
             .await
             .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
@@ -233,6 +322,8 @@ impl Resource for K3sAgent {
     }
     fn validate(&self, config: &AgentModel, diags: &mut Diagnostics) {
         check_managed_keys(&config.extra_config, MANAGED, diags);
+        check_marks_format(&config.node_labels, &config.node_taints, diags);
+        check_registries(&config.registry_config, diags);
         check_token_choice(
             &config.token,
             &config.token_wo,
@@ -246,6 +337,7 @@ impl Resource for K3sAgent {
         plan: &mut Plan<AgentModel>,
     ) -> Result<(), Diagnostics> {
         plan_common(plan, |m| &m.version, |m| m.host.as_ref())?;
+        check_marks_creds(plan)?;
         let Some(prior) = plan.prior.clone() else {
             return Ok(());
         };
@@ -265,7 +357,7 @@ impl Resource for K3sAgent {
     }
     async fn create(&self, ctx: &Context, plan: AgentModel) -> Result<AgentModel, Diagnostics> {
         let limit = self.timeouts(&plan).create;
-        self.converge(ctx, plan, limit).await
+        self.converge(ctx, plan, limit, None).await
     }
     async fn read(
         &self,
@@ -301,6 +393,20 @@ impl Resource for K3sAgent {
         if m.node_name.is_null() {
             m.node_name = Tf::Known(probe.hostname.clone());
         }
+        if !state.registry_mirror.is_empty() || !state.registry_config.is_empty() {
+            read_registries_back(&probe, &mut m.registry_mirror, &mut m.registry_config);
+        }
+        if let (Some(name), "active") = (m.node_name.known().cloned(), probe.active.as_str()) {
+            read_marks_back(
+                &session,
+                agent_creds(&state),
+                &name,
+                &mut m.node_labels,
+                &mut m.node_taints,
+                (&state.node_labels, &state.node_taints),
+            )
+            .await;
+        }
         let lb = k3s::agent_lb(&session)
             .await
             .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
@@ -320,11 +426,11 @@ impl Resource for K3sAgent {
     async fn update(
         &self,
         ctx: &Context,
-        _prior: AgentModel,
+        prior: AgentModel,
         plan: AgentModel,
     ) -> Result<AgentModel, Diagnostics> {
         let limit = self.timeouts(&plan).update;
-        self.converge(ctx, plan, limit).await
+        self.converge(ctx, plan, limit, Some(&prior)).await
     }
     async fn delete(&self, ctx: &Context, state: AgentModel) -> Result<(), Diagnostics> {
         let session = connect(ctx, state.host.as_ref()).await?;

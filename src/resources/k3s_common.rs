@@ -488,6 +488,8 @@ pub fn failure_diag(f: Failure) -> Diagnostics {
         Some(Input::Snapshot) => d.at(attr("snapshot")),
         Some(Input::RestoreRejoin) => d.at(attr("rejoin")),
         Some(Input::Token) => d.at(attr("token")),
+        Some(Input::NodeLabels) => d.at(attr("node_labels")),
+        Some(Input::NodeTaints) => d.at(attr("node_taints")),
     };
     d.into()
 }

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::k3s_common::*;
 use crate::framework::*;
 use crate::k3s::{self, Probe, Role};
@@ -269,6 +271,317 @@ impl NodeFields<'_> {
         *self.node_taints = list_back(strings_of(cfg.get("node-taint")), self.node_taints);
         *self.extra_config = extra_back(cfg, managed, self.extra_config);
     }
+}
+
+/// A `registry_mirror { }` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegistryMirrorModel {
+    pub registry: Tf<String>,
+    pub endpoints: Tf<Vec<String>>,
+}
+
+/// A `registry_config { }` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegistryConfigModel {
+    pub host: Tf<String>,
+    pub username: Tf<String>,
+    pub password: Tf<String>,
+    pub password_wo: Tf<String>,
+    pub password_wo_version: Tf<i64>,
+    pub insecure_skip_verify: Tf<bool>,
+    pub ca_file: Tf<String>,
+}
+
+/// The private-registry blocks both resources have (`registries.yaml`, see [`k3s::registries`]).
+pub fn registry_blocks(s: Schema) -> Schema {
+    s.block(NestedBlock::list(
+        "registry_mirror",
+        Block::new(
+            "A registry mirror in /etc/rancher/k3s/registries.yaml: pulls from `registry` try `endpoints` first. \
+             k3s reads the file when it starts, so a change restarts k3s on this node.",
+        )
+        .attribute(Attribute::string("registry").required().validate(Validator::not_empty()).description(
+            "The registry whose pulls are mirrored, e.g. `docker.io`, `registry.k8s.io`, or `*` for every one.",
+        ))
+        .attribute(
+            Attribute::list("endpoints", Type::String)
+                .required()
+                .description("Mirror URLs tried in order, e.g. `https://mirror.lan:5000`."),
+        ),
+    ))
+    .block(NestedBlock::list(
+        "registry_config",
+        Block::new(
+            "How k3s talks to one registry host (credentials, TLS) in /etc/rancher/k3s/registries.yaml (written \
+             0600). The password is write-only with `password_wo` (Terraform 1.11 or newer), or `password`, \
+             sensitive and in state, on Terraform 1.0.3.",
+        )
+        .attribute(Attribute::string("host").required().validate(Validator::not_empty()).description(
+            "The registry host as pulls name it, with its port if any, e.g. `mirror.lan:5000` or `docker.io`.",
+        ))
+        .attribute(Attribute::string("username").optional().description("User name for the registry."))
+        .attribute(Attribute::string("password").optional().sensitive().description(
+            "Password for the registry, kept in state (the Terraform 1.0.3 path; `password_wo` keeps it out of \
+             state). Read back from the node.",
+        ))
+        .attribute(
+            Attribute::string("password_wo")
+                .optional()
+                .sensitive()
+                .write_only()
+                .description(
+                    "Password for the registry, write-only (Terraform 1.11 or newer): written to the node, never \
+                     in plan or state, never read back. Set `password_wo_version` with it.",
+                ),
+        )
+        .attribute(Attribute::number("password_wo_version").optional().description(
+            "Required with `password_wo`; raise it to write a new `password_wo` (Terraform cannot compare \
+             write-only values).",
+        ))
+        .attribute(
+            Attribute::bool("insecure_skip_verify")
+                .optional()
+                .description("Skip verifying the registry's TLS certificate."),
+        )
+        .attribute(
+            Attribute::string("ca_file")
+                .optional()
+                .description("Path on the node of a CA bundle that signs the registry's certificate."),
+        ),
+    ))
+}
+
+/// Plan-time rules of the registry blocks: one password choice per host, and the version with `password_wo`.
+pub fn check_registries(configs: &[RegistryConfigModel], diags: &mut Diagnostics) {
+    for (i, c) in configs.iter().enumerate() {
+        let at = |d: Diagnostic, a: &str| d.at(attr("registry_config").index(i as i64).attr(a));
+        if !c.password.is_null() && !c.password_wo.is_null() {
+            diags.push(at(
+                Diagnostic::error(
+                    "Conflicting registry passwords",
+                    "Set `password` (Terraform 1.0.3) or `password_wo` (Terraform 1.11 or newer), not both.",
+                ),
+                "password_wo",
+            ));
+        }
+        if !c.password_wo.is_null() && c.password_wo_version.is_null() {
+            diags.push(at(
+                Diagnostic::error(
+                    "password_wo_version is required with password_wo",
+                    "Terraform cannot compare write-only values: set `password_wo_version` (any number) and raise \
+                     it whenever the password changes."
+                        ,
+                ),
+                "password_wo_version",
+            ));
+        }
+    }
+}
+
+/// registries.yaml for the planned blocks (`None`: no blocks).
+pub fn registries_text(
+    mirrors: &[RegistryMirrorModel],
+    configs: &[RegistryConfigModel],
+) -> Option<String> {
+    if mirrors.is_empty() && configs.is_empty() {
+        return None;
+    }
+    let mirrors: Vec<k3s::registries::Mirror> = mirrors
+        .iter()
+        .map(|m| k3s::registries::Mirror {
+            registry: m.registry.known().cloned().unwrap_or_default(),
+            endpoints: list_or_empty(&m.endpoints),
+        })
+        .collect();
+    let endpoints: Vec<k3s::registries::Endpoint> = configs
+        .iter()
+        .map(|c| k3s::registries::Endpoint {
+            host: c.host.known().cloned().unwrap_or_default(),
+            username: c.username.known().cloned(),
+            password: c.password.known().or(c.password_wo.known()).cloned(),
+            insecure_skip_verify: c.insecure_skip_verify.known().copied(),
+            ca_file: c.ca_file.known().cloned(),
+        })
+        .collect();
+    Some(k3s::registries::render(&mirrors, &endpoints))
+}
+
+/// What to do with registries.yaml: write the planned text; remove the file when the prior state had blocks
+/// and the plan has none; else leave it alone (a hand-written file on a node that never managed it).
+pub fn registries_want<'a>(
+    text: &'a Option<String>,
+    managed_before: bool,
+) -> k3s::registries::Want<'a> {
+    match text {
+        Some(t) => k3s::registries::Want::Write(t),
+        None if managed_before => k3s::registries::Want::Remove,
+        None => k3s::registries::Want::Leave,
+    }
+}
+
+/// Reads the blocks back from the node's registries.yaml. Passwords: read back where state keeps `password`;
+/// with `password_wo` neither is read (the version stays the state's). Order follows the state's blocks.
+pub fn read_registries_back(
+    probe: &Probe,
+    mirrors: &mut Vec<RegistryMirrorModel>,
+    configs: &mut Vec<RegistryConfigModel>,
+) {
+    let Some((m, e)) = probe.registries.as_deref().map(|raw| {
+        k3s::registries::parse(raw).unwrap_or_else(|| {
+            // Unparseable: plan a rewrite by showing no blocks.
+            (vec![], vec![])
+        })
+    }) else {
+        mirrors.clear();
+        configs.clear();
+        return;
+    };
+    let order =
+        |name: &str, known: &[String]| known.iter().position(|k| k == name).unwrap_or(usize::MAX);
+    let known_m: Vec<String> = mirrors
+        .iter()
+        .filter_map(|x| x.registry.known().cloned())
+        .collect();
+    let mut new_m: Vec<RegistryMirrorModel> = m
+        .into_iter()
+        .map(|x| RegistryMirrorModel {
+            registry: Tf::Known(x.registry),
+            endpoints: Tf::Known(x.endpoints),
+        })
+        .collect();
+    new_m.sort_by_key(|x| {
+        order(
+            x.registry.known().map(String::as_str).unwrap_or(""),
+            &known_m,
+        )
+    });
+    *mirrors = new_m;
+    let prior: Vec<RegistryConfigModel> = std::mem::take(configs);
+    let known_c: Vec<String> = prior
+        .iter()
+        .filter_map(|x| x.host.known().cloned())
+        .collect();
+    let mut new_c: Vec<RegistryConfigModel> = e
+        .into_iter()
+        .map(|x| {
+            let before = prior.iter().find(|p| p.host.known() == Some(&x.host));
+            let write_only =
+                before.is_some_and(|p| p.password.is_null() && !p.password_wo_version.is_null());
+            RegistryConfigModel {
+                host: Tf::Known(x.host),
+                username: x.username.map(Tf::Known).unwrap_or(Tf::Null),
+                password: if write_only {
+                    Tf::Null
+                } else {
+                    x.password.map(Tf::Known).unwrap_or(Tf::Null)
+                },
+                password_wo: Tf::Null,
+                password_wo_version: before.map(|p| p.password_wo_version).unwrap_or(Tf::Null),
+                insecure_skip_verify: x.insecure_skip_verify.map(Tf::Known).unwrap_or(Tf::Null),
+                ca_file: x.ca_file.map(Tf::Known).unwrap_or(Tf::Null),
+            }
+        })
+        .collect();
+    new_c.sort_by_key(|x| order(x.host.known().map(String::as_str).unwrap_or(""), &known_c));
+    *configs = new_c;
+}
+
+/// Labels are `key=value` with a key; taints `key[=value]:Effect` with one of Kubernetes' three effects.
+pub fn check_marks_format(
+    labels: &Tf<Vec<String>>,
+    taints: &Tf<Vec<String>>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(l) = labels.known() {
+        for kv in l
+            .iter()
+            .filter(|kv| !kv.contains('=') || kv.starts_with('='))
+        {
+            diags.push(
+                Diagnostic::error(
+                    "Invalid node label",
+                    format!("`{kv}` is not `key=value` (the value may be empty: `key=`)."),
+                )
+                .at(attr("node_labels")),
+            );
+        }
+    }
+    if let Some(t) = taints.known() {
+        for t in t.iter().filter(|t| k3s::marks::Taint::parse(t).is_none()) {
+            diags.push(
+                Diagnostic::error(
+                    "Invalid node taint",
+                    format!(
+                        "`{t}` is not `key=value:Effect` or `key:Effect` with Effect NoSchedule, \
+                         PreferNoSchedule or NoExecute."
+                    ),
+                )
+                .at(attr("node_taints")),
+            );
+        }
+    }
+}
+
+/// The labels that go into config.yaml's `node-label` (applied by the kubelet when it registers): those a kubelet
+/// may set. The others (`node-role.kubernetes.io/...`) would stop the kubelet from starting; they are set through
+/// the API only ([`k3s::marks`]).
+pub fn registrable_labels(labels: &Tf<Vec<String>>) -> Vec<String> {
+    list_or_empty(labels)
+        .into_iter()
+        .filter(|kv| k3s::marks::kubelet_may_set(k3s::marks::label_key(kv)))
+        .collect()
+}
+
+/// A pair of string lists (labels, taints) of a model.
+pub type Lists<'a> = (&'a Tf<Vec<String>>, &'a Tf<Vec<String>>);
+
+/// What the Node should carry after an apply: the planned labels and taints, and what the prior state managed
+/// that the plan no longer has (removed from the Node).
+pub fn marks_want(
+    labels: &Tf<Vec<String>>,
+    taints: &Tf<Vec<String>>,
+    prior: Option<Lists<'_>>,
+) -> k3s::marks::Want {
+    let (dropped_labels, dropped_taints) = prior
+        .map(|(l, t)| (list_or_empty(l), list_or_empty(t)))
+        .unwrap_or_default();
+    k3s::marks::Want {
+        labels: list_or_empty(labels),
+        taints: list_or_empty(taints),
+        dropped_labels,
+        dropped_taints,
+    }
+}
+
+/// Reads labels and taints back from the Node (where they are applied), over what config.yaml said: keys the
+/// state or config.yaml manage, every taint but Kubernetes' own. When the Node cannot be asked (the node is
+/// stopped or not registered), config.yaml's values stay.
+pub async fn read_marks_back(
+    session: &Session,
+    creds: k3s::kube::Creds<'_>,
+    node_name: &str,
+    labels: &mut Tf<Vec<String>>,
+    taints: &mut Tf<Vec<String>>,
+    state: (&Tf<Vec<String>>, &Tf<Vec<String>>),
+) {
+    let Ok(Ok(marks)) = k3s::marks::read(session, creds, node_name).await else {
+        return;
+    };
+    let keys: Vec<String> = list_or_empty(state.0)
+        .iter()
+        .chain(list_or_empty(labels).iter())
+        .map(|kv| k3s::marks::label_key(kv).to_string())
+        .collect();
+    *labels = list_back(marks.labels_for(&keys), state.0);
+    let on_node = marks.managed_taints();
+    let known = list_or_empty(state.1);
+    let mut ordered: Vec<String> = known
+        .iter()
+        .filter(|t| on_node.contains(t))
+        .cloned()
+        .collect();
+    ordered.extend(on_node.into_iter().filter(|t| !known.contains(t)));
+    *taints = list_back(ordered, state.1);
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use super::k3s_common::*;
 use super::k3s_host::*;
 use crate::framework::*;
 use crate::k3s::server::{missing_sans, Removal, ServerWant};
-use crate::k3s::{self, Role};
+use crate::k3s::{self, kube::Creds, Role};
 
 pub const TYPE: &str = "homelab_k3s_server";
 
@@ -105,6 +105,10 @@ pub struct ServerModel {
     pub snapshot_before_changes: Tf<bool>,
     pub certificate_rotation: Tf<String>,
     pub certificates_expire: Tf<String>,
+    #[serde(default)]
+    pub registry_mirror: Vec<RegistryMirrorModel>,
+    #[serde(default)]
+    pub registry_config: Vec<RegistryConfigModel>,
     pub host: Option<ConnectionModel>,
     pub timeouts: Option<TimeoutsModel>,
 }
@@ -178,8 +182,19 @@ pub fn schema() -> Schema {
         "Extra SANs for the serving certificate on :6443 (e.g. the VIP). Verified on the live certificate; \
          when k3s keeps serving the old (sticky) certificate, the provider rotates it.",
     ))
-    .attribute(list_attr("node_labels", "Node labels, `key=value` (`node-label`)."))
-    .attribute(list_attr("node_taints", "Node taints, `key=value:Effect` (`node-taint`)."))
+    .attribute(list_attr(
+        "node_labels",
+        "Node labels, `key=value`. Set on the Node through the API (k3s applies config.yaml's `node-label` only \
+         when a node registers) and read back from it: a label changed by hand shows in the plan; labels other \
+         controllers add are left alone. Changing them restarts nothing.",
+    ))
+    .attribute(list_attr(
+        "node_taints",
+        "Node taints, `key=value:Effect` or `key:Effect` (NoSchedule, PreferNoSchedule, NoExecute), e.g. \
+         `CriticalAddonsOnly=true:NoExecute`. Set on the Node through the API and read back from it (every taint \
+         but Kubernetes' own `node.kubernetes.io/*`); also in config.yaml for registration. Changing them restarts \
+         nothing.",
+    ))
     .attribute(list_attr("disable", "Packaged components to disable, e.g. `servicelb`, `traefik`."))
     .attribute(
         Attribute::map("extra_config", Type::String)
@@ -332,7 +347,7 @@ pub fn schema() -> Schema {
          from the server and agent certificate directories). A refresh warns from 90 days before; k3s renews \
          such certificates when it restarts.",
     ));
-    install_attributes(token_wo_attributes(s))
+    registry_blocks(install_attributes(token_wo_attributes(s)))
         .block(connection_block())
         .block(timeouts_block())
 }
@@ -452,13 +467,12 @@ fn desired_config(m: &ServerModel) -> BTreeMap<String, serde_json::Value> {
             c.insert("etcd-s3-secret-key".into(), json!(k));
         }
     }
-    for (key, list) in [
-        ("tls-san", &m.tls_san),
-        ("node-label", &m.node_labels),
-        ("node-taint", &m.node_taints),
-        ("disable", &m.disable),
+    for (key, l) in [
+        ("tls-san", list_or_empty(&m.tls_san)),
+        ("node-label", registrable_labels(&m.node_labels)),
+        ("node-taint", list_or_empty(&m.node_taints)),
+        ("disable", list_or_empty(&m.disable)),
     ] {
-        let l = list_or_empty(list);
         if !l.is_empty() {
             c.insert(key.into(), json!(l));
         }
@@ -529,6 +543,7 @@ impl K3sServer {
         mut plan: ServerModel,
         limit: std::time::Duration,
         rotate_certificates: bool,
+        prior: Option<&ServerModel>,
     ) -> Result<ServerModel, Diagnostics> {
         let install = install_source(
             &plan.install_script,
@@ -537,7 +552,11 @@ impl K3sServer {
             &plan.airgap_binary_path,
         );
         let tls_san = list_or_empty(&plan.tls_san);
+        let registries = registries_text(&plan.registry_mirror, &plan.registry_config);
+        let managed_before =
+            prior.is_some_and(|p| !p.registry_mirror.is_empty() || !p.registry_config.is_empty());
         let want = ServerWant {
+            registries: registries_want(&registries, managed_before),
             init: role_of(&plan) == "init",
             server_url: plan.server_url.known().map(String::as_str),
             node_name: plan.node_name.known().map(String::as_str),
@@ -558,6 +577,14 @@ impl K3sServer {
         let _guard = k3s::lock::cluster_lock(&token).await;
         let session = connect(ctx, plan.host.as_ref()).await?;
         let done = k3s::server::converge(&session, &want, ctx, ctx.cancellation())
+            .await
+            .map_err(failure_diag)?;
+        let marks = marks_want(
+            &plan.node_labels,
+            &plan.node_taints,
+            prior.map(|p| (&p.node_labels, &p.node_taints)),
+        );
+        k3s::marks::sync(&session, Creds::ServerAdmin, &done.node_name, &marks)
             .await
             .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
@@ -614,6 +641,8 @@ impl Resource for K3sServer {
     }
     fn validate(&self, config: &ServerModel, diags: &mut Diagnostics) {
         check_s3(config, diags);
+        check_marks_format(&config.node_labels, &config.node_taints, diags);
+        check_registries(&config.registry_config, diags);
         if config.role.known().map(String::as_str) == Some("join") && config.server_url.is_null() {
             diags.push(
                 Diagnostic::error(
@@ -728,7 +757,7 @@ impl Resource for K3sServer {
     }
     async fn create(&self, ctx: &Context, plan: ServerModel) -> Result<ServerModel, Diagnostics> {
         let limit = self.timeouts(&plan).create;
-        self.converge(ctx, plan, limit, false).await
+        self.converge(ctx, plan, limit, false, None).await
     }
     async fn read(
         &self,
@@ -797,6 +826,20 @@ impl Resource for K3sServer {
         if m.node_name.is_null() {
             m.node_name = Tf::Known(probe.hostname.clone());
         }
+        if !state.registry_mirror.is_empty() || !state.registry_config.is_empty() {
+            read_registries_back(&probe, &mut m.registry_mirror, &mut m.registry_config);
+        }
+        if let (Some(name), "active") = (m.node_name.known().cloned(), probe.active.as_str()) {
+            read_marks_back(
+                &session,
+                Creds::ServerAdmin,
+                &name,
+                &mut m.node_labels,
+                &mut m.node_taints,
+                (&state.node_labels, &state.node_taints),
+            )
+            .await;
+        }
         if m.role.is_null() {
             m.role = Tf::Known("init".into());
         }
@@ -835,7 +878,7 @@ impl Resource for K3sServer {
         let limit = self.timeouts(&plan).update;
         let rotate = plan.certificate_rotation.is_known()
             && plan.certificate_rotation != prior.certificate_rotation;
-        self.converge(ctx, plan, limit, rotate).await
+        self.converge(ctx, plan, limit, rotate, Some(&prior)).await
     }
     async fn delete(&self, ctx: &Context, state: ServerModel) -> Result<(), Diagnostics> {
         let removal = Removal {

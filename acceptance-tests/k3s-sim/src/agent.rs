@@ -200,6 +200,8 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
     let name = cfg.str("node-name").unwrap_or_else(hostname);
     let ip = node_ip(&cfg)?;
     info!("Starting k3s agent {} (k3s-sim)", crate::VERSION);
+    crate::server::check_node_labels(&cfg)?;
+    crate::registries::apply(&paths)?;
     let npw = node_password(&paths)?;
 
     let lb = LoadBalancer::new(&paths, &server_url)?;
@@ -222,6 +224,7 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
             }
         }
     };
+    write_kubelet_kubeconfig(&paths, &lb_addr, &ca, &kubelet)?;
     let tls = Tls {
         trust: http::Trust::Ca(ca),
         client: Some(kubelet),
@@ -268,6 +271,35 @@ pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
         _ = int.recv() => {},
     }
     Ok(())
+}
+
+/// The kubelet's credentials on disk, where k3s keeps them (`<data-dir>/agent/`): its client certificate and key,
+/// the server CA and `kubelet.kubeconfig` pointing at the agent's load balancer. `k3s kubectl --kubeconfig` with
+/// it acts as `system:node:<name>` (what the provider uses on agents without an admin kubeconfig).
+fn write_kubelet_kubeconfig(
+    paths: &Paths,
+    lb_addr: &str,
+    ca: &str,
+    kubelet: &CertKey,
+) -> Result<(), Fatal> {
+    let dir = paths.data_dir.join("agent");
+    let write = |name: &str, data: &[u8], mode: u32| {
+        crate::paths::write_file(&dir.join(name), data, mode)
+            .map_err(|e| Fatal(format!("writing {}: {e}", dir.join(name).display())))
+    };
+    write("server-ca.crt", ca.as_bytes(), 0o644)?;
+    write("client-kubelet.crt", kubelet.cert.as_bytes(), 0o644)?;
+    write("client-kubelet.key", kubelet.key.as_bytes(), 0o600)?;
+    let d = dir.display();
+    // The serving certificate names 127.0.0.1; on a shared loopback the agent's address differs.
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: {d}/server-ca.crt\n    \
+         server: https://{lb_addr}\n    tls-server-name: 127.0.0.1\n  name: local\ncontexts:\n- context:\n    \
+         cluster: local\n    namespace: default\n    user: user\n  name: Default\ncurrent-context: Default\n\
+         preferences: {{}}\nusers:\n- name: user\n  user:\n    client-certificate: {d}/client-kubelet.crt\n    \
+         client-key: {d}/client-kubelet.key\n"
+    );
+    write("kubelet.kubeconfig", kubeconfig.as_bytes(), 0o600)
 }
 
 async fn bootstrap(

@@ -645,6 +645,62 @@ async fn get_node(
     }
 }
 
+/// NodeRestriction for a kubelet (`system:node:<name>`): it may change only its own Node, not its taints, and
+/// only labels it may set (Kubernetes' admission plugin, as documented; messages worded like the plugin's).
+#[allow(clippy::result_large_err)]
+fn node_restriction(
+    peer: &Peer,
+    name: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<(), Response> {
+    let Some(node) = peer
+        .cert
+        .as_ref()
+        .and_then(|(cn, _)| cn.strip_prefix("system:node:"))
+    else {
+        return Ok(());
+    };
+    let forbidden = |why: String| {
+        Err(status(
+            403,
+            "Forbidden",
+            &format!("nodes \"{name}\" is forbidden: {why}"),
+        ))
+    };
+    if node != name {
+        return forbidden(format!(
+            "node \"{node}\" is not allowed to modify node \"{name}\""
+        ));
+    }
+    let taints = |n: &Value| n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    if taints(before) != taints(after) {
+        return forbidden(format!("node \"{node}\" is not allowed to modify taints"));
+    }
+    let labels = |n: &Value| {
+        n["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old, new) = (labels(before), labels(after));
+    let mut changed: Vec<&String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .filter(|k| !crate::server::kubelet_may_set(k))
+        .collect();
+    changed.dedup();
+    if !changed.is_empty() {
+        let list: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+        return forbidden(format!(
+            "is not allowed to modify labels: {}",
+            list.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// JSON merge patch (RFC 7386); also used for strategic merge patches, which for the fields kubectl cordon
 /// and label touch (scalars and maps) are the same thing.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -684,6 +740,7 @@ async fn patch_node(
         Ok(None) => return not_found("nodes", &name),
         Err(e) => return internal(e),
     };
+    let before = node.clone();
     if let Value::Array(ops) = &patch {
         // JSON patch: support add/replace/remove of simple paths.
         for op in ops {
@@ -715,6 +772,9 @@ async fn patch_node(
     }
     if let Some(o) = node.as_object_mut() {
         o.remove("status");
+    }
+    if let Err(r) = node_restriction(&peer, &name, &before, &node) {
+        return r;
     }
     if node["metadata"]["annotations"]["etcd.k3s.cattle.io/remove"] == "true" {
         if let Err(e) = remove_etcd_member(&c, &node).await {
@@ -1098,8 +1158,20 @@ pub async fn load_nodes(store: &Store) -> Result<Vec<Value>, crate::store::Store
     Ok(nodes)
 }
 
-/// Create a Node, or refresh one: its status always; its labels and annotations only when the node brings new
-/// ones (a restart with other `--node-label`s); spec, creation time and uid are kept.
+/// A label the kubelet or k3s keeps up to date on every start (inferred: the kubelet reconciles its default
+/// labels, k3s its role labels; both live in the kubernetes.io/k8s.io namespaces).
+fn system_label(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(domain, _)| {
+        ["kubernetes.io", "k8s.io"]
+            .iter()
+            .any(|ns| domain == *ns || domain.ends_with(&format!(".{ns}")))
+    })
+}
+
+/// Create a Node, or refresh one: its status always; its annotations when the node brings new ones; of its
+/// labels only those in the `kubernetes.io`/`k8s.io` namespaces (the kubelet's own and k3s's, reconciled on
+/// start). `--node-label`s and `--node-taint`s count only when the Node is created: k3s's docs say they are added
+/// at registration and changed afterwards with kubectl. Spec, creation time and uid are kept.
 pub async fn upsert_node(
     store: &Store,
     mut node: Value,
@@ -1116,6 +1188,9 @@ pub async fn upsert_node(
     let mut obj = match store.get_json(&key).await? {
         Some(mut old) => {
             let before = old.clone();
+            if let Some(labels) = node["metadata"]["labels"].as_object_mut() {
+                labels.retain(|k, _| system_label(k));
+            }
             for field in ["labels", "annotations"] {
                 if !node["metadata"][field].is_object() {
                     continue;

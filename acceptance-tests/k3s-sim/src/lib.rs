@@ -31,6 +31,7 @@ pub mod log;
 pub mod notify;
 pub mod paths;
 pub mod pki;
+pub mod registries;
 pub mod reset;
 pub mod server;
 pub mod serving;

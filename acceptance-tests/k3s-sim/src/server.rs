@@ -163,6 +163,8 @@ enum Mode {
 
 /// Run `k3s server` until SIGTERM (Ok) or a fatal error.
 pub async fn run(cfg: Config, paths: Paths) -> Result<(), Fatal> {
+    check_node_labels(&cfg)?;
+    crate::registries::apply(&paths)?;
     let node_name = cfg.str("node-name").unwrap_or_else(hostname);
     let ip = node_ip(&cfg)?;
     let port: u16 = cfg
@@ -847,6 +849,58 @@ pub fn refresh(mut node: Value) -> Value {
         }
     }
     node
+}
+
+/// The kubelet's rule for `--node-labels` (and NodeRestriction's for a kubelet labelling its own Node): keys
+/// in the `kubernetes.io`/`k8s.io` namespaces only under `kubelet.kubernetes.io`/`node.kubernetes.io` or from a
+/// fixed well-known set. Written from Kubernetes' documentation of NodeRestriction and the kubelet's flag.
+pub fn kubelet_may_set(key: &str) -> bool {
+    const WELL_KNOWN: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    if WELL_KNOWN.contains(&key) {
+        return true;
+    }
+    let Some((domain, _)) = key.split_once('/') else {
+        return true;
+    };
+    let within = |ns: &str| domain == ns || domain.ends_with(&format!(".{ns}"));
+    if within("node-restriction.kubernetes.io") {
+        return false;
+    }
+    if within("kubelet.kubernetes.io") || within("node.kubernetes.io") {
+        return true;
+    }
+    !(within("kubernetes.io") || within("k8s.io"))
+}
+
+/// The kubelet refuses to start with `--node-labels` it may not set (its error, as the kubelet words it).
+pub fn check_node_labels(cfg: &Config) -> Result<(), Fatal> {
+    let bad: Vec<String> = cfg
+        .list("node-label")
+        .into_iter()
+        .map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()).unwrap_or(kv))
+        .filter(|k| !kubelet_may_set(k))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Fatal(format!(
+        "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{}]; --node-labels in the \
+         'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, node.kubernetes.io) \
+         or be in the specifically allowed set",
+        bad.join(" ")
+    )))
 }
 
 /// Labels common to every node plus `--node-label`s.
