@@ -386,6 +386,10 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
         )
     };
     assert!(skewed.contains(NEWER));
+    // The same refusal without an admin kubeconfig: the registered agent asks with its kubelet's credentials.
+    let skewed_own_creds =
+        skewed.replacen("  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n", "", 1);
+    assert_ne!(skewed_own_creds, skewed);
     let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
     let rotated = shrunk.replacen(
@@ -551,6 +555,11 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
             .step(
                 Step::config(skewed)
                     .named("an agent newer than the servers is refused")
+                    .expect_error("Agent newer than the servers.*upgrade the servers first"),
+            )
+            .step(
+                Step::config(skewed_own_creds)
+                    .named("without cluster_kubeconfig too, through the kubelet's credentials")
                     .expect_error("Agent newer than the servers.*upgrade the servers first"),
             )
             .step(
