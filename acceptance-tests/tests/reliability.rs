@@ -1,0 +1,584 @@
+//! The fault matrix (issue 17): each case provokes one fault a homelab really has, through real Terraform 1.15
+//! against the OPNsense emulator (whose HAProxy side is a real haproxy), asserts what must hold and writes its row
+//! of `docs/reliability.md` ([`homelab_acceptance::reliability`]). For every case: the error names what failed,
+//! no object on OPNsense is left that state does not know about (counted through the API), none is duplicated,
+//! HAProxy's running configuration stays valid, and a plain re-apply converges to an empty plan.
+//!
+//! The host faults (sshd killed, power-off, link cut, reboot, full disk) and two applies on one cluster need the
+//! host lab and live in the k3s test files that already build one (`k3s_robustness.rs`), which write their rows
+//! the same way. `./acceptance-tests/dev reliability` runs them all and regenerates the document.
+//!
+//! Each test owns an emulator (its own port, state file and haproxy directory) and uses 127.x addresses only.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use homelab_acceptance::reliability::{apply_summary, first_error, Group, Row};
+use homelab_acceptance::terraform::{hcl_string, required_providers, PlanOutcome};
+use homelab_acceptance::{Terraform, TerraformVersion};
+use opnsense_emulator::{Config, Emulator, EmulatorHandle, FaultKind};
+use serde_json::Value;
+
+const KEY: &str = "rel1XNZob/8Oq8aC5r0kbNarNtdpoQU781fyoeaOBQsBwkXUt";
+const SECRET: &str = "rel26XVrJ5ilAc/EmglCRC+0j2e57tRsjHwFepOseySWLM53pJASeTA3";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An emulator (plain HTTP) with its state under a fresh temp dir; its calls are logged to stderr.
+fn emulator() -> (Arc<EmulatorHandle>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("config.json"),
+        KEY,
+        SECRET,
+    );
+    cfg.log_calls = true;
+    (Arc::new(Emulator::start(cfg).unwrap()), dir)
+}
+
+fn provider(emu: &EmulatorHandle) -> String {
+    format!(
+        "{}\nprovider \"homelab\" {{\n  opnsense {{\n    url        = {}\n    api_key    = {}\n    api_secret = {}\n  }}\n}}\n",
+        required_providers(),
+        hcl_string(&emu.url()),
+        hcl_string(KEY),
+        hcl_string(SECRET),
+    )
+}
+
+/// The seed's shape in small: two servers, a TCP check, a backend, a frontend on 127.0.0.1, HAProxy enabled,
+/// and a firewall alias (an item-family object: its own service, its own clean-up path).
+fn topology(fe_port: u16, server_port: u16) -> String {
+    format!(
+        r#"
+resource "homelab_opnsense_haproxy_server" "a" {{
+  name    = "rel-a"
+  address = "127.0.0.21"
+  port    = {server_port}
+}}
+resource "homelab_opnsense_haproxy_server" "b" {{
+  name    = "rel-b"
+  address = "127.0.0.22"
+  port    = {server_port}
+}}
+resource "homelab_opnsense_haproxy_healthcheck" "tcp" {{
+  name     = "rel-tcp"
+  type     = "tcp"
+  interval = "10s"
+}}
+resource "homelab_opnsense_haproxy_backend" "pool" {{
+  name         = "rel-pool"
+  mode         = "tcp"
+  servers      = [homelab_opnsense_haproxy_server.a.id, homelab_opnsense_haproxy_server.b.id]
+  health_check = homelab_opnsense_haproxy_healthcheck.tcp.id
+}}
+resource "homelab_opnsense_haproxy_frontend" "api" {{
+  name            = "rel-api"
+  mode            = "tcp"
+  bind            = ["127.0.0.1:{fe_port}"]
+  default_backend = homelab_opnsense_haproxy_backend.pool.id
+}}
+resource "homelab_opnsense_haproxy_settings" "this" {{
+  enabled = true
+}}
+resource "homelab_opnsense_firewall_alias" "lb" {{
+  name    = "rel_lb"
+  type    = "host"
+  content = ["127.0.0.1"]
+}}
+"#
+    )
+}
+
+/// Calls the emulator's API as an admin would (for counting and out-of-band edits).
+fn api(emu: &EmulatorHandle, method: &str, path: &str, body: Option<&Value>) -> Value {
+    // After a restart fault the API may still be down: wait for it like an admin reloading the page would.
+    let t = Instant::now();
+    let mut s = loop {
+        match TcpStream::connect(emu.addr()) {
+            Ok(s) => break s,
+            Err(e) if t.elapsed() > Duration::from_secs(30) => {
+                panic!("the emulator is not answering: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let auth = base64(format!("{KEY}:{SECRET}").as_bytes());
+    let body = match (method, body) {
+        (_, Some(b)) => b.to_string(),
+        ("POST", None) => "{}".to_string(),
+        _ => String::new(),
+    };
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    write!(
+        s,
+        "{method} /api/{path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (_, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    serde_json::from_str(body)
+        .unwrap_or_else(|_| panic!("emulator answered {method} {path}:\n{out}"))
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The managed objects on the box, as `type/name` (HAProxy servers, checks, backends, frontends; our aliases).
+fn objects_on_box(emu: &EmulatorHandle) -> Vec<String> {
+    let model = api(emu, "GET", "haproxy/settings/get", None);
+    let mut out = Vec::new();
+    for (kind, path) in [
+        ("homelab_opnsense_haproxy_server", ["servers", "server"]),
+        (
+            "homelab_opnsense_haproxy_healthcheck",
+            ["healthchecks", "healthcheck"],
+        ),
+        ("homelab_opnsense_haproxy_backend", ["backends", "backend"]),
+        (
+            "homelab_opnsense_haproxy_frontend",
+            ["frontends", "frontend"],
+        ),
+    ] {
+        if let Some(m) = model["haproxy"][path[0]][path[1]].as_object() {
+            for o in m.values() {
+                out.push(format!("{kind}/{}", o["name"].as_str().unwrap_or("?")));
+            }
+        }
+    }
+    let aliases = api(emu, "GET", "firewall/alias/searchItem", None);
+    for r in aliases["rows"].as_array().into_iter().flatten() {
+        let name = r["name"].as_str().unwrap_or("");
+        if name.starts_with("rel_") {
+            out.push(format!("homelab_opnsense_firewall_alias/{name}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The same objects as state holds them (`type/name`; the singleton settings are not counted).
+fn objects_in_state(tf: &Terraform) -> Vec<String> {
+    let Ok(st) = tf.state() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = st
+        .resources()
+        .into_iter()
+        .filter_map(|r| {
+            let ty = r["type"].as_str()?;
+            if ty == "homelab_opnsense_haproxy_settings" {
+                return None;
+            }
+            Some(format!("{ty}/{}", r["values"]["name"].as_str()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Box and state agree (no orphan, no duplicate, nothing missing); the row's `objects` text, or why not.
+fn objects_match(emu: &EmulatorHandle, tf: &Terraform) -> Result<String, String> {
+    let on_box = objects_on_box(emu);
+    let in_state = objects_in_state(tf);
+    let unique: BTreeSet<&String> = on_box.iter().collect();
+    if unique.len() != on_box.len() {
+        return Err(format!("duplicates on the box: {on_box:?}"));
+    }
+    if on_box != in_state {
+        return Err(format!(
+            "the box and state differ:\n  on the box: {on_box:?}\n  in state:   {in_state:?}"
+        ));
+    }
+    Ok(format!("{} / {}", on_box.len(), in_state.len()))
+}
+
+/// haproxy is running and its live configuration passes `haproxy -c`.
+fn haproxy_valid(emu: &EmulatorHandle) -> Result<String, String> {
+    let Some(cfg) = emu.haproxy_cfg() else {
+        return Ok("none deployed yet".into());
+    };
+    if emu.haproxy_pids().is_empty() {
+        return Err("haproxy is not running".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("live.cfg");
+    std::fs::write(&f, cfg).unwrap();
+    let out = std::process::Command::new(&emu.config().haproxy_bin)
+        .arg("-c")
+        .arg("-f")
+        .arg(&f)
+        .output()
+        .map_err(|e| format!("running haproxy -c: {e}"))?;
+    if out.status.success() {
+        Ok("valid, running".into())
+    } else {
+        Err(format!(
+            "haproxy -c refused the live config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn describe_state(tf: &Terraform, total: usize) -> String {
+    let n = tf.state().map(|s| s.resources().len()).unwrap_or(0);
+    if n == total {
+        format!("all {total} resources")
+    } else {
+        format!("{n} of {total} resources (the rest not created)")
+    }
+}
+
+fn world(emu: &EmulatorHandle, body: &str) -> Terraform {
+    let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
+    tf.write_config(&format!("{}{body}", provider(emu)))
+        .unwrap();
+    tf.init().unwrap();
+    tf
+}
+
+/// The common tail of a case: checks after the faulty apply, a plain re-apply with the faults cleared, both
+/// empty plans; returns the row with its observed columns filled.
+struct Observed {
+    reported: String,
+    state: String,
+    objects: String,
+    haproxy: String,
+}
+
+fn observe(
+    emu: &EmulatorHandle,
+    tf: &Terraform,
+    first: &homelab_acceptance::process::Output,
+    total: usize,
+) -> Observed {
+    Observed {
+        reported: first_error(first),
+        state: describe_state(tf, total),
+        objects: objects_match(emu, tf)
+            .unwrap_or_else(|e| panic!("after the faulty apply: {e}\n{first}")),
+        haproxy: haproxy_valid(emu).unwrap_or_else(|e| panic!("after the faulty apply: {e}")),
+    }
+}
+
+fn reapply(emu: &EmulatorHandle, tf: &Terraform) -> String {
+    emu.clear_faults();
+    let second = tf.apply(&[]).unwrap();
+    assert!(second.success(), "the plain re-apply failed:\n{second}");
+    tf.plans_empty()
+        .unwrap_or_else(|e| panic!("not converged: {e}"));
+    objects_match(emu, tf).unwrap_or_else(|e| panic!("after the re-apply: {e}"));
+    haproxy_valid(emu).unwrap_or_else(|e| panic!("after the re-apply: {e}"));
+    apply_summary(&second)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    id: &str,
+    group: Group,
+    order: u32,
+    fault: &str,
+    when: &str,
+    o: Observed,
+    next: String,
+) -> Row {
+    Row {
+        id: id.into(),
+        group,
+        order,
+        fault: fault.into(),
+        when: when.into(),
+        reported: o.reported,
+        state: o.state,
+        next_apply: next,
+        objects: o.objects,
+        haproxy: o.haproxy,
+        etcd: "—".into(),
+        converged: true,
+        nothing_lost: true,
+    }
+}
+
+const TOTAL: usize = 7;
+
+/// HTTP 500 on writes and on the reconfigure: the retried writes land once; a reconfigure is not repeated blindly
+/// (it is not idempotent on a busy box), so its batch fails with the API's error and the next apply deploys it.
+#[test]
+fn opnsense_http_500() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next("haproxy/settings/setServer", FaultKind::Status500, 2);
+    emu.fail_next("firewall/alias/setItem", FaultKind::Status500, 1);
+    emu.fail_next("haproxy/service/reconfigure", FaultKind::Status500, 1);
+    let first = tf.apply(&[]).unwrap();
+    let o = observe(&emu, &tf, &first, TOTAL);
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-http-500",
+        Group::Opnsense,
+        1,
+        "HTTP 500 from the API (2× on server writes, 1× on an alias write, 1× on the HAProxy reconfigure)",
+        "first apply, creating the seed-like topology",
+        o,
+        next,
+    )
+    .record();
+}
+
+/// Dropped connections: a write whose reply is lost (saved on the box), a write dropped before anything happened,
+/// the configtest dropped. The retried upsert by client-chosen UUID never duplicates.
+#[test]
+fn opnsense_dropped_connections() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next("haproxy/settings/setServer", FaultKind::DropAfter, 2);
+    emu.fail_next("haproxy/settings/setBackend", FaultKind::DropBefore, 1);
+    emu.fail_next("haproxy/service/configtest", FaultKind::DropBefore, 1);
+    let first = tf.apply(&[]).unwrap();
+    let o = observe(&emu, &tf, &first, TOTAL);
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-dropped-connections",
+        Group::Opnsense,
+        2,
+        "Dropped connections: 2 server writes lose their reply (saved), the backend write and one configtest are \
+         cut before anything happens",
+        "first apply",
+        o,
+        next,
+    )
+    .record();
+}
+
+/// 5 s stalls on the frontend write and on the reconfigure: slow, not broken (the per-request timeout is 30 s).
+#[test]
+fn opnsense_stalls() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next(
+        "haproxy/settings/setFrontend",
+        FaultKind::Delay { ms: 5000 },
+        1,
+    );
+    emu.fail_next(
+        "haproxy/service/reconfigure",
+        FaultKind::Delay { ms: 5000 },
+        1,
+    );
+    let t = Instant::now();
+    let first = tf.apply(&[]).unwrap();
+    let took = t.elapsed();
+    assert!(
+        first.success(),
+        "a stall must only slow the apply down:\n{first}"
+    );
+    let mut o = observe(&emu, &tf, &first, TOTAL);
+    o.reported = format!("{} (in {} s)", o.reported, took.as_secs());
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-stalls",
+        Group::Opnsense,
+        3,
+        "5 s stalls (the frontend write and the reconfigure each answer after 5 s)",
+        "first apply",
+        o,
+        next,
+    )
+    .record();
+}
+
+/// The API restarts in the middle of an apply and stays down for 9 s — longer than one call's retries — after
+/// saving the first server. The failed creates must remove what they saved (their clean-up retries through the
+/// restart), so the box holds only what state knows; the next apply creates the rest.
+#[test]
+fn opnsense_api_restart_mid_apply() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next(
+        "haproxy/settings/setServer",
+        FaultKind::Restart { down_ms: 9000 },
+        1,
+    );
+    let first = tf.apply(&[]).unwrap();
+    assert!(
+        !first.success(),
+        "the apply cannot succeed through a 9 s outage:\n{first}"
+    );
+    let text = first.combined();
+    assert!(
+        text.contains("connection failed") || text.contains("Could not"),
+        "the error must say what failed:\n{text}"
+    );
+    assert!(
+        !text.contains("half-created"),
+        "the clean-up must outlast the restart:\n{text}"
+    );
+    let o = observe(&emu, &tf, &first, TOTAL);
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-api-restart",
+        Group::Opnsense,
+        4,
+        "API restart: the reply to the first server write is lost, then the API refuses connections for 9 s",
+        "first apply, right after the first object was saved",
+        o,
+        next,
+    )
+    .record();
+}
+
+/// A change haproxy's configtest refuses: nothing is deployed, the running config is untouched and keeps
+/// serving, the saved change is reverted; the same apply fails again until the config is fixed.
+#[test]
+fn opnsense_configtest_failure() {
+    let (emu, _d) = emulator();
+    let fe = free_port();
+    let good = topology(fe, 6443);
+    let tf = world(&emu, &good);
+    let ok = tf.apply(&[]).unwrap();
+    assert!(ok.success(), "{ok}");
+    let live = emu.haproxy_cfg().unwrap();
+    let bad = good.replacen(
+        "  port    = 6443\n}",
+        "  port    = 6443\n  advanced = \"bogus-keyword\"\n}",
+        1,
+    );
+    tf.write_config(&format!("{}{bad}", provider(&emu)))
+        .unwrap();
+    let first = tf.apply(&[]).unwrap();
+    let text = first.combined();
+    assert!(
+        text.contains("HAProxy configtest failed") && text.contains("bogus-keyword"),
+        "the error must carry haproxy's own message:\n{text}"
+    );
+    assert_eq!(emu.haproxy_cfg().unwrap(), live, "the live config changed");
+    let mut o = observe(&emu, &tf, &first, TOTAL);
+    o.state = "the previous (live) values; the refused change not recorded".into();
+    // The same config fails the same way (nothing half-applied); fixed, it converges.
+    let again = tf.apply(&[]).unwrap();
+    assert!(!again.success() && again.combined().contains("HAProxy configtest failed"));
+    assert_eq!(emu.haproxy_cfg().unwrap(), live);
+    tf.write_config(&format!("{}{good}", provider(&emu)))
+        .unwrap();
+    tf.plans_empty()
+        .unwrap_or_else(|e| panic!("the old config must plan empty: {e}"));
+    row(
+        "opnsense-configtest-failure",
+        Group::Opnsense,
+        5,
+        "configtest failure on reconfigure (a server's `advanced` option haproxy does not know)",
+        "an update apply",
+        o,
+        "the same error again until the configuration is fixed; with it reverted: nothing to do (empty plan)"
+            .into(),
+    )
+    .record();
+}
+
+/// Objects changed and deleted by hand between applies: a refresh sees both, the plan updates one back and
+/// re-creates the other, and the apply repairs them without touching the rest.
+#[test]
+fn opnsense_changed_or_deleted_by_hand() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    let ok = tf.apply(&[]).unwrap();
+    assert!(ok.success(), "{ok}");
+    let st = tf.state().unwrap();
+    let id = |a: &str| {
+        st.attr(a, "id")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    };
+    let a = id("homelab_opnsense_haproxy_server.a");
+    let hc = id("homelab_opnsense_haproxy_healthcheck.tcp");
+    let r = api(
+        &emu,
+        "POST",
+        &format!("haproxy/settings/setServer/{a}"),
+        Some(&serde_json::json!({"server": {"port": "9999"}})),
+    );
+    assert_eq!(r["result"], "saved", "{r}");
+    // The check is in use by the backend: unlink it in the UI first, then delete it (as a user would).
+    let be = id("homelab_opnsense_haproxy_backend.pool");
+    api(
+        &emu,
+        "POST",
+        &format!("haproxy/settings/setBackend/{be}"),
+        Some(&serde_json::json!({"backend": {"healthCheck": ""}})),
+    );
+    let r = api(
+        &emu,
+        "POST",
+        &format!("haproxy/settings/delHealthcheck/{hc}"),
+        None,
+    );
+    assert_eq!(r["result"], "deleted", "{r}");
+    let plan = tf.plan(&[]).unwrap();
+    let PlanOutcome::Changes(p) = &plan else {
+        panic!("drift must plan changes:\n{}", plan.output());
+    };
+    let text = p.combined();
+    assert!(
+        text.contains("homelab_opnsense_haproxy_server.a will be updated in-place"),
+        "{text}"
+    );
+    assert!(
+        text.contains("homelab_opnsense_haproxy_healthcheck.tcp will be created"),
+        "{text}"
+    );
+    let o = Observed {
+        reported: "no error: the refresh plans 1 to create (the deleted check), 2 to update in place (the edited \
+                   server, the backend's link)"
+            .into(),
+        state: "the applied values until the refresh; the deleted object then drops out".into(),
+        objects: format!("{} / {}", objects_on_box(&emu).len(), objects_in_state(&tf).len()),
+        haproxy: haproxy_valid(&emu).unwrap(),
+    };
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-drift",
+        Group::Opnsense,
+        6,
+        "An object changed by hand (a server's port) and one deleted by hand (the health check) between applies",
+        "between two applies",
+        o,
+        next,
+    )
+    .record();
+}
