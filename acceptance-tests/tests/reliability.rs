@@ -582,3 +582,143 @@ fn opnsense_changed_or_deleted_by_hand() {
     )
     .record();
 }
+
+// ---- Terraform ----
+
+/// SIGINT (Ctrl-C) while a reconfigure is under way (it stalls 6 s): Terraform asks the provider to stop, the
+/// provider lets the write in flight finish within its 10 s wind-down and reports what landed, so state records
+/// what was done; nothing is left behind and the next apply finishes the rest.
+#[test]
+fn terraform_sigint_mid_apply() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next(
+        "haproxy/service/reconfigure",
+        FaultKind::Delay { ms: 6000 },
+        1,
+    );
+    let mut running = tf
+        .spawn(&["apply", "-input=false", "-no-color", "-auto-approve"])
+        .unwrap();
+    let configtest_done = |_: &homelab_acceptance::process::Running| {
+        emu.calls()
+            .iter()
+            .any(|c| c.contains("haproxy/service/configtest"))
+    };
+    assert!(
+        running.wait_for(Duration::from_secs(60), configtest_done),
+        "the apply never reached the reconfigure"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    running.signal(libc::SIGINT).unwrap();
+    let first = tf.wait(running).unwrap();
+    let stopped_in = t.elapsed();
+    let text = first.combined();
+    assert!(
+        !first.success(),
+        "an interrupted apply must not report success:\n{text}"
+    );
+    assert!(text.contains("Interrupt received"), "{text}");
+    assert!(
+        !text.contains("plugin exited") && !text.contains("Plugin did not respond"),
+        "the provider died on Ctrl-C:\n{text}"
+    );
+    assert!(
+        stopped_in < Duration::from_secs(15),
+        "the provider took {stopped_in:?} to stop (its grace period is 10 s)"
+    );
+    let mut o = observe(&emu, &tf, &first, TOTAL);
+    o.reported = format!(
+        "{} (Terraform exited {} s after SIGINT)",
+        o.reported,
+        stopped_in.as_secs()
+    );
+    let next = reapply(&emu, &tf);
+    row(
+        "terraform-sigint",
+        Group::Terraform,
+        1,
+        "SIGINT (Ctrl-C) in the middle of an apply",
+        "while the HAProxy reconfigure of the first batch runs (stalled 6 s)",
+        o,
+        next,
+    )
+    .record();
+}
+
+/// `-parallelism=50` on 90 OPNsense objects (30 servers, 30 backends, 30 frontends): no duplicate, and every
+/// deploy is one configtest and one reconfigure for its whole batch.
+#[test]
+fn terraform_parallelism_50() {
+    let (emu, _d) = emulator();
+    let n = 30;
+    let mut body = String::from(
+        "resource \"homelab_opnsense_haproxy_settings\" \"this\" {\n  enabled = true\n}\n",
+    );
+    for i in 0..n {
+        let port = free_port();
+        body.push_str(&format!(
+            r#"
+resource "homelab_opnsense_haproxy_server" "s{i}" {{
+  name    = "par-s{i}"
+  address = "127.0.1.{}"
+  port    = 8080
+}}
+resource "homelab_opnsense_haproxy_backend" "b{i}" {{
+  name    = "par-b{i}"
+  mode    = "tcp"
+  servers = [homelab_opnsense_haproxy_server.s{i}.id]
+}}
+resource "homelab_opnsense_haproxy_frontend" "f{i}" {{
+  name            = "par-f{i}"
+  mode            = "tcp"
+  bind            = ["127.0.0.1:{port}"]
+  default_backend = homelab_opnsense_haproxy_backend.b{i}.id
+}}
+"#,
+            i + 1
+        ));
+    }
+    let tf = world(&emu, &body);
+    let first = tf.apply(&["-parallelism=50"]).unwrap();
+    assert!(first.success(), "{first}");
+    let calls = emu.calls();
+    let count = |p: &str| {
+        calls
+            .iter()
+            .filter(|c| c.contains(p) && c.ends_with("-> 200"))
+            .count()
+    };
+    let (tests, reconfigures) = (
+        count("haproxy/service/configtest"),
+        count("haproxy/service/reconfigure"),
+    );
+    assert_eq!(
+        tests, reconfigures,
+        "one configtest and one reconfigure per batch"
+    );
+    assert!(
+        reconfigures <= 4,
+        "{reconfigures} reconfigures for 3 dependency levels of 30 objects at -parallelism=50"
+    );
+    let on_box = objects_on_box(&emu);
+    assert_eq!(on_box.len(), 3 * n, "{on_box:?}");
+    let mut o = observe(&emu, &tf, &first, 3 * n + 1);
+    o.reported = format!(
+        "{} ({reconfigures} reconfigures, each after one configtest, for {} objects)",
+        o.reported,
+        3 * n
+    );
+    let next = reapply(&emu, &tf);
+    row(
+        "terraform-parallelism-50",
+        Group::Terraform,
+        3,
+        "`-parallelism=50` on 90 OPNsense objects",
+        "first apply",
+        o,
+        next,
+    )
+    .record();
+}
