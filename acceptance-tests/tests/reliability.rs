@@ -647,6 +647,55 @@ fn terraform_sigint_mid_apply() {
     .record();
 }
 
+/// Two applies at once on the same configuration and state: Terraform's state lock lets one run and refuses the
+/// other at once, so the objects are never written twice. (Two runs with separate states on one cluster are
+/// outside what a lock in one provider process can see: see the preface.)
+#[test]
+fn terraform_two_applies_at_once() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next(
+        "haproxy/service/reconfigure",
+        FaultKind::Delay { ms: 4000 },
+        1,
+    );
+    let mut first = tf
+        .spawn(&["apply", "-input=false", "-no-color", "-auto-approve"])
+        .unwrap();
+    assert!(
+        first.wait_for(Duration::from_secs(60), |_| emu
+            .calls()
+            .iter()
+            .any(|c| c.contains("haproxy/settings/set"))),
+        "the first apply never started writing"
+    );
+    let second = tf.apply(&[]).unwrap();
+    let text = second.combined();
+    assert!(
+        !second.success(),
+        "the second apply must be refused:\n{text}"
+    );
+    assert!(text.contains("Error acquiring the state lock"), "{text}");
+    let first = tf.wait(first).unwrap();
+    assert!(first.success(), "the first apply must finish:\n{first}");
+    let mut o = observe(&emu, &tf, &first, TOTAL);
+    o.reported = format!(
+        "the second: {} (the first finished normally)",
+        first_error(&second)
+    );
+    let next = reapply(&emu, &tf);
+    row(
+        "terraform-two-applies",
+        Group::Terraform,
+        2,
+        "Two applies at once on the same configuration and state",
+        "the second starts while the first writes",
+        o,
+        next,
+    )
+    .record();
+}
+
 /// `-parallelism=50` on 90 OPNsense objects (30 servers, 30 backends, 30 frontends): no duplicate, and every
 /// deploy is one configtest and one reconfigure for its whole batch.
 #[test]
@@ -721,4 +770,399 @@ resource "homelab_opnsense_haproxy_frontend" "f{i}" {{
         next,
     )
     .record();
+}
+
+// ---- Hosts (soak: one lab of 3 servers + 1 agent shared by every host case, in order) ----
+
+mod hosts {
+    use super::*;
+    use homelab_acceptance::lab_support::{enter_netns, k3s_artifacts, lab_binary};
+    use homelab_acceptance::process::Output;
+    use homelab_acceptance::terraform::normalize_diagnostics;
+    use homelab_lab::{Lab, LabSpec};
+    use std::path::{Path, PathBuf};
+
+    const VERSION: &str = "v1.31.5+k3s1";
+    const TOKEN: &str = "reliability-cluster-secret";
+    const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
+    const SERVERS: [&str; 3] = ["k8s-control-1", "k8s-control-2", "k8s-control-3"];
+    const AGENT: &str = "k8s-worker-1";
+
+    fn ip(lab: &Lab, host: &str) -> String {
+        lab.host(host).unwrap().ip.to_string()
+    }
+
+    /// The install script with a pause first (a slow download), so a fault injected once it began lands inside.
+    fn slow_install_script(dir: &Path) -> PathBuf {
+        let text = std::fs::read_to_string(INSTALL_SH).unwrap();
+        let body = text.strip_prefix("#!/bin/sh\n").unwrap_or(&text);
+        let path = dir.join("install-slow.sh");
+        std::fs::write(&path, format!("#!/bin/sh\nsleep 3\n{body}")).unwrap();
+        path
+    }
+
+    fn install(script: &Path, art: &Path) -> String {
+        format!(
+            "  install_script = file({})\n  install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\n",
+            hcl_string(&script.display().to_string()),
+            hcl_string(&art.display().to_string()),
+        )
+    }
+
+    /// `servers` of the cluster (1 = the init server) and, with `agent`, the worker joining through the first
+    /// server.
+    fn cluster(lab: &Lab, script: &Path, art: &Path, servers: usize, agent: bool) -> String {
+        let init_ip = ip(lab, SERVERS[0]);
+        let inst = install(script, art);
+        let mut text = format!(
+            "{req}
+provider \"homelab\" {{
+  ssh {{
+    user        = \"root\"
+    private_key = file({key})
+    known_hosts = file({kh})
+  }}
+}}
+resource \"homelab_k3s_server\" \"s1\" {{
+  role              = \"init\"
+  token             = \"{TOKEN}\"
+  version           = \"{VERSION}\"
+  kubeconfig_server = \"https://{init_ip}:6443\"
+{inst}  host {{ address = \"{init_ip}\" }}
+  timeouts {{ create = \"90s\" }}
+}}
+",
+            req = required_providers(),
+            key = hcl_string(&lab.ssh_key().display().to_string()),
+            kh = hcl_string(&lab.known_hosts().display().to_string()),
+        );
+        for (i, host) in SERVERS.iter().enumerate().take(servers).skip(1) {
+            text.push_str(&format!(
+                "resource \"homelab_k3s_server\" \"s{n}\" {{
+  role       = \"join\"
+  server_url = \"https://{init_ip}:6443\"
+  token      = homelab_k3s_server.s1.join_token
+  version    = \"{VERSION}\"
+{inst}  host {{ address = \"{a}\" }}
+  timeouts {{ create = \"90s\" }}
+}}
+",
+                n = i + 1,
+                a = ip(lab, host),
+            ));
+        }
+        if agent {
+            text.push_str(&format!(
+                "resource \"homelab_k3s_agent\" \"a1\" {{
+  server_url = \"https://{init_ip}:6443\"
+  token      = homelab_k3s_server.s1.join_token
+  version    = \"{VERSION}\"
+{inst}  host {{ address = \"{a}\" }}
+  timeouts {{ create = \"45s\" }}
+}}
+",
+                a = ip(lab, AGENT),
+            ));
+        }
+        text
+    }
+
+    fn sh(lab: &Lab, host: &str, script: &str) -> String {
+        match lab.exec(host, script) {
+            Ok(o) => {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            }
+            Err(e) => format!("({host}: {e})"),
+        }
+    }
+
+    fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn install_began(lab: &Lab, host: &str) -> bool {
+        lab.exec(host, "test -e /etc/rancher/k3s/config.yaml")
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// etcd's voters and learners as the first server sees them (`/db/info`).
+    fn etcd(lab: &Lab) -> (usize, usize) {
+        let raw = sh(
+            lab,
+            SERVERS[0],
+            "k3s kubectl --request-timeout=10s get --raw /db/info 2>/dev/null",
+        );
+        let v: Value = serde_json::from_str(raw.trim()).unwrap_or(Value::Null);
+        let members = v["members"].as_array().cloned().unwrap_or_default();
+        let learners = members.iter().filter(|m| m["isLearner"] == true).count();
+        (members.len() - learners, learners)
+    }
+
+    fn etcd_text(lab: &Lab) -> String {
+        let (v, l) = etcd(lab);
+        let voters = if v == 1 { "voter" } else { "voters" };
+        if l == 0 {
+            format!("{v} {voters}")
+        } else {
+            format!("{v} {voters}, {l} learner(s)")
+        }
+    }
+
+    fn flat(out: &Output) -> String {
+        normalize_diagnostics(&out.combined())
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The first diagnostic, and whether its output names the host (by address).
+    fn named(out: &Output, host_ip: &str) -> String {
+        if out.success() {
+            return first_error(out);
+        }
+        let named = flat(out).contains(host_ip);
+        format!(
+            "{}{}",
+            first_error(out),
+            if named {
+                format!(": the detail names {host_ip}:22")
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    fn state_text(tf: &Terraform) -> String {
+        let st = tf.state().map(|s| s.addresses()).unwrap_or_default();
+        let short: Vec<String> = st
+            .iter()
+            .map(|a| a.rsplit('.').next().unwrap_or(a).to_string())
+            .collect();
+        format!("{} ({})", short.len(), short.join(", "))
+    }
+
+    /// The re-apply with the fault gone converges (both plans empty) and etcd has `voters` voters, no learner.
+    fn converge(tf: &Terraform, lab: &Lab, voters: usize) -> Result<String, String> {
+        let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!("the plain re-apply failed:\n{out}"));
+        }
+        tf.plans_empty()?;
+        if !wait_until(Duration::from_secs(30), || etcd(lab) == (voters, 0)) {
+            return Err(format!(
+                "etcd after the re-apply: {} (want {voters} voters)",
+                etcd_text(lab)
+            ));
+        }
+        Ok(apply_summary(&out))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn host_row(
+        id: &str,
+        order: u32,
+        fault: &str,
+        when: &str,
+        reported: String,
+        state: String,
+        next: String,
+        etcd: String,
+    ) -> Row {
+        Row {
+            id: id.into(),
+            group: if id.starts_with("terraform") {
+                Group::Terraform
+            } else {
+                Group::Hosts
+            },
+            order,
+            fault: fault.into(),
+            when: when.into(),
+            reported,
+            state,
+            next_apply: next,
+            objects: "—".into(),
+            haproxy: "—".into(),
+            etcd,
+            converged: true,
+            nothing_lost: true,
+        }
+    }
+
+    /// Spawns an apply, waits until `host`'s install began, runs `fault`, and returns the apply's output.
+    fn apply_with_fault(
+        tf: &Terraform,
+        lab: &mut Lab,
+        host: &str,
+        fault: impl FnOnce(&mut Lab),
+    ) -> Result<Output, String> {
+        let running = tf
+            .spawn(&["apply", "-input=false", "-no-color", "-auto-approve"])
+            .map_err(|e| e.to_string())?;
+        if !wait_until(Duration::from_secs(120), || install_began(lab, host)) {
+            return Err(format!(
+                "{host}'s install never began:\n{}",
+                tf.wait(running).unwrap()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        fault(lab);
+        tf.wait(running).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hosts_faults_on_one_cluster() {
+        if !homelab_acceptance::paths::soak() {
+            eprintln!(
+                "skipped: the host cases of the fault matrix run with --soak (or dev reliability)"
+            );
+            return;
+        }
+        assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
+        lab_binary();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut spec = LabSpec::new("hlrel");
+        spec.servers = 3;
+        spec.agents = 1;
+        spec.opnsense = false;
+        spec.root = Some(tmp.path().join("labs"));
+        let mut guard = Lab::up_guarded(&spec).unwrap();
+        let art = k3s_artifacts("reliability-hosts", VERSION, &[(VERSION, None)]);
+        let script = slow_install_script(tmp.path());
+        let cfg = |lab: &Lab, n: usize, agent: bool| cluster(lab, &script, &art, n, agent);
+        let ws = homelab_lab::ns::named_netns(&guard.lab().state().ws_netns);
+        let lab = guard.lab_mut();
+        let result = std::thread::scope(|s| {
+            s.spawn(|| -> Result<(), String> {
+                enter_netns(&ws);
+                let mut tf = Terraform::new(TerraformVersion::V1_15).map_err(|e| e.to_string())?;
+                tf.set_timeout(Duration::from_secs(300));
+                tf.write_config(&cfg(lab, 1, false)).unwrap();
+                tf.init().map_err(|e| e.to_string())?;
+                let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!("the first server did not come up:\n{out}"));
+                }
+
+                // 1. sshd killed mid-command on a joining server.
+                tf.write_config(&cfg(lab, 2, false)).unwrap();
+                let out = apply_with_fault(&tf, lab, SERVERS[1], |lab| {
+                    let n = lab.drop_ssh_sessions(SERVERS[1]).unwrap();
+                    eprintln!("killed {n} sshd session processes on {}", SERVERS[1]);
+                })?;
+                eprintln!("sshd killed:\n{out}");
+                let text = flat(&out);
+                if !out.success() && !text.contains(&ip(lab, SERVERS[1])) && !text.contains(SERVERS[1]) {
+                    return Err(format!("the error does not name the host:\n{out}"));
+                }
+                let reported = named(&out, &ip(lab, SERVERS[1]));
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let next = converge(&tf, lab, 2)?;
+                host_row("hosts-sshd-killed", 1, "sshd killed mid-command (every session process of the joining server)",
+                    "while the second server's install runs", reported, state, next, etcd_after).record();
+
+                // 2. A server powered off during its join.
+                tf.write_config(&cfg(lab, 3, false)).unwrap();
+                let out = apply_with_fault(&tf, lab, SERVERS[2], |lab| lab.stop_host(SERVERS[2]).unwrap())?;
+                eprintln!("powered off:\n{out}");
+                if out.success() {
+                    return Err(format!("the apply succeeded although the joining server was off:\n{out}"));
+                }
+                let text = flat(&out);
+                if !text.contains(&ip(lab, SERVERS[2])) && !text.contains(SERVERS[2]) {
+                    return Err(format!("the error does not name the host:\n{out}"));
+                }
+                let reported = named(&out, &ip(lab, SERVERS[2]));
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let (v, _) = etcd(lab);
+                if v < 2 {
+                    return Err(format!("quorum lost with the joiner off: {etcd_after}"));
+                }
+                lab.start_host(SERVERS[2]).map_err(|e| e.to_string())?;
+                let next = converge(&tf, lab, 3)?;
+                host_row("hosts-power-off-during-join", 2, "A server powered off during its join",
+                    "while the third server's install runs", reported, state,
+                    format!("(after power-on) {next}"), etcd_after).record();
+
+                // 3. The first server's link cut after it is up, before the agent joins through it.
+                tf.write_config(&cfg(lab, 3, true)).unwrap();
+                let out = apply_with_fault(&tf, lab, AGENT, |lab| lab.cut_link(SERVERS[0]).unwrap())?;
+                lab.restore_link(SERVERS[0]).map_err(|e| e.to_string())?;
+                eprintln!("link cut:\n{out}");
+                if out.success() {
+                    return Err(format!("the agent joined through a server with no link:\n{out}"));
+                }
+                let reported = named(&out, &ip(lab, AGENT));
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let next = converge(&tf, lab, 3)?;
+                host_row("hosts-link-cut-before-agents", 3, "The first server's link cut after the servers are up, before the agent joins through it",
+                    "while the agent's install runs", reported, state, format!("(link back) {next}"), etcd_after).record();
+
+                // 4. A host rebooted between applies.
+                lab.restart_host(SERVERS[1]).map_err(|e| e.to_string())?;
+                if !wait_until(Duration::from_secs(60), || etcd(lab) == (3, 0)) {
+                    return Err(format!("the rebooted server did not rejoin: {}", etcd_text(lab)));
+                }
+                let plan = tf.plan(&[]).map_err(|e| e.to_string())?;
+                let reported = match &plan {
+                    PlanOutcome::Empty(_) => "nothing: the refreshed plan is empty".to_string(),
+                    other => return Err(format!("a reboot must not plan changes:\n{}", other.output())),
+                };
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let next = converge(&tf, lab, 3)?;
+                host_row("hosts-reboot-between-applies", 4, "A server rebooted between applies",
+                    "between two applies", reported, state, next, etcd_after).record();
+
+                // 5. A full disk on a host: the install cannot write the k3s binary. The agent is removed first
+                // (uninstalled), then added back onto a full /usr/local/bin (a 512 KiB tmpfs over it).
+                tf.write_config(&cfg(lab, 3, false)).unwrap();
+                let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!("removing the agent failed:\n{out}"));
+                }
+                let full = sh(lab, AGENT, "mount -t tmpfs -o size=512k tmpfs /usr/local/bin && echo mounted");
+                if !full.contains("mounted") {
+                    return Err(format!("could not fill the agent's disk: {full}"));
+                }
+                tf.write_config(&cfg(lab, 3, true)).unwrap();
+                let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+                eprintln!("full disk:\n{out}");
+                if out.success() {
+                    return Err(format!("the install succeeded on a full disk:\n{out}"));
+                }
+                let text = flat(&out);
+                if !text.contains(&ip(lab, AGENT)) || !text.contains("No space left on device") {
+                    return Err(format!("the error does not name the host and the full disk:\n{out}"));
+                }
+                let reported = format!(
+                    "{}: the detail names {}:22 and the install's own \"No space left on device\"",
+                    first_error(&out),
+                    ip(lab, AGENT)
+                );
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let freed = sh(lab, AGENT, "umount /usr/local/bin && echo freed");
+                if !freed.contains("freed") {
+                    return Err(format!("could not free the agent's disk: {freed}"));
+                }
+                let next = converge(&tf, lab, 3)?;
+                host_row("hosts-full-disk", 5, "A full disk on a host (the agent's /usr/local/bin has no room for k3s)",
+                    "while the agent installs", reported, state, format!("(space freed) {next}"), etcd_after).record();
+                Ok(())
+            })
+            .join()
+            .unwrap()
+        });
+        if let Err(e) = result {
+            eprintln!("{}", guard.lab().describe());
+            panic!("{e}");
+        }
+    }
 }
