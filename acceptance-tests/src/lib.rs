@@ -11,6 +11,8 @@
 //!   and the JSON documents Terraform prints (state, plan, schemas);
 //! - [`mod@bench`]: the benchmark rows behind `acceptance-tests/dev bench` and `docs/benchmarks.md` (with
 //!   [`bench_opnsense`], [`bench_k3s`] for whole-cluster applies in the lab, [`bench_start`] against a Go provider);
+//! - [`reliability`]: the fault matrix's rows and the generated part of `docs/reliability.md`
+//!   (`acceptance-tests/dev reliability`);
 //! - [`fixture`]: HCL for the provider's test-only resource `homelab_test_fixture`;
 //! - [`steps`]: the terraform-plugin-testing–style step API (plan → apply → empty plans → import → destroy).
 //!
@@ -37,6 +39,7 @@ pub mod fixture;
 pub mod lab_support;
 pub mod paths;
 pub mod process;
+pub mod reliability;
 pub mod steps;
 pub mod terraform;
 

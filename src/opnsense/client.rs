@@ -5,10 +5,13 @@
 //! reverting a change that did not pass.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::coalesce::{Change, Coalescer, Deployer, Revert, Target, Timing};
@@ -21,6 +24,18 @@ use super::item::{service_ok, Item, Items};
 use super::transport::{ClientConfig, Idempotency, Transport};
 use super::vip::Vips;
 use super::wire::flatten_for_set;
+
+/// How long the clean-up of a failed create keeps retrying a box that does not answer (its API restarting: a
+/// firmware update, a web GUI restart). The create itself already spent its own retries, so a restart that
+/// outlasted those is likely still going on; giving up then would leave an object state does not know about.
+pub const CLEANUP_BUDGET: Duration = Duration::from_secs(45);
+
+/// Once Terraform cancels (Ctrl-C, a timeout), what is left of [`CLEANUP_BUDGET`] shrinks to this: the framework
+/// waits 10 s for an operation to wind down, and the diagnostic must still go out within it.
+pub const CLEANUP_AFTER_CANCEL: Duration = Duration::from_secs(8);
+
+/// Pause between clean-up attempts.
+const CLEANUP_PAUSE: Duration = Duration::from_millis(750);
 
 /// Versions read once per client (`core/firmware/info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -233,6 +248,29 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    // ---- undoing a failed create ----
+
+    /// Removes the HAProxy object a failed create may have saved (no reconfigure: it never went live), retrying
+    /// through an API outage within [`CLEANUP_BUDGET`] (see [`retry_through_outage`]). `Ok(false)`: nothing was there.
+    pub async fn discard_haproxy(
+        &self,
+        kind: Kind,
+        uuid: Uuid,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        retry_through_outage(cancel, CLEANUP_BUDGET, || self.haproxy.delete(kind, uuid)).await
+    }
+
+    /// Like [`Client::discard_haproxy`] for an item (virtual IP, alias, rule).
+    pub async fn discard_item<T: Item>(
+        &self,
+        uuid: Uuid,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        let items = self.items::<T>();
+        retry_through_outage(cancel, CLEANUP_BUDGET, || items.delete(uuid)).await
     }
 
     // ---- HAProxy: write, then go live through the coalescer ----
@@ -502,6 +540,62 @@ fn parse_versions(v: &Value) -> Versions {
     Versions {
         opnsense,
         os_haproxy,
+    }
+}
+
+/// Runs `op` until it succeeds or fails for good: a transient failure (no answer, connection refused, a retryable
+/// HTTP status) is retried every [`CLEANUP_PAUSE`] until `budget` is spent, and once `cancel` fires for at most
+/// [`CLEANUP_AFTER_CANCEL`] more. Each attempt keeps the transport's own retries.
+pub async fn retry_through_outage<T, F, Fut>(
+    cancel: &CancellationToken,
+    budget: Duration,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut deadline = start + budget;
+    let mut cancelled = cancel.is_cancelled();
+    if cancelled {
+        deadline = deadline.min(start + CLEANUP_AFTER_CANCEL);
+    }
+    loop {
+        let attempt = op();
+        tokio::pin!(attempt);
+        let res = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                _ = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    deadline = deadline.min(tokio::time::Instant::now() + CLEANUP_AFTER_CANCEL);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::Transport {
+                        method: "POST",
+                        path: "(clean-up)".into(),
+                        attempts: 0,
+                        message: format!("no answer within {} s", (deadline - start).as_secs()),
+                    });
+                }
+            }
+        };
+        match res {
+            Err(e)
+                if e.is_transient() && tokio::time::Instant::now() + CLEANUP_PAUSE < deadline =>
+            {
+                tracing::debug!(error = %e, "clean-up: OPNsense not answering, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(CLEANUP_PAUSE) => {}
+                    _ = cancel.cancelled(), if !cancelled => {
+                        cancelled = true;
+                        deadline = deadline.min(tokio::time::Instant::now() + CLEANUP_AFTER_CANCEL);
+                    }
+                }
+            }
+            other => return other,
+        }
     }
 }
 

@@ -399,11 +399,19 @@ where
                 c.release_name(kind::<S>(), uuid);
                 // A failed create must not leave an object Terraform does not know about (it would block the next
                 // attempt as a duplicate). Validation failures saved nothing; a configtest failure was reverted.
+                // The clean-up retries through an API restart (within its budget and Terraform's cancellation).
                 if !matches!(
                     e,
                     Error::Validation { .. } | Error::Failed { .. } | Error::ConfigTest { .. }
                 ) {
-                    let _ = c.haproxy().delete(kind::<S>(), uuid).await;
+                    let left = c
+                        .discard_haproxy(kind::<S>(), uuid, ctx.cancellation())
+                        .await;
+                    let mut d = diags(e, &format!("Could not {verb} the {}", S::WHAT));
+                    if let Err(left) = left {
+                        d.push(orphan_diag(S::WHAT, uuid, &left));
+                    }
+                    return Err(d);
                 }
             }
             return Err(diags(e, &format!("Could not {verb} the {}", S::WHAT)));
@@ -494,6 +502,18 @@ where
     }
 }
 
+/// The failed create's object could not be removed either: say which one, so the user can delete or import it.
+fn orphan_diag(what: &str, uuid: Uuid, e: &Error) -> Diagnostic {
+    Diagnostic::error(
+        format!("A half-created {what} may be left on the OPNsense"),
+        format!(
+            "The create failed and removing what it may have saved failed too ({e}). Check for the {what} with \
+             UUID {uuid}: delete it in the UI, or import it (`terraform import <address> {uuid}`) before applying \
+             again."
+        ),
+    )
+}
+
 // ---- the item family ----
 
 /// Plain MVC items of one service ([`crate::opnsense::item`]): saved, then one service action per batch.
@@ -517,7 +537,7 @@ where
     }
 
     async fn write(
-        _ctx: &Context,
+        ctx: &Context,
         c: &Client,
         uuid: Uuid,
         plan: &mut S::Model,
@@ -528,8 +548,13 @@ where
         S::check(c, &obj).await?;
         if let Err(e) = c.item_put(uuid, &obj).await {
             if !existed && !matches!(e, Error::Validation { .. } | Error::Failed { .. }) {
-                // No object Terraform does not know about.
-                let _ = c.items::<S::Obj>().delete(uuid).await;
+                // No object Terraform does not know about, even across an API restart.
+                let left = c.discard_item::<S::Obj>(uuid, ctx.cancellation()).await;
+                let mut d = diags(e, &format!("Could not apply the {}", S::WHAT));
+                if let Err(left) = left {
+                    d.push(orphan_diag(S::WHAT, uuid, &left));
+                }
+                return Err(d);
             }
             return Err(diags(e, &format!("Could not apply the {}", S::WHAT)));
         }

@@ -71,6 +71,9 @@ pub struct App {
     pub faults: Faults,
     pub runner: Runner,
     pub calls: StdMutex<Vec<CallRecord>>,
+    /// Restart requests (the down time) for the accept loop, sent by a [`crate::faults::FaultKind::Restart`].
+    pub restarts: tokio::sync::mpsc::UnboundedSender<std::time::Duration>,
+    restart_rx: StdMutex<Option<tokio::sync::mpsc::UnboundedReceiver<std::time::Duration>>>,
     preset_uuids: StdMutex<std::collections::VecDeque<String>>,
 }
 
@@ -80,7 +83,10 @@ impl App {
         let state = store.load()?;
         let runner = Runner::new(cfg.haproxy_bin.clone(), cfg.haproxy_dir.clone())?;
         let preset_uuids = StdMutex::new(cfg.preset_uuids.iter().cloned().collect());
+        let (restarts, restart_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(App {
+            restarts,
+            restart_rx: StdMutex::new(Some(restart_rx)),
             cfg,
             store,
             state: Mutex::new(state),
@@ -98,6 +104,16 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
             .unwrap_or_else(crate::model::new_uuid)
+    }
+
+    /// The receiving end of [`App::restarts`] (taken once, by the accept loop).
+    pub fn take_restart_requests(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<std::time::Duration>> {
+        self.restart_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// A copy of the saved state.

@@ -163,6 +163,11 @@ impl EmulatorHandle {
             .add(FaultRule::new(Some(endpoint), kind).times(times));
     }
 
+    /// Restarts the API now: open connections are cut and the port refuses connections for `down`.
+    pub fn restart(&self, down: std::time::Duration) {
+        let _ = self.app.restarts.send(down);
+    }
+
     pub fn clear_faults(&self) {
         self.app.faults.clear();
     }

@@ -8,6 +8,9 @@
 //! A rule matches one endpoint (`haproxy/settings/addServer`, compared like OPNsense routes: case-insensitive,
 //! underscores ignored), a prefix of one (`haproxy/settings`, `haproxy`), or every call (no endpoint), and fires
 //! `times` times (absent = until cleared).
+//!
+//! [`FaultKind::Restart`] is carried out by the accept loop ([`crate::server::serve`]), told through
+//! [`crate::app::App::restarts`].
 
 use std::sync::Mutex;
 
@@ -24,6 +27,11 @@ pub enum FaultKind {
     DropBefore,
     /// Do the call (the change is saved), then close the connection without answering.
     DropAfter,
+    /// The API restarts right after this call: the call is done (the change is saved) but its reply is lost, every
+    /// open connection is cut and for `down_ms` nothing listens on the port (connections are refused), as when
+    /// the web GUI/API service of a real box restarts (a firmware update, `configctl webgui restart`). The saved
+    /// configuration and the running haproxy survive, as on the box.
+    Restart { down_ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

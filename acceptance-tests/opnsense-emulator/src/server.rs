@@ -10,7 +10,9 @@
 //! Admin endpoints (no auth; the emulator only listens where tests put it):
 //! - `GET /__emulator/faults` → rules; `POST /__emulator/faults` with a [`crate::faults::FaultRule`] as JSON, e.g.
 //!   `{"endpoint":"haproxy/settings/addServer","kind":"drop_after","times":1}` or `{"kind":"delay","ms":500}`
-//!   (kinds: `status500`, `delay`, `drop_before`, `drop_after`); `DELETE /__emulator/faults` clears them.
+//!   (kinds: `status500`, `delay`, `drop_before`, `drop_after`, `restart` with `down_ms`); `DELETE
+//!   /__emulator/faults` clears them.
+//! - `POST /__emulator/restart` with `{"down_ms": N}`: restart the API now (see [`FaultKind::Restart`]).
 //! - `GET /__emulator/haproxy.cfg` → the live (deployed) haproxy configuration.
 //! - `GET /__emulator/calls` → every API call so far (`method`, `path`, `status`); `DELETE` clears the list.
 //! - `GET /__emulator/state` → the saved state as JSON.
@@ -109,6 +111,14 @@ async fn admin(app: &App, method: &hyper::Method, path: &str, body: &[u8]) -> Ap
                 ApiResponse::with_status(400, json!({"status": "error", "message": e.to_string()}))
             }
         },
+        ("POST", "/__emulator/restart") => {
+            let ms = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("down_ms").and_then(Value::as_u64))
+                .unwrap_or(1000);
+            let _ = app.restarts.send(Duration::from_millis(ms));
+            ApiResponse::json(json!({"status": "restarting", "down_ms": ms}))
+        }
         ("DELETE", "/__emulator/faults") => {
             app.faults.clear();
             ApiResponse::json(json!({"status": "ok"}))
@@ -173,6 +183,7 @@ async fn handle(
 
     let faults = app.faults.take(&path);
     let mut drop_after = false;
+    let mut restart = None;
     for f in &faults {
         match f {
             FaultKind::Delay { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
@@ -188,6 +199,10 @@ async fn handle(
                 return Err(DropConnection);
             }
             FaultKind::DropAfter => drop_after = true,
+            FaultKind::Restart { down_ms } => {
+                drop_after = true;
+                restart = Some(Duration::from_millis(*down_ms));
+            }
             FaultKind::Status500 => {}
         }
     }
@@ -238,8 +253,15 @@ async fn handle(
             &path_and_query,
             resp.status,
             started,
-            "reply dropped after handling",
+            if restart.is_some() {
+                "reply lost: the API restarts"
+            } else {
+                "reply dropped after handling"
+            },
         );
+        if let Some(down) = restart {
+            let _ = app.restarts.send(down);
+        }
         return Err(DropConnection);
     }
     log_call(&app, &method, &path_and_query, resp.status, started, "");
@@ -272,7 +294,9 @@ fn log_call(
     }
 }
 
-/// Accepts connections until `shutdown` turns true; then aborts every open connection.
+/// Accepts connections until `shutdown` turns true; then aborts every open connection. A restart request
+/// ([`FaultKind::Restart`]) cuts every open connection, closes the listener for its down time (new connections are
+/// refused) and binds the same address again.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -280,10 +304,40 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut restarts = app.take_restart_requests();
+    let mut listener = Some(listener);
     let mut conns = JoinSet::new();
-    loop {
+    while let Some(l) = listener.as_ref() {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = l.accept() => a,
+            down = async {
+                match restarts.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let down = down.unwrap_or_default();
+                let addr = match l.local_addr() {
+                    Ok(a) => a,
+                    Err(_) => break,
+                };
+                // Closed for the down time: new connections are refused.
+                drop(listener.take());
+                conns.abort_all();
+                if app.cfg.log_calls {
+                    eprintln!("opnsense-emulator: API restarting, down for {} ms", down.as_millis());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(down) => {}
+                    _ = shutdown.changed() => break,
+                }
+                // Drain restart requests that came in while down (one restart at a time).
+                if let Some(r) = restarts.as_mut() {
+                    while r.try_recv().is_ok() {}
+                }
+                listener = rebind(addr, &mut shutdown).await;
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         let Ok((stream, _peer)) = accepted else {
@@ -310,4 +364,22 @@ pub async fn serve(
         while conns.try_join_next().is_some() {}
     }
     conns.abort_all();
+}
+
+/// Binds `addr` again after a restart (retrying briefly: the old socket may linger for a moment).
+async fn rebind(
+    addr: std::net::SocketAddr,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<TcpListener> {
+    for _ in 0..100 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(e) => tracing::warn!("rebinding {addr} after restart: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = shutdown.changed() => return None,
+        }
+    }
+    None
 }

@@ -96,6 +96,58 @@ async fn faults_are_injectable_per_endpoint_and_at_run_time() {
         .any(|c| c == "POST /api/haproxy/settings/addServer -> 200"));
 }
 
+/// A restart in the middle of a call: the change is saved, its reply lost, the port refuses connections for the
+/// down time, then the same address answers again with the saved state (and no fault left over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_fault_loses_the_reply_refuses_then_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path());
+    let api = Api::new(&emu);
+    emu.fail_next(
+        "haproxy/settings/addServer",
+        FaultKind::Restart { down_ms: 1500 },
+        1,
+    );
+    let add = json!({"server": {"name": "during", "address": "10.0.0.1", "port": "80"}});
+    assert!(api
+        .post_raw("haproxy/settings/addServer", add)
+        .await
+        .is_err());
+    let t = Instant::now();
+    let refused = tokio::net::TcpStream::connect(emu.addr()).await;
+    assert!(
+        refused.is_err(),
+        "the port must refuse connections while down"
+    );
+    // Back within the down time plus a little, same address, the change saved before the restart kept.
+    let mut up = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        if tokio::net::TcpStream::connect(emu.addr()).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the API did not come back");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1200),
+        "down for {:?} only",
+        t.elapsed()
+    );
+    assert_eq!(server_names(&api).await, vec!["during"]);
+    // The admin endpoint restarts on demand too.
+    reqwest::Client::new()
+        .post(format!("{}/__emulator/restart", emu.url()))
+        .json(&json!({"down_ms": 300}))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tokio::net::TcpStream::connect(emu.addr()).await.is_err());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(server_names(&api).await, vec!["during"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_restart_and_upsert_creates_with_client_uuid() {
     let dir = tempfile::tempdir().unwrap();
