@@ -143,7 +143,12 @@ fn http_get(addr: &str, path: &str) -> Result<(String, String), String> {
 
 /// Calls the emulator's API like an admin in the UI would (plain HTTP emulators only).
 fn api(emu: &EmulatorHandle, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let mut s = TcpStream::connect(emu.addr()).unwrap();
+    api_at(emu.addr(), method, path, body)
+}
+
+/// [`api`] by the emulator's address (for checks that outlive a borrow of the handle).
+fn api_at(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let auth = base64(format!("{KEY}:{SECRET}").as_bytes());
     let body = match (method, body) {
@@ -1271,5 +1276,91 @@ fn haproxy_disabled_warning_only_when_nothing_enables_it() {
             "settings in the configuration: {with_settings}\n{out}"
         );
         assert!(tf.destroy().unwrap().success());
+    }
+}
+
+/// The CARP password as a write-only attribute (Terraform 1.15): the firewall gets it, state never holds it, a
+/// raised `password_wo_version` sends the new one, and a refreshed plan stays empty although OPNsense returns the
+/// password on every read. Terraform 1.0.3 is told to use `password` instead.
+#[test]
+fn carp_password_write_only_reaches_the_firewall_not_the_state() {
+    let vip_hcl = |password: &str, version: u32| {
+        format!(
+            "resource \"homelab_opnsense_vip\" \"carp\" {{\n  interface = \"lan\"\n  mode = \"carp\"\n  address = \"127.0.4.1/24\"\n  vhid = 7\n  advskew = 100\n  password_wo = \"{password}\"\n  password_wo_version = {version}\n}}\n"
+        )
+    };
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_15) {
+        let (emu, _dir) = emulator(false);
+        let prov = provider(&emu);
+        let password_on_box = {
+            let addr = emu.addr();
+            move |st: &homelab_acceptance::terraform::State| -> Result<String, String> {
+                let uuid = st
+                    .attr("homelab_opnsense_vip.carp", "id")
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .ok_or("no id in state")?;
+                let got = api_at(
+                    addr,
+                    "GET",
+                    &format!("interfaces/vip_settings/getItem/{uuid}"),
+                    None,
+                );
+                Ok(got["vip"]["password"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string())
+            }
+        };
+        let (first, second) = (password_on_box, password_on_box);
+        TestCase::new(TerraformVersion::V1_15)
+            .step(
+                Step::config(format!("{prov}{}", vip_hcl("carp-one-5e1", 1)))
+                    .named("password_wo on create")
+                    .check(move |st| {
+                        for path in ["password", "password_wo"] {
+                            if !matches!(
+                                st.attr("homelab_opnsense_vip.carp", path),
+                                None | Some(Value::Null)
+                            ) {
+                                return Err(format!("{path} is not null in state"));
+                            }
+                        }
+                        match first(st)?.as_str() {
+                            "carp-one-5e1" => Ok(()),
+                            other => Err(format!("the firewall has CARP password {other:?}")),
+                        }
+                    }),
+            )
+            .step(
+                Step::config(format!("{prov}{}", vip_hcl("carp-two-9b2", 2)))
+                    .named("a raised version sends the new password")
+                    .expect_action("homelab_opnsense_vip.carp", Action::Update)
+                    .before(|tf, _| {
+                        let raw = tf
+                            .read_file("terraform.tfstate")
+                            .map_err(|e| e.to_string())?;
+                        if raw.contains("carp-one-5e1") {
+                            return Err("terraform.tfstate holds the CARP password".into());
+                        }
+                        Ok(())
+                    })
+                    .check(move |st| match second(st)?.as_str() {
+                        "carp-two-9b2" => Ok(()),
+                        other => Err(format!("the firewall has CARP password {other:?}")),
+                    }),
+            )
+            .run();
+    }
+    if TerraformVersion::selected().contains(&TerraformVersion::V1_0) {
+        let (emu, _dir) = emulator(false);
+        TestCase::new(TerraformVersion::V1_0)
+            .step(
+                Step::config(format!("{}{}", provider(&emu), vip_hcl("carp-one-5e1", 1)))
+                    .named("password_wo under 1.0.3")
+                    .expect_error(
+                        "Write-only attribute not supported by this Terraform.*password_wo",
+                    ),
+            )
+            .run();
     }
 }

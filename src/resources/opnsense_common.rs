@@ -34,6 +34,65 @@ pub fn client_if_ready(ctx: &Context) -> Option<Arc<Client>> {
     client(ctx).ok()
 }
 
+/// A secret in its two forms: the sensitive attribute kept in state (Terraform 1.0.3) and the write-only one with
+/// its version (Terraform >= 1.11). Each entry is (attribute name, configured value).
+pub struct SecretPair<'a> {
+    pub plain: (&'a str, &'a Tf<String>),
+    pub write_only: (&'a str, &'a Tf<String>),
+    pub version: (&'a str, &'a Tf<i64>),
+}
+
+/// At most one form of a secret (exactly one when `required`), and the write-only form with its version; unknown
+/// values count as set.
+pub fn check_secret_choice(
+    p: SecretPair<'_>,
+    required: bool,
+    missing: &str,
+    diags: &mut Diagnostics,
+) {
+    let (plain, wo, (version, v)) = (p.plain, p.write_only, p.version);
+    match (plain.1.is_null(), wo.1.is_null()) {
+        (true, true) if required => diags.push(
+            Diagnostic::error(
+                missing,
+                format!(
+                    "Set `{}` (kept in state, works with every Terraform) or `{}` with `{version}` (write-only, \
+                     Terraform 1.11 or newer).",
+                    plain.0, wo.0
+                ),
+            )
+            .at(attr(plain.0)),
+        ),
+        (false, false) => diags.push(
+            Diagnostic::error(
+                format!("Two forms of {}", plain.0),
+                format!("Set only one of `{}` and `{}`.", plain.0, wo.0),
+            )
+            .at(attr(wo.0)),
+        ),
+        _ => {}
+    }
+    if !wo.1.is_null() && v.is_null() {
+        diags.push(
+            Diagnostic::error(
+                format!("{version} is required with {}", wo.0),
+                format!(
+                    "Terraform keeps no trace of a write-only value, so it cannot see a new one by itself: set \
+                     `{version} = 1` and raise it whenever `{}` changes.",
+                    wo.0
+                ),
+            )
+            .at(attr(version)),
+        );
+    }
+}
+
+/// Whether a state or plan uses the write-only form of a secret (the plain one null, a version set): then the
+/// secret is never read back into it.
+pub fn uses_write_only(plain: &Tf<String>, version: &Tf<i64>) -> bool {
+    plain.is_null() && !version.is_null()
+}
+
 /// Turns a client error into diagnostics; validation messages land on the attributes they concern.
 pub fn diags(e: Error, summary: &str) -> Diagnostics {
     match e {

@@ -3,8 +3,11 @@
 //! Every write carries the address (OPNsense blanks it otherwise), changes are applied with one coalesced
 //! `reconfigure` per batch, the interface is checked against the box's interfaces at plan time, and a CARP VIP
 //! without `vhid` gets the box's first unused one. OPNsense can change every field in place, so nothing forces
-//! replacement. The CARP password is stored in state (sensitive): OPNsense returns it in clear text on read, which
-//! is what lets drift on it be detected.
+//! replacement. The CARP password comes in two forms: `password` is stored in state (sensitive; the Terraform 1.0.3
+//! path): OPNsense returns it in clear text on read, which is what lets drift on it be detected. `password_wo` +
+//! `password_wo_version` (Terraform >= 1.11) keep it out of plan and state with the framework's write-only
+//! machinery (the same as `token_wo` on the k3s resources); then it is never read back, and raising the version is
+//! what writes it again.
 
 use std::net::IpAddr;
 
@@ -28,6 +31,10 @@ pub struct VipModel {
     pub address: Tf<String>,
     pub vhid: Tf<i64>,
     pub password: Tf<String>,
+    #[serde(default)]
+    pub password_wo: Tf<String>,
+    #[serde(default)]
+    pub password_wo_version: Tf<i64>,
     pub advbase: Tf<i64>,
     pub advskew: Tf<i64>,
     pub gateway: Tf<String>,
@@ -60,7 +67,7 @@ fn to_vip(m: &VipModel) -> Vip {
         gateway: opt_str(&m.gateway),
         noexpand: m.noexpand.known().copied().unwrap_or(false),
         nobind: m.nobind.known().copied().unwrap_or(false),
-        password: opt_str(&m.password),
+        password: opt_str(&m.password).or_else(|| opt_str(&m.password_wo)),
         vhid: opt_num(&m.vhid),
         advbase: opt_num(&m.advbase),
         advskew: opt_num(&m.advskew),
@@ -69,13 +76,20 @@ fn to_vip(m: &VipModel) -> Vip {
 }
 
 fn from_vip(uuid: Uuid, v: &Vip, prior: Option<&VipModel>) -> VipModel {
+    let write_only = prior.is_some_and(|p| uses_write_only(&p.password, &p.password_wo_version));
     VipModel {
         id: Tf::Known(uuid.to_string()),
         interface: Tf::Known(v.interface.clone()),
         mode: Tf::Known(v.mode.as_wire().to_string()),
         address: keep_spelling(prior.map(|p| &p.address), Some(v.network.clone())),
         vhid: tf_num(v.vhid),
-        password: tf_opt(v.password.clone()),
+        password: if write_only {
+            Tf::Null
+        } else {
+            tf_opt(v.password.clone())
+        },
+        password_wo: Tf::Null,
+        password_wo_version: prior.map_or(Tf::Null, |p| p.password_wo_version),
         advbase: tf_num(v.advbase),
         advskew: tf_num(v.advskew),
         gateway: keep_spelling(prior.map(|p| &p.gateway), v.gateway.clone()),
@@ -104,7 +118,10 @@ pub fn schema() -> Schema {
         Attribute::string("mode")
             .default_string("ipalias")
             .validate(Validator::one_of(&["ipalias", "carp", "proxyarp"]))
-            .description("`ipalias` (default), `carp` (needs `password`; `vhid` is picked if unset) or `proxyarp`."),
+            .description(
+                "`ipalias` (default), `carp` (needs `password` or `password_wo`; `vhid` is picked if unset) or \
+                 `proxyarp`.",
+            ),
     )
     .attribute(
         Attribute::string("address")
@@ -124,8 +141,27 @@ pub fn schema() -> Schema {
         Attribute::string("password")
             .optional()
             .sensitive()
-            .description("CARP password (required for `mode = \"carp\"`). Stored in state, marked sensitive."),
+            .description(
+                "CARP password (`mode = \"carp\"` needs it or `password_wo`). Stored in state, marked sensitive: \
+                 the Terraform 1.0.3 path. Read back from the firewall, so a change made there shows in the plan.",
+            ),
     )
+    .attribute(
+        Attribute::string("password_wo")
+            .optional()
+            .sensitive()
+            .write_only()
+            .validate(Validator::not_empty())
+            .description(
+                "CARP password, write-only (Terraform 1.11 or newer): sent to the firewall but never stored in plan \
+                 or state and never read back. Set exactly one of `password` and `password_wo`; with \
+                 `password_wo` set `password_wo_version` too.",
+            ),
+    )
+    .attribute(Attribute::number("password_wo_version").optional().description(
+        "Required with `password_wo`. Terraform cannot compare a write-only value, so a change of this number is \
+         what sends `password_wo` to the firewall again.",
+    ))
     .attribute(
         Attribute::number("advbase")
             .default_int(1)
@@ -186,15 +222,17 @@ impl ObjectSpec for Spec {
     }
 
     fn validate(config: &VipModel, diags: &mut Diagnostics) {
-        if config.mode.known().map(String::as_str) == Some("carp") && config.password.is_null() {
-            diags.push(
-                Diagnostic::error(
-                    "CARP needs a password",
-                    "Set `password` for `mode = \"carp\"`.",
-                )
-                .at(attr("password")),
-            );
-        }
+        let carp = config.mode.known().map(String::as_str) == Some("carp");
+        check_secret_choice(
+            SecretPair {
+                plain: ("password", &config.password),
+                write_only: ("password_wo", &config.password_wo),
+                version: ("password_wo_version", &config.password_wo_version),
+            },
+            carp,
+            "CARP needs a password",
+            diags,
+        );
         if config.mode.known().is_some_and(|m| m != "carp") && config.vhid.is_known() {
             diags.push(
                 Diagnostic::error(
@@ -321,6 +359,8 @@ mod tests {
             address: Tf::Known("10.0.3.100/32".into()),
             vhid: Tf::Null,
             password: Tf::Null,
+            password_wo: Tf::Null,
+            password_wo_version: Tf::Null,
             advbase: Tf::Known(1),
             advskew: Tf::Known(0),
             gateway: Tf::Null,
@@ -332,5 +372,57 @@ mod tests {
         let v = codec::to_value(&m, &schema().value_type()).unwrap();
         assert_eq!(codec::from_value::<VipModel>(&v).unwrap(), m);
         assert!(schema().problems().is_empty(), "{:?}", schema().problems());
+    }
+
+    fn carp(password: Tf<String>, wo: Tf<String>, version: Tf<i64>) -> VipModel {
+        VipModel {
+            mode: Tf::Known("carp".into()),
+            password,
+            password_wo: wo,
+            password_wo_version: version,
+            ..VipModel::default()
+        }
+    }
+
+    fn problems(m: &VipModel) -> Vec<String> {
+        let mut d = Diagnostics::new();
+        Spec::validate(m, &mut d);
+        d.iter().map(|d| d.summary.clone()).collect()
+    }
+
+    #[test]
+    fn one_password_form_and_its_version() {
+        let pw = || Tf::Known("s3cret".to_string());
+        assert!(problems(&carp(pw(), Tf::Null, Tf::Null)).is_empty());
+        assert!(problems(&carp(Tf::Null, pw(), Tf::Known(1))).is_empty());
+        assert_eq!(
+            problems(&carp(Tf::Null, Tf::Null, Tf::Null)),
+            ["CARP needs a password"]
+        );
+        assert_eq!(
+            problems(&carp(pw(), pw(), Tf::Known(1))),
+            ["Two forms of password"]
+        );
+        assert_eq!(
+            problems(&carp(Tf::Null, pw(), Tf::Null)),
+            ["password_wo_version is required with password_wo"]
+        );
+    }
+
+    #[test]
+    fn the_write_only_password_is_never_read_back() {
+        let m = carp(Tf::Null, Tf::Known("s3cret".into()), Tf::Known(2));
+        let v = to_vip(&m);
+        assert_eq!(v.password.as_deref(), Some("s3cret"));
+        let back = from_vip(Uuid::nil(), &v, Some(&m));
+        assert_eq!(back.password, Tf::Null);
+        assert_eq!(back.password_wo, Tf::Null);
+        assert_eq!(back.password_wo_version, Tf::Known(2));
+        // The 1.0.3 form reads it back (drift on the password shows).
+        let plain = carp(Tf::Known("old".into()), Tf::Null, Tf::Null);
+        assert_eq!(
+            from_vip(Uuid::nil(), &v, Some(&plain)).password,
+            Tf::Known("s3cret".into())
+        );
     }
 }
