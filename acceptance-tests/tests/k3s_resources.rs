@@ -387,8 +387,11 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     };
     assert!(skewed.contains(NEWER));
     // The same refusal without an admin kubeconfig: the registered agent asks with its kubelet's credentials.
-    let skewed_own_creds =
-        skewed.replacen("  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n", "", 1);
+    let skewed_own_creds = skewed.replacen(
+        "  cluster_kubeconfig = homelab_k3s_server.init.kubeconfig\n",
+        "",
+        1,
+    );
     assert_ne!(skewed_own_creds, skewed);
     let import = world.import_config(NEXT, &["k3s.lab.internal", "192.0.2.50"]);
     let shrunk = world.config_with(NEXT, &["k3s.lab.internal", "192.0.2.50"], false);
