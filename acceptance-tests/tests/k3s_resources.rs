@@ -421,6 +421,7 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
     let ssh_second_snap = ssh_second.clone();
     let ssh_first_snap = ssh_first.clone();
     let ssh_first_cert = ssh_first.clone();
+    let ssh_worker_cert = ssh_worker.clone();
     let worker = std::thread::spawn(move || {
         enter_netns(&ws);
         // The joiner comes up as an etcd learner and is promoted 8 s later (as k3s's leader does it): the join
@@ -671,9 +672,22 @@ fn cluster_lifecycle(version: TerraformVersion, lab_name: &str) {
                              -keyout /root/soon.key -out client-admin.crt -days 30 -subj /CN=system:admin \
                              >/dev/null 2>&1",
                         )
+                        .map(|_| ())?;
+                        // And one in the agent's directory: the agent warns too, with its own fix.
+                        ssh_run(
+                            &ssh_worker_cert,
+                            "cd /var/lib/rancher/k3s/agent && openssl req -x509 -newkey rsa:2048 -nodes \
+                             -keyout /root/soon.key -out client-soon.crt -days 30 -subj /CN=soon \
+                             >/dev/null 2>&1",
+                        )
                         .map(|_| ())
                     })
-                    .expect_warning("k3s certificates expire within 90 days.*client-admin.crt")
+                    .expect_warning(
+                        "(?s)(k3s certificates expire within 90 days.*client-admin.crt.*k3s agent certificates \
+                         expire within 90 days.*agent/client-soon.crt.*systemctl restart k3s-agent|k3s agent \
+                         certificates expire within 90 days.*agent/client-soon.crt.*systemctl restart \
+                         k3s-agent.*k3s certificates expire within 90 days.*client-admin.crt)",
+                    )
                     .check(|st| expires_within(st, 31).and_then(|soon| {
                         soon.then_some(()).ok_or("certificates_expire is not the 30-day one".into())
                     })),

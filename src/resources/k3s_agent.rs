@@ -40,6 +40,7 @@ pub struct AgentModel {
     pub cluster_kubeconfig: Tf<String>,
     pub lb_server_url: Tf<String>,
     pub lb_server_addresses: Tf<Vec<String>>,
+    pub certificates_expire: Tf<String>,
     #[serde(default)]
     pub registry_mirror: Vec<RegistryMirrorModel>,
     #[serde(default)]
@@ -136,6 +137,11 @@ pub fn schema() -> Schema {
                  stays behind (NotReady).",
             ),
     )
+    .attribute(Attribute::string("certificates_expire").computed().description(
+        "When the first of this agent's k3s certificates expires (RFC 3339, UTC; read with `openssl x509 -enddate` \
+         from /var/lib/rancher/k3s/agent). A refresh warns from 90 days before; k3s renews such certificates when \
+         the agent restarts.",
+    ))
     .attribute(
         Attribute::string("lb_server_url")
             .computed()
@@ -296,6 +302,10 @@ impl K3sAgent {
         plan.node_name = Tf::Known(done.node_name);
         plan.version = done.version.map(Tf::Known).unwrap_or(Tf::Null);
         fill_lb(&mut plan, done.lb);
+        let certs = k3s::certs::expiries(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
+        plan.certificates_expire = first_expiry(&certs);
         Ok(plan)
     }
 }
@@ -411,6 +421,17 @@ impl Resource for K3sAgent {
             .await
             .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
         fill_lb(&mut m, lb);
+        let certs = k3s::certs::expiries(&session)
+            .await
+            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
+        m.certificates_expire = first_expiry(&certs);
+        warn_expiring(
+            ctx,
+            "k3s agent",
+            session.host(),
+            &certs,
+            "Restart k3s-agent on the host (`systemctl restart k3s-agent`): k3s renews them when it starts.",
+        );
         if probe.active != "active" {
             ctx.warn(
                 "k3s-agent is not running",

@@ -584,6 +584,46 @@ pub async fn read_marks_back(
     *taints = list_back(ordered, state.1);
 }
 
+/// The first expiry of a node's certificates (null when none could be read).
+pub fn first_expiry(certs: &[k3s::certs::CertExpiry]) -> Tf<String> {
+    certs
+        .first()
+        .map(|c| Tf::Known(k3s::certs::rfc3339(c.not_after)))
+        .unwrap_or(Tf::Null)
+}
+
+/// A refresh's warning when certificates expire within 90 days (k3s renews them only when it starts).
+/// `role` names the node in the summary ("k3s", "k3s agent"): Terraform folds warnings with the same summary
+/// into one, and a server's and an agent's need different fixes.
+pub fn warn_expiring(
+    ctx: &Context,
+    role: &str,
+    host: &str,
+    certs: &[k3s::certs::CertExpiry],
+    fix: &str,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let soon = k3s::certs::expiring(certs, now, k3s::certs::WARN_DAYS);
+    if soon.is_empty() {
+        return;
+    }
+    let list = soon
+        .iter()
+        .map(|c| format!("{} ({})", c.path, k3s::certs::rfc3339(c.not_after)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.warn(
+        &format!("{role} certificates expire within 90 days"),
+        format!(
+            "On {host}: {list}. k3s renews such certificates only when it starts; a node that is not restarted \
+             stops working when they expire. {fix}"
+        ),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,39 +352,6 @@ pub fn schema() -> Schema {
         .block(timeouts_block())
 }
 
-/// The first expiry of a node's certificates (null when none could be read).
-fn first_expiry(certs: &[k3s::certs::CertExpiry]) -> Tf<String> {
-    certs
-        .first()
-        .map(|c| Tf::Known(k3s::certs::rfc3339(c.not_after)))
-        .unwrap_or(Tf::Null)
-}
-
-/// A refresh's warning when certificates expire within 90 days (k3s renews them only when it starts).
-fn warn_expiring(ctx: &Context, host: &str, certs: &[k3s::certs::CertExpiry]) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let soon = k3s::certs::expiring(certs, now, k3s::certs::WARN_DAYS);
-    if soon.is_empty() {
-        return;
-    }
-    let list = soon
-        .iter()
-        .map(|c| format!("{} ({})", c.path, k3s::certs::rfc3339(c.not_after)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    ctx.warn(
-        "k3s certificates expire within 90 days",
-        format!(
-            "On {host}: {list}. k3s renews such certificates only when it starts; a server that is not restarted \
-             stops answering when they expire. Change `certificate_rotation` on this server (any new value) to \
-             rotate them in the next apply, or restart k3s on the host."
-        ),
-    );
-}
-
 /// A five-field cron expression (k3s's robfig/cron parser also takes `@every` descriptors; they are accepted too).
 fn check_cron(s: &str) -> Result<(), String> {
     let fields = s.split_whitespace().count();
@@ -855,7 +822,14 @@ impl Resource for K3sServer {
             .await
             .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
         m.certificates_expire = first_expiry(&certs);
-        warn_expiring(ctx, session.host(), &certs);
+        warn_expiring(
+            ctx,
+            "k3s",
+            session.host(),
+            &certs,
+            "Change `certificate_rotation` on this server (any new value) to rotate them in the next apply, or \
+             restart k3s on the host.",
+        );
         if probe.active != "active" {
             ctx.warn(
                 "k3s is not running",
