@@ -616,7 +616,7 @@ pub fn warn_expiring(
         .collect::<Vec<_>>()
         .join(", ");
     ctx.warn(
-        &format!("{role} certificates expire within 90 days"),
+        format!("{role} certificates expire within 90 days"),
         format!(
             "On {host}: {list}. k3s renews such certificates only when it starts; a node that is not restarted \
              stops working when they expire. {fix}"
