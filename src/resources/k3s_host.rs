@@ -672,6 +672,80 @@ mod tests {
     }
 
     #[test]
+    fn registries_round_trip_and_passwords_are_read_back_only_outside_write_only() {
+        let k = |s: &str| Tf::Known(s.to_string());
+        let mirrors = vec![RegistryMirrorModel {
+            registry: k("docker.io"),
+            endpoints: Tf::Known(vec!["https://m:5000".into()]),
+        }];
+        let sensitive = RegistryConfigModel {
+            host: k("m:5000"),
+            username: k("u"),
+            password: k("p1"),
+            ..Default::default()
+        };
+        let write_only = RegistryConfigModel {
+            host: k("w:5000"),
+            password_wo: k("p2"),
+            password_wo_version: Tf::Known(3),
+            ..Default::default()
+        };
+        let text = registries_text(&mirrors, &[sensitive.clone(), write_only.clone()]).unwrap();
+        assert!(text.contains("p1") && text.contains("p2"));
+        let probe = Probe {
+            registries: Some(text.into_bytes()),
+            ..Default::default()
+        };
+        let (mut m, mut c) = (mirrors.clone(), vec![write_only.clone(), sensitive.clone()]);
+        read_registries_back(&probe, &mut m, &mut c);
+        assert_eq!(m, mirrors);
+        // The state's order; the 1.0.3 password read back, the write-only one not (its version kept).
+        assert_eq!(c[1], sensitive);
+        assert_eq!(
+            c[0],
+            RegistryConfigModel {
+                password_wo: Tf::Null,
+                ..write_only
+            }
+        );
+        let absent = Probe::default();
+        read_registries_back(&absent, &mut m, &mut c);
+        assert!(m.is_empty() && c.is_empty());
+        assert_eq!(registries_text(&[], &[]), None);
+        assert_eq!(registries_want(&None, true), k3s::registries::Want::Remove);
+        assert_eq!(registries_want(&None, false), k3s::registries::Want::Leave);
+    }
+
+    #[test]
+    fn labels_and_taints_are_checked_at_plan() {
+        let l = |v: &[&str]| Tf::Known(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut d = Diagnostics::new();
+        check_marks_format(
+            &l(&["tier=a", "empty="]),
+            &l(&["a=b:NoSchedule", "c:NoExecute"]),
+            &mut d,
+        );
+        assert!(!d.has_errors());
+        check_marks_format(&l(&["novalue", "=x"]), &l(&["a=b", "c:Never"]), &mut d);
+        assert_eq!(
+            d.iter()
+                .filter(|x| x.summary == "Invalid node label")
+                .count(),
+            2
+        );
+        assert_eq!(
+            d.iter()
+                .filter(|x| x.summary == "Invalid node taint")
+                .count(),
+            2
+        );
+        assert_eq!(
+            registrable_labels(&l(&["tier=a", "node-role.kubernetes.io/worker=true"])),
+            ["tier=a"]
+        );
+    }
+
+    #[test]
     fn managed_keys_are_refused_in_extra_config() {
         let mut d = Diagnostics::new();
         check_managed_keys(
