@@ -99,6 +99,11 @@ impl Client {
         Vips { t: self.t.clone() }
     }
 
+    /// System › High Availability › Settings.
+    pub fn hasync(&self) -> super::hasync::HaSyncApi {
+        super::hasync::HaSyncApi { t: self.t.clone() }
+    }
+
     pub fn aliases(&self) -> Aliases {
         Aliases { t: self.t.clone() }
     }

@@ -15,6 +15,7 @@ pub mod coalesce;
 pub mod error;
 pub mod firewall;
 pub mod haproxy;
+pub mod hasync;
 pub mod item;
 pub mod transport;
 pub mod vip;

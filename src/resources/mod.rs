@@ -25,6 +25,7 @@ pub mod opnsense_haproxy_healthcheck;
 pub mod opnsense_haproxy_server;
 pub mod opnsense_haproxy_settings;
 pub mod opnsense_haproxy_status;
+pub mod opnsense_hasync;
 pub mod opnsense_interfaces;
 pub mod opnsense_object;
 pub mod opnsense_vip;
@@ -38,6 +39,7 @@ pub fn registry() -> Registry {
     opnsense_haproxy_backend::register(&mut r);
     opnsense_haproxy_frontend::register(&mut r);
     opnsense_haproxy_settings::register(&mut r);
+    opnsense_hasync::register(&mut r);
     opnsense_vip::register(&mut r);
     opnsense_firewall_alias::register(&mut r);
     opnsense_firewall_rule::register(&mut r);

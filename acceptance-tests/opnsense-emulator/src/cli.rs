@@ -70,6 +70,10 @@ struct Args {
     /// Do not log API calls.
     #[arg(long)]
     quiet: bool,
+    /// Accept HA syncs on `/xmlrpc.php` from a peer logging in as this user; the password comes from
+    /// OPNSENSE_EMULATOR_XMLRPC_PASSWORD (never on the command line).
+    #[arg(long)]
+    xmlrpc_user: Option<String>,
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -125,6 +129,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         cfg.vip_mode = VipMode::Interfaces(map.into_iter().collect::<BTreeMap<_, _>>());
     }
     cfg.vip_netns = a.vip_netns.clone();
+    if let Some(user) = &a.xmlrpc_user {
+        let pw = std::env::var("OPNSENSE_EMULATOR_XMLRPC_PASSWORD")
+            .context("--xmlrpc-user needs OPNSENSE_EMULATOR_XMLRPC_PASSWORD")?;
+        cfg.xmlrpc_credentials = Some((user.clone(), pw));
+    }
     let ifaces = pairs(&a.interface, "--interface")?;
     if !ifaces.is_empty() {
         cfg.interfaces = ifaces;

@@ -62,6 +62,9 @@ pub struct Config {
     /// UUIDs handed out (in order) to items created by `add*` before random ones: lets a replay of a recording
     /// reproduce the recording's UUIDs, on which search order ties are broken.
     pub preset_uuids: Vec<String>,
+    /// The user and password the box's `/xmlrpc.php` accepts from an HA peer (OPNsense: a local user with the
+    /// XMLRPC privilege); `None` refuses every sync to this box.
+    pub xmlrpc_credentials: Option<(String, String)>,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             log_calls: false,
             start_haproxy_on_boot: true,
             preset_uuids: Vec::new(),
+            xmlrpc_credentials: None,
         }
     }
 }

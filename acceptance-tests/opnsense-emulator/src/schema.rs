@@ -259,6 +259,13 @@ pub fn alias() -> &'static Schema {
     S.get_or_init(|| Schema::parse(include_str!("schema/alias.json")))
 }
 
+/// `core/hasync` (System › High Availability › Settings), written by hand from OPNsense core's `Hasync.xml`
+/// (field names, defaults, pfsync versions); `syncitems` offers the sections this emulator can sync.
+pub fn hasync() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| Schema::parse(include_str!("schema/hasync.json")))
+}
+
 pub fn filter() -> &'static Schema {
     static S: OnceLock<Schema> = OnceLock::new();
     S.get_or_init(|| Schema::parse(include_str!("schema/filter.json")))

@@ -16,6 +16,8 @@
 //! - `GET /__emulator/haproxy.cfg` → the live (deployed) haproxy configuration.
 //! - `GET /__emulator/calls` → every API call so far (`method`, `path`, `status`); `DELETE` clears the list.
 //! - `GET /__emulator/state` → the saved state as JSON.
+//! - `POST /__emulator/hasync/sync` → the plain HA sync the box runs by itself after changes (sections copied to
+//!   the peer, no service reconfigured there); `POST /xmlrpc.php` is the peer's side of it (see `api::hasync`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +141,10 @@ async fn admin(app: &App, method: &hyper::Method, path: &str, body: &[u8]) -> Ap
             app.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
             ApiResponse::json(json!({"status": "ok"}))
         }
+        ("POST", "/__emulator/hasync/sync") => match crate::api::hasync::sync(app).await {
+            Ok(sections) => ApiResponse::json(json!({"synced": sections})),
+            Err(e) => ApiResponse::with_status(502, json!({"error": e})),
+        },
         ("GET", "/__emulator/state") => {
             let st = app.snapshot().await;
             ApiResponse::json(serde_json::to_value(&st).unwrap_or(Value::Null))
@@ -179,6 +185,11 @@ async fn handle(
 
     if path.starts_with("/__emulator/") {
         return Ok(to_hyper(admin(&app, &method, &path, &body).await));
+    }
+    if path == "/xmlrpc.php" && method == hyper::Method::POST {
+        let resp = crate::api::hasync::xmlrpc(&app, auth_header.as_deref(), &body).await;
+        log_call(&app, &method, &path_and_query, resp.status, started, "");
+        return Ok(to_hyper(resp));
     }
 
     let faults = app.faults.take(&path);

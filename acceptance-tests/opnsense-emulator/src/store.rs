@@ -84,6 +84,9 @@ pub struct State {
     pub alias: ModelData,
     #[serde(default)]
     pub filter: ModelData,
+    /// `hasync` (HA sync settings), values under `hasync.<field>`.
+    #[serde(default)]
+    pub hasync: ModelData,
     /// VIP addresses the emulator brought up on interfaces (so a later reconfigure can remove them).
     #[serde(default)]
     pub applied_vips: Vec<String>,

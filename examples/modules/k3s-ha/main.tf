@@ -18,9 +18,21 @@ locals {
 
 resource "homelab_opnsense_vip" "api" {
   interface   = var.vip_interface
-  mode        = "ipalias"
+  mode        = var.secondary_firewall == null ? "ipalias" : "carp"
   address     = "${var.vip}/${var.vip_subnet_bits}"
+  vhid        = var.secondary_firewall == null ? null : var.secondary_firewall.vhid
+  password    = var.secondary_firewall == null ? null : var.carp_password
   description = "${var.name_prefix} control plane VIP"
+}
+
+# With a secondary firewall: the primary syncs HAProxy, aliases, rules and the CARP VIP to it (the secondary's
+# CARP skew is raised by 100 on the way, so it stays backup while the primary is up).
+resource "homelab_opnsense_hasync" "pair" {
+  count      = var.secondary_firewall == null ? 0 : 1
+  peer       = var.secondary_firewall.peer
+  username   = var.secondary_firewall.username
+  password   = var.secondary_firewall_password
+  sync_items = ["haproxy", "aliases", "rules", "virtualip"]
 }
 
 resource "homelab_opnsense_firewall_alias" "vip" {

@@ -142,3 +142,27 @@ variable "create_timeout" {
   type        = string
   default     = "10m"
 }
+
+variable "secondary_firewall" {
+  description = "An optional second OPNsense forming a pair with the one the provider manages: the VIP becomes a CARP address with this vhid (set vip_subnet_bits to the interface's prefix length, and carp_password) and the primary's HA sync copies HAProxy, aliases, rules and the CARP VIP to the secondary (peer = its address or URL, username = its HA sync user, whose password is secondary_firewall_password). Null (the default) keeps the single-firewall form with an IP alias."
+  type = object({
+    peer     = string
+    username = string
+    vhid     = number
+  })
+  default = null
+}
+
+variable "secondary_firewall_password" {
+  description = "Password of the secondary's HA sync user (with secondary_firewall). Kept in state, sensitive: works with Terraform 1.0.3."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "carp_password" {
+  description = "CARP password of the VIP (with secondary_firewall). Kept in state, sensitive: works with Terraform 1.0.3."
+  type        = string
+  default     = null
+  sensitive   = true
+}

@@ -9,6 +9,7 @@ pub mod alias;
 pub mod core;
 pub mod filter;
 pub mod haproxy;
+pub mod hasync;
 pub mod maintenance;
 pub mod statistics;
 pub mod vip;
@@ -53,6 +54,8 @@ pub async fn dispatch(app: &App, req: &ApiRequest) -> ApiResponse {
         ("interfaces", "vipsettings") => vip::handle(app, req, &action, &params).await,
         ("firewall", "alias") => alias::handle(app, req, &action, &params).await,
         ("firewall", "filter") => filter::handle(app, req, &action, &params).await,
+        ("core", "hasync") => hasync::settings(app, req, &action).await,
+        ("core", "hasyncstatus") => hasync::status(app, req, &action, &params).await,
         ("core", _) | ("diagnostics", _) => core::handle(app, req, &controller, &action).await,
         _ => ApiResponse::not_found(),
     }

@@ -1,0 +1,6 @@
+import {
+  to = homelab_opnsense_hasync.this
+  identity = {
+    id = "hasync"
+  }
+}
