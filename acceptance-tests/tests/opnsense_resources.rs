@@ -1194,12 +1194,16 @@ fn plan_refuses_long_alias_names_and_warns_on_shared_binds() {
                 .iter()
                 .any(|a| a["name"] == "k3s_cluster_a_Control_Plane_LB_x")));
 
+        // Free ports, so a test run elsewhere on the machine cannot hold the sockets.
+        let (pa, pc) = (free_port(), free_port());
+        let (sock_a, sock_any, sock_c) = (
+            format!("127.0.3.102:{pa}"),
+            format!("0.0.0.0:{pa}"),
+            format!("127.0.3.102:{pc}"),
+        );
         // One frontend on the firewall, then a second on the same socket: a warning on `bind` naming the first.
-        tf.write_config(&format!(
-            "{prov}{}",
-            frontend("a", "fe_a", "127.0.3.102:7443")
-        ))
-        .unwrap();
+        tf.write_config(&format!("{prov}{}", frontend("a", "fe_a", &sock_a)))
+            .unwrap();
         let applied = tf.apply(&[]).unwrap();
         assert!(applied.success(), "{applied}");
         assert!(
@@ -1208,8 +1212,8 @@ fn plan_refuses_long_alias_names_and_warns_on_shared_binds() {
         );
         tf.write_config(&format!(
             "{prov}{}{}",
-            frontend("a", "fe_a", "127.0.3.102:7443"),
-            frontend("b", "fe_b", "0.0.0.0:7443")
+            frontend("a", "fe_a", &sock_a),
+            frontend("b", "fe_b", &sock_any)
         ))
         .unwrap();
         let text = words(&tf.plan(&[]).unwrap().output().to_string());
@@ -1218,21 +1222,21 @@ fn plan_refuses_long_alias_names_and_warns_on_shared_binds() {
                 && text.contains(
                     "Frontend \"fe_b\" takes the same socket as frontend \"fe_a\" (on the firewall"
                 ),
-            "a second frontend on 7443 must be warned about, naming fe_a:\n{text}"
+            "a second frontend on the same port must be warned about, naming fe_a:\n{text}"
         );
         // Two new frontends in one plan on one socket: whichever plans second names the other.
         tf.write_config(&format!(
             "{prov}{}{}{}",
-            frontend("a", "fe_a", "127.0.3.102:7443"),
-            frontend("c", "fe_c", "127.0.3.102:7444"),
-            frontend("d", "fe_d", "127.0.3.102:7444")
+            frontend("a", "fe_a", &sock_a),
+            frontend("c", "fe_c", &sock_c),
+            frontend("d", "fe_d", &sock_c)
         ))
         .unwrap();
         let text = words(&tf.plan(&[]).unwrap().output().to_string());
         assert!(
             text.contains("Another HAProxy frontend binds the same address")
                 && text.contains("in this plan"),
-            "two planned frontends on 7444 must be warned about:\n{text}"
+            "two planned frontends on one port must be warned about:\n{text}"
         );
         assert!(
             !text.contains("frontend \"fe_a\" (") && !text.contains("similar warning"),
