@@ -400,9 +400,13 @@ where
                 // A failed create must not leave an object Terraform does not know about (it would block the next
                 // attempt as a duplicate). Validation failures saved nothing; a configtest failure was reverted.
                 // The clean-up retries through an API restart (within its budget and Terraform's cancellation).
+                // A failure on the HA secondary leaves the primary as it is (live there).
                 if !matches!(
                     e,
-                    Error::Validation { .. } | Error::Failed { .. } | Error::ConfigTest { .. }
+                    Error::Validation { .. }
+                        | Error::Failed { .. }
+                        | Error::ConfigTest { .. }
+                        | Error::Secondary { .. }
                 ) {
                     let left = c
                         .discard_haproxy(kind::<S>(), uuid, ctx.cancellation())
