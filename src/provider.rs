@@ -355,7 +355,8 @@ pub fn schema() -> Schema {
                  by one HA sync on the primary (`core/hasync_status/start/haproxy`) and one configtest and \
                  reconfigure of HAProxy on the secondary, so its haproxy runs the synced configuration (a plain \
                  sync leaves it on the old one). A configtest failure there is an error naming the secondary; the \
-                 primary keeps the change. When `homelab_opnsense_hasync` is created in the same apply, make the \
+                 primary keeps the change. On refresh, a HAProxy object whose copy on the secondary differs (a \
+                 hand change there) is a plan warning. When `homelab_opnsense_hasync` is created in the same apply, make the \
                  HAProxy resources `depends_on` it (the sync needs its peer settings). Settings may come from the \
                  `OPNSENSE_SECONDARY_*` environment variables.",
                 "OPNSENSE_SECONDARY",

@@ -4,7 +4,8 @@
 //! refresh and plan stay empty although OPNsense returns the password, and the provider itself drives the sync:
 //! after apply the secondary's real haproxy runs the primary's HAProxy configuration, with no call by the test.
 //! A change of several objects costs one sync on the primary and one configtest + reconfigure on the secondary
-//! (counted in the emulators' call logs). Every address is on loopback.
+//! (counted in the emulators' call logs), and a server edited by hand on the secondary is a plan warning naming it
+//! and the secondary. Every address is on loopback.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -41,12 +42,20 @@ fn emulator(dir: &std::path::Path, xmlrpc: bool) -> EmulatorHandle {
 
 /// One API call with the key of the firewall at `addr` (`secondary`: the backup's key).
 fn api(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> Value {
-    let body = raw(addr, secondary, method, &format!("/api/{path}"));
+    api_with(addr, secondary, method, path, "{}")
+}
+
+fn api_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> Value {
+    let body = raw_with(addr, secondary, method, &format!("/api/{path}"), post);
     serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {path}: {body}"))
 }
 
 /// One HTTP call; returns the body.
 fn raw(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> String {
+    raw_with(addr, secondary, method, path, "{}")
+}
+
+fn raw_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let (key, secret) = if secondary {
@@ -55,7 +64,7 @@ fn raw(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> String {
         (KEY, SECRET)
     };
     let auth = base64(format!("{key}:{secret}").as_bytes());
-    let body = if method == "POST" { "{}" } else { "" };
+    let body = if method == "POST" { post } else { "" };
     let ct = if body.is_empty() {
         ""
     } else {
@@ -272,6 +281,30 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                     }
                     Ok(())
                 }),
+        )
+        .step(
+            Step::config(config(&primary, &backup, password, 6444))
+                .named("a server edited by hand on the secondary is a plan warning naming it and the secondary")
+                .plan_only()
+                .before(move |_, st| {
+                    let id = st
+                        .and_then(|s| s.attr("homelab_opnsense_haproxy_server.k3s2", "id"))
+                        .and_then(Value::as_str)
+                        .ok_or("no server id in state")?
+                        .to_string();
+                    let r = api_with(
+                        b,
+                        true,
+                        "POST",
+                        &format!("haproxy/settings/setServer/{id}"),
+                        r#"{"server": {"port": "7777"}}"#,
+                    );
+                    if r["result"] != "saved" {
+                        return Err(format!("editing the secondary failed: {r}"));
+                    }
+                    Ok(())
+                })
+                .expect_warning(r"server `k3s-control-2` differs on the HA secondary(.|\n)*127\.0\.0\.1"),
         )
         .run();
     // The destroy went through the same path: the secondary no longer serves the frontend either.
