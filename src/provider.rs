@@ -201,6 +201,9 @@ pub struct OpnsenseModel {
     pub insecure_skip_verify: Tf<bool>,
     /// Timeout.
     pub timeout: Tf<String>,
+    /// `secondary { }`: the HA peer (same fields; only in the primary's block).
+    #[serde(default)]
+    pub secondary: Option<Box<OpnsenseModel>>,
 }
 
 /// The `ssh` block model.
@@ -286,31 +289,31 @@ fn duration_validator() -> Validator {
     })
 }
 
-/// The provider schema.
-pub fn schema() -> Schema {
-    let opnsense = Block::new(
-        "Connection to the OPNsense API (System > Access > Users > API keys). Every setting may instead come from \
-         the environment; configuration wins over the environment.",
-    )
+/// The connection settings of one firewall (`env` names its environment variables, e.g. `OPNSENSE` or
+/// `OPNSENSE_SECONDARY`), shared by the `opnsense` block and its `secondary` block.
+fn connection_block(description: &str, env: &str) -> Block {
+    Block::new(description)
     .attribute(
         Attribute::string("url")
             .optional()
             .validate(url_validator())
-            .description(
-                "Base URL of the OPNsense web interface, e.g. `https://192.168.1.1`. Environment: `OPNSENSE_URI`.",
-            ),
+            .description(format!(
+                "Base URL of the OPNsense web interface, e.g. `https://192.168.1.1`. Environment: `{env}_URI`."
+            )),
     )
     .attribute(
         Attribute::string("api_key")
             .optional()
             .sensitive()
-            .description("API key. Environment: `OPNSENSE_API_KEY`."),
+            .description(format!("API key. Environment: `{env}_API_KEY`.")),
     )
     .attribute(
         Attribute::string("api_secret")
             .optional()
             .sensitive()
-            .description("API secret belonging to `api_key`. Environment: `OPNSENSE_API_SECRET`."),
+            .description(format!(
+                "API secret belonging to `api_key`. Environment: `{env}_API_SECRET`."
+            )),
     )
     .attribute(
         Attribute::string("ca_cert_pem")
@@ -323,16 +326,43 @@ pub fn schema() -> Schema {
     .attribute(
         Attribute::bool("insecure_skip_verify")
             .optional()
-            .description(
+            .description(format!(
                 "Skip TLS certificate verification. Only for throw-away labs; prefer `ca_cert_pem`. Default \
-                 `false`. Environment: `OPNSENSE_ALLOW_INSECURE`.",
-            ),
+                 `false`. Environment: `{env}_ALLOW_INSECURE`."
+            )),
     )
     .attribute(
         Attribute::string("timeout")
             .optional()
             .validate(duration_validator())
             .description("Timeout of one API request, e.g. `\"30s\"`. Default `\"30s\"`."),
+    )
+}
+
+/// The provider schema.
+pub fn schema() -> Schema {
+    let opnsense = connection_block(
+        "Connection to the OPNsense API (System > Access > Users > API keys). Every setting may instead come from \
+         the environment; configuration wins over the environment.",
+        "OPNSENSE",
+    )
+    .block(
+        NestedBlock::single(
+            "secondary",
+            connection_block(
+                "The HA secondary firewall (the peer `homelab_opnsense_hasync` syncs to), through its own API and \
+                 key. When set, every HAProxy change that went live on the primary is followed, in the same batch, \
+                 by one HA sync on the primary (`core/hasync_status/start/haproxy`) and one configtest and \
+                 reconfigure of HAProxy on the secondary, so its haproxy runs the synced configuration (a plain \
+                 sync leaves it on the old one). A configtest failure there is an error naming the secondary; the \
+                 primary keeps the change. On refresh, a HAProxy object whose copy on the secondary differs (a \
+                 hand change there) is a plan warning. When `homelab_opnsense_hasync` is created in the same apply, make the \
+                 HAProxy resources `depends_on` it (the sync needs its peer settings). Settings may come from the \
+                 `OPNSENSE_SECONDARY_*` environment variables.",
+                "OPNSENSE_SECONDARY",
+            ),
+        )
+        .items(0, 1),
     );
 
     let ssh = Block::new(
@@ -583,6 +613,47 @@ fn resolve_opnsense(
 ) -> Result<ClientConfig, OpnsenseStatus> {
     let empty = OpnsenseModel::default();
     let o = o.unwrap_or(&empty);
+    let mut cfg = resolve_connection(o, env, diags, "OPNSENSE", "opnsense", attr("opnsense"))?;
+    if let Some(sec) = &o.secondary {
+        let base = attr("opnsense").attr("secondary");
+        match resolve_connection(
+            sec,
+            env,
+            diags,
+            "OPNSENSE_SECONDARY",
+            "opnsense.secondary",
+            base.clone(),
+        ) {
+            Ok(c) => cfg.secondary = Some(Box::new(c)),
+            Err(OpnsenseStatus::Unknown) => return Err(OpnsenseStatus::Unknown),
+            Err(_) => {
+                if diags.is_empty() {
+                    diags.push(
+                        Diagnostic::error(
+                            "The `secondary` block has no settings",
+                            "Set `url`, `api_key` and `api_secret` of the HA secondary firewall in the \
+                             `secondary` block (or the OPNSENSE_SECONDARY_URI, OPNSENSE_SECONDARY_API_KEY and \
+                             OPNSENSE_SECONDARY_API_SECRET environment variables), or remove the block.",
+                        )
+                        .at(base),
+                    );
+                }
+                return Err(OpnsenseStatus::NotConfigured);
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// One firewall's connection settings: configuration first, then the `{prefix}_*` environment variables.
+fn resolve_connection(
+    o: &OpnsenseModel,
+    env: &impl Fn(&str) -> Option<String>,
+    diags: &mut Diagnostics,
+    prefix: &str,
+    block: &str,
+    base: crate::framework::AttrPath,
+) -> Result<ClientConfig, OpnsenseStatus> {
     let fields = [
         &o.url,
         &o.api_key,
@@ -598,30 +669,34 @@ fn resolve_opnsense(
             .cloned()
             .or_else(|| env(var).filter(|v| !v.is_empty()))
     };
-    let url = pick(&o.url, "OPNSENSE_URI");
-    let key = pick(&o.api_key, "OPNSENSE_API_KEY");
-    let secret = pick(&o.api_secret, "OPNSENSE_API_SECRET");
+    let (v_url, v_key, v_secret) = (
+        format!("{prefix}_URI"),
+        format!("{prefix}_API_KEY"),
+        format!("{prefix}_API_SECRET"),
+    );
+    let url = pick(&o.url, &v_url);
+    let key = pick(&o.api_key, &v_key);
+    let secret = pick(&o.api_secret, &v_secret);
     if url.is_none() && key.is_none() && secret.is_none() {
         return Err(OpnsenseStatus::NotConfigured);
     }
-    let base = attr("opnsense");
     let mut missing = |name: &str, var: &str| {
         diags.push(
             Diagnostic::error(
                 format!("Missing OPNsense `{name}`"),
-                format!("Set `{name}` in the provider's `opnsense` block or the {var} environment variable."),
+                format!("Set `{name}` in the provider's `{block}` block or the {var} environment variable."),
             )
             .at(base.clone().attr(name)),
         );
     };
     if url.is_none() {
-        missing("url", "OPNSENSE_URI");
+        missing("url", &v_url);
     }
     if key.is_none() {
-        missing("api_key", "OPNSENSE_API_KEY");
+        missing("api_key", &v_key);
     }
     if secret.is_none() {
-        missing("api_secret", "OPNSENSE_API_SECRET");
+        missing("api_secret", &v_secret);
     }
     let (Some(url), Some(api_key), Some(secret)) = (url, key, secret) else {
         return Err(OpnsenseStatus::NotConfigured);
@@ -631,9 +706,9 @@ fn resolve_opnsense(
         diags.push(
             Diagnostic::error(
                 if from_env {
-                    "Invalid OPNSENSE_URI environment variable"
+                    format!("Invalid {v_url} environment variable")
                 } else {
-                    "Invalid OPNsense URL"
+                    "Invalid OPNsense URL".to_string()
                 },
                 fix,
             )
@@ -643,7 +718,7 @@ fn resolve_opnsense(
     }
     let insecure = match o.insecure_skip_verify.known() {
         Some(b) => *b,
-        None => env("OPNSENSE_ALLOW_INSECURE")
+        None => env(&format!("{prefix}_ALLOW_INSECURE"))
             .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
             .unwrap_or(false),
     };
@@ -735,6 +810,52 @@ mod tests {
         );
         assert_eq!(o.timeout, DEFAULT_OPNSENSE_TIMEOUT);
         assert!(!o.insecure_skip_verify);
+    }
+
+    #[test]
+    fn secondary_resolves_into_the_same_config_type_with_its_own_env() {
+        let mut m = model(
+            Tf::Known("https://fw1".into()),
+            Tf::Known("k1".into()),
+            Tf::Known("s1".into()),
+        );
+        m.opnsense.as_mut().unwrap().secondary = Some(Box::new(OpnsenseModel {
+            url: Tf::Known("https://fw2/".into()),
+            api_key: Tf::Known("k2".into()),
+            ..Default::default()
+        }));
+        let env = |k: &str| match k {
+            "OPNSENSE_SECONDARY_API_SECRET" => Some("sec0nd".to_string()),
+            "OPNSENSE_SECONDARY_ALLOW_INSECURE" => Some("true".to_string()),
+            _ => None,
+        };
+        let d = configure("1.15.5", &m, env).unwrap();
+        let o = d.opnsense().unwrap();
+        let sec = o.secondary.as_ref().expect("secondary");
+        assert_eq!(
+            (sec.url.as_str(), sec.api_key.as_str()),
+            ("https://fw2", "k2")
+        );
+        assert_eq!(sec.api_secret.expose(), "sec0nd");
+        assert!(sec.insecure_skip_verify && !o.insecure_skip_verify);
+        assert!(!format!("{d:?}").contains("sec0nd"));
+
+        // A secondary missing its secret is an error on the secondary's attribute; an empty one on the block.
+        let d = configure("1.15.5", &m, no_env).unwrap_err();
+        let paths: Vec<_> = d.iter().map(|x| x.path.clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            vec![attr("opnsense").attr("secondary").attr("api_secret")]
+        );
+        m.opnsense.as_mut().unwrap().secondary = Some(Box::default());
+        let d = configure("1.15.5", &m, no_env).unwrap_err();
+        let paths: Vec<_> = d.iter().map(|x| x.path.clone().unwrap()).collect();
+        assert_eq!(paths, vec![attr("opnsense").attr("secondary")]);
+
+        // Without the block, the secondary's environment variables do nothing.
+        m.opnsense.as_mut().unwrap().secondary = None;
+        let d = configure("1.15.5", &m, env).unwrap();
+        assert!(d.opnsense().unwrap().secondary.is_none());
     }
 
     #[test]

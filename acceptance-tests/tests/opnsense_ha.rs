@@ -1,8 +1,11 @@
 //! The HA pair through real Terraform: two OPNsense emulators, `homelab_opnsense_hasync` on the primary pointing at
-//! the secondary. The settings land on the primary (password in state, sensitive, on 1.0.3; write-only and out of
-//! state on 1.15), refresh and plan stay empty although OPNsense returns the password, and the sync they describe
-//! works: the primary's HAProxy configuration, made by the provider, is live on the secondary's real haproxy after
-//! `core/hasync_status/restart/haproxy`. Every address is on loopback.
+//! the secondary, and the provider's `opnsense { secondary { } }` block naming the secondary's own API and key. The
+//! settings land on the primary (password in state, sensitive, on 1.0.3; write-only and out of state on 1.15),
+//! refresh and plan stay empty although OPNsense returns the password, and the provider itself drives the sync:
+//! after apply the secondary's real haproxy runs the primary's HAProxy configuration, with no call by the test.
+//! A change of several objects costs one sync on the primary and one configtest + reconfigure on the secondary
+//! (counted in the emulators' call logs), and a server edited by hand on the secondary is a plan warning naming it
+//! and the secondary. Every address is on loopback.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,14 +18,21 @@ use serde_json::Value;
 
 const KEY: &str = "ha-key-primary";
 const SECRET: &str = "ha-secret-primary-0c41";
+const KEY2: &str = "ha-key-secondary";
+const SECRET2: &str = "ha-secret-secondary-5e02";
 const HA_PASSWORD: &str = "ha-user-pass-77d1";
 
 fn emulator(dir: &std::path::Path, xmlrpc: bool) -> EmulatorHandle {
+    let (key, secret) = if xmlrpc {
+        (KEY2, SECRET2)
+    } else {
+        (KEY, SECRET)
+    };
     let mut cfg = Config::new(
         "127.0.0.1:0".parse().unwrap(),
         dir.join("config.json"),
-        KEY,
-        SECRET,
+        key,
+        secret,
     );
     if xmlrpc {
         cfg.xmlrpc_credentials = Some(("hasync".into(), HA_PASSWORD.into()));
@@ -30,11 +40,31 @@ fn emulator(dir: &std::path::Path, xmlrpc: bool) -> EmulatorHandle {
     Emulator::start(cfg).unwrap()
 }
 
-fn api(addr: SocketAddr, method: &str, path: &str) -> Value {
+/// One API call with the key of the firewall at `addr` (`secondary`: the backup's key).
+fn api(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> Value {
+    api_with(addr, secondary, method, path, "{}")
+}
+
+fn api_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> Value {
+    let body = raw_with(addr, secondary, method, &format!("/api/{path}"), post);
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {path}: {body}"))
+}
+
+/// One HTTP call; returns the body.
+fn raw(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> String {
+    raw_with(addr, secondary, method, path, "{}")
+}
+
+fn raw_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let auth = base64(format!("{KEY}:{SECRET}").as_bytes());
-    let body = if method == "POST" { "{}" } else { "" };
+    let (key, secret) = if secondary {
+        (KEY2, SECRET2)
+    } else {
+        (KEY, SECRET)
+    };
+    let auth = base64(format!("{key}:{secret}").as_bytes());
+    let body = if method == "POST" { post } else { "" };
     let ct = if body.is_empty() {
         ""
     } else {
@@ -42,14 +72,35 @@ fn api(addr: SocketAddr, method: &str, path: &str) -> Value {
     };
     write!(
         s,
-        "{method} /api/{path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (_, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("{method} {path}: {out}"))
+    body.to_string()
+}
+
+/// How many logged calls of the emulator at `addr` were `POST <path>`.
+fn posts(addr: SocketAddr, secondary: bool, path: &str) -> usize {
+    let calls: Value =
+        serde_json::from_str(&raw(addr, secondary, "GET", "/__emulator/calls")).unwrap();
+    calls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["method"] == "POST" && c["path"] == path)
+        .count()
+}
+
+fn clear_calls(addr: SocketAddr, secondary: bool) {
+    raw(addr, secondary, "DELETE", "/__emulator/calls");
+}
+
+/// The secondary's live haproxy.cfg (what its real haproxy runs).
+fn live_cfg(addr: SocketAddr) -> String {
+    raw(addr, true, "GET", "/__emulator/haproxy.cfg")
 }
 
 /// Standard base64 (the test crate has no base64 dependency).
@@ -74,7 +125,20 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-fn config(primary: &EmulatorHandle, backup: &EmulatorHandle, password: &str) -> String {
+fn config(primary: &EmulatorHandle, backup: &EmulatorHandle, password: &str, port: u16) -> String {
+    let servers: String = (1..=3)
+        .map(|i| {
+            format!(
+                r#"
+resource "homelab_opnsense_haproxy_server" "k3s{i}" {{
+  name       = "k3s-control-{i}"
+  address    = "127.0.6.1{i}"
+  port       = {port}
+  depends_on = [homelab_opnsense_hasync.this]
+}}"#
+            )
+        })
+        .collect();
     format!(
         r#"{}
 provider "homelab" {{
@@ -82,6 +146,11 @@ provider "homelab" {{
     url        = {}
     api_key    = {}
     api_secret = {}
+    secondary {{
+      url        = {}
+      api_key    = {}
+      api_secret = {}
+    }}
   }}
 }}
 resource "homelab_opnsense_hasync" "this" {{
@@ -91,17 +160,18 @@ resource "homelab_opnsense_hasync" "this" {{
   sync_items = ["haproxy", "virtualip"]
 }}
 resource "homelab_opnsense_haproxy_settings" "this" {{
-  enabled = true
+  enabled    = true
+  depends_on = [homelab_opnsense_hasync.this]
 }}
-resource "homelab_opnsense_haproxy_server" "k3s" {{
-  name    = "k3s-control-1"
-  address = "127.0.6.11"
-  port    = 6443
-}}
+{servers}
 resource "homelab_opnsense_haproxy_backend" "k3s" {{
   name    = "k3s_servers"
   mode    = "tcp"
-  servers = [homelab_opnsense_haproxy_server.k3s.id]
+  servers = [
+    homelab_opnsense_haproxy_server.k3s1.id,
+    homelab_opnsense_haproxy_server.k3s2.id,
+    homelab_opnsense_haproxy_server.k3s3.id,
+  ]
 }}
 resource "homelab_opnsense_haproxy_frontend" "k3s" {{
   name            = "k3s_api"
@@ -115,22 +185,54 @@ resource "homelab_opnsense_haproxy_frontend" "k3s" {{
         hcl_string(KEY),
         hcl_string(SECRET),
         hcl_string(&backup.url()),
+        hcl_string(KEY2),
+        hcl_string(SECRET2),
+        hcl_string(&backup.url()),
     )
 }
+
+/// The secondary's haproxy runs `port` for every server and the synced frontend, and its API has the objects.
+fn secondary_runs(b: SocketAddr, port: u16) -> Result<(), String> {
+    let live = live_cfg(b);
+    for i in 1..=3 {
+        if !live.contains(&format!("127.0.6.1{i}:{port}")) {
+            return Err(format!(
+                "the secondary's live haproxy.cfg lacks server {i} on port {port}:\n{live}"
+            ));
+        }
+    }
+    if !live.contains("127.0.6.100:6443") {
+        return Err(format!(
+            "the secondary's live haproxy.cfg lacks the frontend:\n{live}"
+        ));
+    }
+    let fe = api(b, true, "GET", "haproxy/settings/searchFrontends");
+    if fe["rows"][0]["name"] != "k3s_api" {
+        return Err(format!("the secondary has no synced frontend: {fe}"));
+    }
+    let st = api(b, true, "GET", "haproxy/service/status");
+    if st["status"] != "running" {
+        return Err(format!("the secondary's haproxy is {st}"));
+    }
+    Ok(())
+}
+
+const SYNC: &str = "/api/core/hasync_status/start/haproxy";
+const CONFIGTEST: &str = "/api/haproxy/service/configtest";
+const RECONFIGURE: &str = "/api/haproxy/service/reconfigure";
 
 fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let primary = emulator(d1.path(), false);
     let backup = emulator(d2.path(), true);
     let (p, b) = (primary.addr(), backup.addr());
-    let hcl = config(&primary, &backup, password);
     TestCase::new(version)
         .step(
-            Step::config(hcl.clone())
-                .named("HA sync settings on the primary")
+            Step::config(config(&primary, &backup, password, 6443))
+                .named("HA sync settings on the primary; the provider syncs and deploys the secondary")
                 .expect_action("homelab_opnsense_hasync.this", Action::Create)
                 .check(move |st| {
-                    let got = api(p, "GET", "core/hasync/get");
+                    let got = api(p, false, "GET", "core/hasync/get");
                     let h = &got["hasync"];
                     if h["password"] != HA_PASSWORD || h["syncitems"]["haproxy"]["selected"] != 1 {
                         return Err(format!("the primary's HA settings are {}", h["syncitems"]));
@@ -142,12 +244,13 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                         (w, other) => {
                             Err(format!("write_only={w}: password in state is {other:?}"))
                         }
-                    }
+                    }?;
+                    secondary_runs(b, 6443)
                 }),
         )
         .step(
-            Step::config(hcl)
-                .named("the synced HAProxy configuration is live on the secondary")
+            Step::config(config(&primary, &backup, password, 6444))
+                .named("three servers change: one sync, one configtest and one reconfigure on the secondary")
                 .before(move |tf, _| {
                     if write_only {
                         let raw = tf
@@ -157,26 +260,58 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                             return Err("terraform.tfstate holds the HA password".into());
                         }
                     }
-                    let r = api(p, "POST", "core/hasync_status/restart/haproxy");
-                    if r["status"] != "ok" {
-                        return Err(format!("sync failed: {r}"));
-                    }
-                    let fe = api(b, "GET", "haproxy/settings/searchFrontends");
-                    if fe["rows"][0]["name"] != "k3s_api" {
-                        return Err(format!("the secondary has no synced frontend: {fe}"));
-                    }
-                    let st = api(b, "GET", "haproxy/service/status");
-                    if st["status"] != "running" {
-                        return Err(format!("the secondary's haproxy is {st}"));
+                    clear_calls(p, false);
+                    clear_calls(b, true);
+                    Ok(())
+                })
+                .expect_action("homelab_opnsense_haproxy_server.k3s2", Action::Update)
+                .check(move |_| {
+                    secondary_runs(b, 6444)?;
+                    let counts = (
+                        posts(p, false, RECONFIGURE),
+                        posts(p, false, SYNC),
+                        posts(b, true, CONFIGTEST),
+                        posts(b, true, RECONFIGURE),
+                    );
+                    if counts != (1, 1, 1, 1) {
+                        return Err(format!(
+                            "(primary reconfigures, syncs, secondary configtests, reconfigures) = {counts:?}, \
+                             want one each"
+                        ));
                     }
                     Ok(())
                 }),
         )
+        .step(
+            Step::config(config(&primary, &backup, password, 6444))
+                .named("a server edited by hand on the secondary is a plan warning naming it and the secondary")
+                .plan_only()
+                .before(move |_, st| {
+                    let id = st
+                        .and_then(|s| s.attr("homelab_opnsense_haproxy_server.k3s2", "id"))
+                        .and_then(Value::as_str)
+                        .ok_or("no server id in state")?
+                        .to_string();
+                    let r = api_with(
+                        b,
+                        true,
+                        "POST",
+                        &format!("haproxy/settings/setServer/{id}"),
+                        r#"{"server": {"port": "7777"}}"#,
+                    );
+                    if r["result"] != "saved" {
+                        return Err(format!("editing the secondary failed: {r}"));
+                    }
+                    Ok(())
+                })
+                .expect_warning(r"server `k3s-control-2` differs on the HA secondary(.|\n)*127\.0\.0\.1"),
+        )
         .run();
+    // The destroy went through the same path: the secondary no longer serves the frontend either.
     let live = backup
         .haproxy_cfg()
         .expect("haproxy deployed on the secondary");
-    assert!(live.contains("127.0.6.100:6443"), "{live}");
+    assert!(!live.contains("127.0.6.100:6443"), "{live}");
 }
 
 #[test]

@@ -58,6 +58,14 @@ pub struct Client {
     /// Names claimed by writes of this process, so two resources of one apply cannot both take a name before
     /// either is visible in the model.
     names: Arc<std::sync::Mutex<HashMap<(Kind, String), Uuid>>>,
+    secondary: Option<Secondary>,
+}
+
+/// The HA secondary: its own API (own key), named by its URL in messages.
+#[derive(Clone, Debug)]
+struct Secondary {
+    firewall: String,
+    hx: Haproxy,
 }
 
 impl Client {
@@ -71,10 +79,21 @@ impl Client {
             t: t.clone(),
             cache: Arc::new(ModelCache::default()),
         };
+        let secondary = match &cfg.secondary {
+            Some(sc) => Some(Secondary {
+                firewall: sc.url.clone(),
+                hx: Haproxy {
+                    t: Transport::new(sc)?,
+                    cache: Arc::new(ModelCache::default()),
+                },
+            }),
+            None => None,
+        };
         Ok(Client {
             haproxy_co: Coalescer::new(
                 Arc::new(HaproxyDeployer {
                     hx: haproxy.clone(),
+                    secondary: secondary.clone(),
                 }),
                 timing,
             ),
@@ -84,7 +103,15 @@ impl Client {
             t,
             versions: Arc::new(OnceCell::new()),
             names: Arc::default(),
+            secondary,
         })
+    }
+
+    /// The HA secondary's HAProxy model and its URL, when the provider has a `secondary` block.
+    pub fn secondary(&self) -> Option<(&str, &Haproxy)> {
+        self.secondary
+            .as_ref()
+            .map(|s| (s.firewall.as_str(), &s.hx))
     }
 
     pub fn transport(&self) -> &Transport {
@@ -608,6 +635,48 @@ where
 /// fails with haproxy's output, so the saved config goes back to what is live.
 struct HaproxyDeployer {
     hx: Haproxy,
+    /// With an HA secondary, a batch that went live on the primary is synced and deployed there too.
+    secondary: Option<Secondary>,
+}
+
+/// The HA sync that carries the primary's HAProxy sections to the secondary: `core/hasync_status/start/haproxy`
+/// (OPNsense's `HasyncStatusController`: run the XMLRPC sync, then `start` the service on the peer, which leaves an
+/// already running haproxy alone). Not `restart`: that would reload the peer before its configtest.
+pub const HA_SYNC_PATH: &str = "core/hasync_status/start/haproxy";
+
+impl Secondary {
+    /// Sync from the primary, then configtest → reconfigure on the secondary through its own API.
+    async fn deploy(&self, primary: &Transport) -> Result<()> {
+        let fail = |message: String| Error::Secondary {
+            firewall: self.firewall.clone(),
+            message,
+        };
+        let v = primary
+            .post(HA_SYNC_PATH, None, Idempotency::Idempotent)
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "the primary's HA sync ({HA_SYNC_PATH}) failed: {e}"
+                ))
+            })?;
+        if v.get("status").and_then(Value::as_str) != Some("ok") {
+            return Err(fail(format!(
+                "the primary's HA sync ({HA_SYNC_PATH}) answered {}. Check System › High Availability ›                  Settings on the primary (peer address, user, password, `haproxy` among the synced items).",
+                super::wire::short(&v)
+            )));
+        }
+        let output = self
+            .hx
+            .configtest()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if configtest_failed(&output) {
+            return Err(fail(format!(
+                "HAProxy's configtest on the secondary failed, so it was not reconfigured and keeps its previous                  configuration:\n{output}"
+            )));
+        }
+        self.hx.reconfigure().await.map_err(|e| fail(e.to_string()))
+    }
 }
 
 #[async_trait::async_trait]
@@ -651,7 +720,11 @@ impl Deployer for HaproxyDeployer {
                 self.hx.cache.invalidate().await;
                 return Err(Error::ConfigTest { output });
             }
-            self.hx.reconfigure().await
+            self.hx.reconfigure().await?;
+            match &self.secondary {
+                Some(sec) => sec.deploy(&self.hx.t).await,
+                None => Ok(()),
+            }
         }
         .await;
         needs
@@ -919,6 +992,70 @@ mod tests {
             Err(Error::ConfigTest { .. })
         ));
         assert!(!fake.state.lock().unwrap().objects["backend"].contains_key(&dup.to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_synced_and_deployed_on_the_secondary_and_its_configtest_failure_names_it() {
+        let second = Fake::start().await;
+        let first = Fake::start().await;
+        first.state.lock().unwrap().peer = Some(second.state.clone());
+        let mut cfg = ClientConfig::new(first.server.url(), "key", "secret");
+        cfg.retry.max_attempts = 1;
+        let mut sc = ClientConfig::new(second.server.url(), "key2", "secret2");
+        sc.retry.max_attempts = 1;
+        cfg.secondary = Some(Box::new(sc));
+        let c = Client::with_timing(
+            &cfg,
+            Timing {
+                quiet: Duration::from_millis(60),
+                max_wait: Duration::from_millis(600),
+            },
+        )
+        .unwrap();
+        // Three rendered backends in parallel: one batch, one sync, one configtest + reconfigure on each side.
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let b = Backend::new(&format!("b{i}"), BackendMode::Tcp, Algorithm::Roundrobin);
+                    c.haproxy_put(Uuid::new_v4(), &b, false).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let counts = |f: &Fake| {
+            let st = f.state.lock().unwrap();
+            (st.syncs, st.configtests, st.reconfigures)
+        };
+        assert_eq!(counts(&first), (1, 1, 1));
+        assert_eq!(counts(&second), (0, 1, 1));
+        assert_eq!(second.state.lock().unwrap().live["backend"].len(), 3);
+
+        // The secondary's haproxy refuses: an error naming the secondary; the primary keeps the change live.
+        second.state.lock().unwrap().alert = Some("[ALERT] (1) : only here".into());
+        let u = Uuid::new_v4();
+        let e = c
+            .haproxy_put(
+                u,
+                &Backend::new("b9", BackendMode::Tcp, Algorithm::Roundrobin),
+                false,
+            )
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, Error::Secondary { .. }), "{e:?}");
+        assert!(
+            text.contains(&second.server.url()) && text.contains("only here"),
+            "{text}"
+        );
+        assert!(first.state.lock().unwrap().live["backend"].contains_key(&u.to_string()));
+        assert_eq!(
+            counts(&second),
+            (0, 2, 1),
+            "not reconfigured after a failed configtest"
+        );
     }
 
     #[tokio::test]

@@ -103,6 +103,13 @@ pub enum Error {
     #[error("HAProxy configtest failed, nothing was deployed and the previous configuration stays live:\n{output}")]
     ConfigTest { output: String },
 
+    /// The primary's batch is live, but the HA sync to the secondary or the secondary's HAProxy deploy failed: the
+    /// secondary keeps running its previous configuration, the primary stays as it is.
+    #[error(
+        "the HA secondary {firewall} did not take the change (the primary has it live): {message}"
+    )]
+    Secondary { firewall: String, message: String },
+
     /// A service action (reconfigure/apply) did not report success.
     #[error("OPNsense {service} reconfigure failed: {message}")]
     Service {

@@ -70,6 +70,9 @@ pub struct ClientConfig {
     /// Per-request timeout.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The HA secondary (the sync peer), reached through its own API with its own key: after every HAProxy batch
+    /// the primary syncs to it and its haproxy is configtested and reconfigured. Only ever one level deep.
+    pub secondary: Option<Box<ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -86,6 +89,7 @@ impl ClientConfig {
             insecure_skip_verify: false,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            secondary: None,
         }
     }
 }

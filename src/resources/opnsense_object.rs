@@ -119,6 +119,9 @@ pub trait Family<S: ObjectSpec>: Send + Sync + 'static {
     async fn find(c: &Client, id: &str) -> Result<Uuid, Diagnostics>;
     fn display_name(uuid: Uuid, o: &S::Obj) -> Option<String>;
     fn list_description() -> String;
+    /// On refresh: warn when the HA secondary's copy of the object differs from the primary's (only the HAProxy
+    /// family is synced and deployed there by the provider).
+    async fn secondary_drift(_ctx: &Context, _c: &Client, _uuid: Uuid, _primary: &S::Obj) {}
 }
 
 /// The managed resource of an [`ObjectSpec`].
@@ -191,6 +194,9 @@ impl<S: ObjectSpec> Resource for ObjectResource<S> {
         let got = S::Family::get(&c, uuid)
             .await
             .map_err(|e| diags(e, &format!("Could not read the {}", S::WHAT)))?;
+        if let Some(o) = &got {
+            S::Family::secondary_drift(ctx, &c, uuid, o).await;
+        }
         Ok(got.map(|o| S::from_obj(uuid, &o, Some(&state))))
     }
     async fn update(
@@ -368,6 +374,38 @@ where
         c.haproxy().get::<S::Obj>(uuid).await
     }
 
+    /// The secondary's model is read once per run (its cache); a difference in any managed field, or a missing
+    /// object, is a warning with the fix (an apply re-syncs: the sync replaces the secondary's HAProxy section).
+    async fn secondary_drift(ctx: &Context, c: &Client, uuid: Uuid, primary: &S::Obj) {
+        let Some((firewall, hx)) = c.secondary() else {
+            return;
+        };
+        let name = primary.name().to_string();
+        let differs = match hx.get::<S::Obj>(uuid).await {
+            Ok(Some(o)) => o.to_wire() != primary.to_wire(),
+            Ok(None) => true,
+            Err(e) => {
+                ctx.warn(
+                    format!("Could not read the {} on the HA secondary", S::WHAT),
+                    format!("Reading `{name}` on the secondary firewall {firewall} failed: {e}"),
+                );
+                return;
+            }
+        };
+        if differs {
+            ctx.warn(
+                format!("The {} `{name}` differs on the HA secondary", S::WHAT),
+                format!(
+                    "The secondary firewall {firewall} holds a different (or no) copy of the {} `{name}` ({uuid}) \
+                     than the primary, e.g. a change made by hand there. Applying re-syncs: the next apply that changes \
+                     a HAProxy object syncs the primary's configuration over it and deploys it there; to sync now \
+                     without a change, POST core/hasync_status/restart/haproxy on the primary.",
+                    S::WHAT
+                ),
+            );
+        }
+    }
+
     async fn list(c: &Client) -> Result<Vec<(Uuid, Result<S::Obj, Error>)>, Error> {
         c.haproxy().list::<S::Obj>().await
     }
@@ -400,9 +438,13 @@ where
                 // A failed create must not leave an object Terraform does not know about (it would block the next
                 // attempt as a duplicate). Validation failures saved nothing; a configtest failure was reverted.
                 // The clean-up retries through an API restart (within its budget and Terraform's cancellation).
+                // A failure on the HA secondary leaves the primary as it is (live there).
                 if !matches!(
                     e,
-                    Error::Validation { .. } | Error::Failed { .. } | Error::ConfigTest { .. }
+                    Error::Validation { .. }
+                        | Error::Failed { .. }
+                        | Error::ConfigTest { .. }
+                        | Error::Secondary { .. }
                 ) {
                     let left = c
                         .discard_haproxy(kind::<S>(), uuid, ctx.cancellation())

@@ -23,6 +23,11 @@ pub struct State {
     pub lose_next_set_replies: u32,
     /// Answer the next N requests with 503 before doing anything.
     pub fail_next: u32,
+    /// The HA peer `core/hasync_status/start/haproxy` copies the HAProxy model to (it reconfigures nothing there).
+    pub peer: Option<Arc<Mutex<State>>>,
+    pub syncs: u32,
+    /// An ALERT every configtest reports (a firewall whose haproxy rejects what the other accepts).
+    pub alert: Option<String>,
 }
 
 pub struct Fake {
@@ -60,7 +65,7 @@ fn referenced(st: &State, uuid: &str) -> Option<String> {
 
 /// `haproxy -c` stand-in: duplicate server names and binds containing `bad` are ALERTs.
 fn configtest(st: &State) -> String {
-    let mut alerts = Vec::new();
+    let mut alerts: Vec<String> = st.alert.iter().cloned().collect();
     let mut names = std::collections::BTreeSet::new();
     for o in st
         .objects
@@ -108,6 +113,16 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request) -> Reply {
     if st.fail_next > 0 {
         st.fail_next -= 1;
         return Reply::json(503, json!({"errorMessage": "busy"}));
+    }
+    if req.method == "POST" && req.path == "/api/core/hasync_status/start/haproxy" {
+        st.syncs += 1;
+        let Some(peer) = st.peer.clone() else {
+            return Reply::json(200, json!({"status": "failed"}));
+        };
+        let mut p = peer.lock().unwrap();
+        p.objects = st.objects.clone();
+        p.general = st.general.clone();
+        return Reply::json(200, json!({"status": "ok"}));
     }
     let path = req.path.trim_start_matches("/api/haproxy/").to_string();
     let parts: Vec<&str> = path.split('/').collect();

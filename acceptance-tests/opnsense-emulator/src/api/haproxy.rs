@@ -376,6 +376,10 @@ pub async fn service(app: &App, req: &ApiRequest, action: &str) -> ApiResponse {
             if !req.is_post() {
                 return ApiResponse::json(json!({"response": []}));
             }
+            // rc.d: `start` of a running haproxy says so and changes nothing.
+            if action == "start" && app.runner.is_running() {
+                return ApiResponse::json(json!({"response": "OK"}));
+            }
             let st = app.snapshot().await;
             if action == "restart" {
                 app.runner.stop().await;

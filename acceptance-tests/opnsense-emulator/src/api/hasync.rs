@@ -14,7 +14,9 @@
 //!   the backup loses the election to the master; VIPs marked `nosync` stay local. The backup keeps its own
 //!   non-CARP VIPs.
 //! - `core/hasync_status/restart/<service>` (and `restartAll`) first runs that sync, then restarts the service on
-//!   the peer (configd `system ha exec`): the API way to get the synced HAProxy configuration live on the backup.
+//!   the peer (configd `system ha exec`). `start/<service>` syncs the same way and then starts the service on the
+//!   peer, which leaves a running one alone: the provider uses it as "sync now" and then configtests and
+//!   reconfigures the peer's HAProxy through the peer's own API.
 //!
 //! The wire format between the two emulators is JSON over plain HTTP (the real one is XML-RPC over the web GUI's
 //! HTTPS): no client of the API sees it. The peer checks the user and password like the real `xmlrpc.php`.
@@ -106,7 +108,7 @@ pub async fn settings(app: &App, req: &ApiRequest, action: &str) -> ApiResponse 
     }
 }
 
-/// `core/hasync_status/{restart,restartAll}`: sync, then the service action on the peer.
+/// `core/hasync_status/{restart,restartAll,start}`: sync, then the service action on the peer.
 pub async fn status(app: &App, req: &ApiRequest, action: &str, params: &[String]) -> ApiResponse {
     match action {
         "restart" | "restartall" | "start" => {
@@ -123,8 +125,18 @@ pub async fn status(app: &App, req: &ApiRequest, action: &str, params: &[String]
                 return ApiResponse::json(json!({"status": "failed", "message": e}));
             }
             for s in &services {
-                if let Err(e) =
-                    call_peer(app, "opnsense.restart_service", json!({"service": s})).await
+                // `start` of a running service does nothing on the peer (rc.d); `restart` reloads it.
+                let verb = if action == "start" {
+                    "start"
+                } else {
+                    "restart"
+                };
+                if let Err(e) = call_peer(
+                    app,
+                    "opnsense.restart_service",
+                    json!({"service": s, "action": verb}),
+                )
+                .await
                 {
                     tracing::warn!("HA restart of {s} failed: {e}");
                     return ApiResponse::json(json!({"status": "failed", "message": e}));
@@ -317,14 +329,19 @@ pub async fn xmlrpc(app: &App, auth_header: Option<&str>, body: &[u8]) -> ApiRes
             if service != "haproxy" {
                 return ApiResponse::json(json!({"response": "unknown service"}));
             }
+            let verb = match call["params"]["action"].as_str() {
+                Some("start") => "start",
+                _ => "restart",
+            };
+            let path = format!("/api/haproxy/service/{verb}");
             let req = ApiRequest {
                 method: Method::Post,
-                path: "/api/haproxy/service/restart".into(),
-                uri: "/api/haproxy/service/restart".into(),
+                path: path.clone(),
+                uri: path,
                 query: Map::new(),
                 post: Map::new(),
             };
-            super::haproxy::service(app, &req, "restart").await
+            super::haproxy::service(app, &req, verb).await
         }
         _ => ApiResponse::with_status(400, json!("unknown method")),
     }
