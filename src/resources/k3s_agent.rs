@@ -358,7 +358,12 @@ impl Resource for K3sAgent {
             && prior.version == plan.planned.version
             && prior.node_labels == plan.planned.node_labels
             && prior.node_taints == plan.planned.node_taints
-            && prior.extra_config == plan.planned.extra_config;
+            && prior.extra_config == plan.planned.extra_config
+            && prior.registry_mirror == plan.planned.registry_mirror
+            && prior.registry_config == plan.planned.registry_config
+            // An unknown or new admin kubeconfig (a server being rotated or replaced in the same apply) means
+            // the servers may be restarting: the LB view read after the apply can differ.
+            && prior.cluster_kubeconfig == plan.planned.cluster_kubeconfig;
         if same {
             plan.planned.lb_server_url = prior.lb_server_url.clone();
             plan.planned.lb_server_addresses = prior.lb_server_addresses.clone();
