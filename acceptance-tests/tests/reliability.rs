@@ -772,7 +772,7 @@ resource "homelab_opnsense_haproxy_frontend" "f{i}" {{
     .record();
 }
 
-// ---- Hosts (soak: one lab of 3 servers + 1 agent shared by every host case, in order) ----
+// ---- Hosts (soak: one lab of 5 servers + 1 agent shared by every host case, in order) ----
 
 mod hosts {
     use super::*;
@@ -785,7 +785,13 @@ mod hosts {
     const VERSION: &str = "v1.31.5+k3s1";
     const TOKEN: &str = "reliability-cluster-secret";
     const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k3s-sim/install.sh");
-    const SERVERS: [&str; 3] = ["k8s-control-1", "k8s-control-2", "k8s-control-3"];
+    const SERVERS: [&str; 5] = [
+        "k8s-control-1",
+        "k8s-control-2",
+        "k8s-control-3",
+        "k8s-control-4",
+        "k8s-control-5",
+    ];
     const AGENT: &str = "k8s-worker-1";
 
     fn ip(lab: &Lab, host: &str) -> String {
@@ -1030,7 +1036,7 @@ resource \"homelab_k3s_server\" \"s1\" {{
         lab_binary();
         let tmp = tempfile::tempdir().unwrap();
         let mut spec = LabSpec::new("hlrel");
-        spec.servers = 3;
+        spec.servers = 5;
         spec.agents = 1;
         spec.opnsense = false;
         spec.root = Some(tmp.path().join("labs"));
@@ -1155,6 +1161,81 @@ resource \"homelab_k3s_server\" \"s1\" {{
                 let next = converge(&tf, lab, 3)?;
                 host_row("hosts-full-disk", 5, "A full disk on a host (the agent's /usr/local/bin has no room for k3s)",
                     "while the agent installs", reported, state, format!("(space freed) {next}"), etcd_after).record();
+
+                // 6. Two applies at once on one cluster from two states: this one adds the fourth server, a second
+                // working directory with its own state adds the fifth, both joining through the first server at
+                // the same moment. The per-cluster lock lives in one provider process and cannot see the other
+                // run; what keeps the joins apart is etcd's one-learner rule, which k3s waits out.
+                let token = tf
+                    .state()
+                    .map_err(|e| e.to_string())?
+                    .attr("homelab_k3s_server.s1", "join_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or("no join_token in state")?;
+                let init_ip = ip(lab, SERVERS[0]);
+                let other = Terraform::new(TerraformVersion::V1_15).map_err(|e| e.to_string())?;
+                let mut other = other;
+                other.set_timeout(Duration::from_secs(300));
+                other
+                    .write_config(&format!(
+                        "{req}
+variable \"token\" {{
+  type      = string
+  sensitive = true
+}}
+provider \"homelab\" {{
+  ssh {{
+    user        = \"root\"
+    private_key = file({key})
+    known_hosts = file({kh})
+  }}
+}}
+resource \"homelab_k3s_server\" \"s5\" {{
+  role       = \"join\"
+  server_url = \"https://{init_ip}:6443\"
+  token      = var.token
+  version    = \"{VERSION}\"
+{inst}  host {{ address = \"{a}\" }}
+  timeouts {{ create = \"120s\" }}
+}}
+",
+                        req = required_providers(),
+                        key = hcl_string(&lab.ssh_key().display().to_string()),
+                        kh = hcl_string(&lab.known_hosts().display().to_string()),
+                        inst = install(&script, &art),
+                        a = ip(lab, SERVERS[4]),
+                    ))
+                    .unwrap();
+                other.set_env("TF_VAR_token", token);
+                other.init().map_err(|e| e.to_string())?;
+                tf.write_config(&cfg(lab, 4, true)).unwrap();
+                let args = ["apply", "-input=false", "-no-color", "-auto-approve"];
+                let a = tf.spawn(&args).map_err(|e| e.to_string())?;
+                let b = other.spawn(&args).map_err(|e| e.to_string())?;
+                let (a, b) = (tf.wait(a).map_err(|e| e.to_string())?, other.wait(b).map_err(|e| e.to_string())?);
+                eprintln!("two applies at once:\n{a}\n{b}");
+                let reported = format!("this one: {}; the other: {}", first_error(&a), first_error(&b));
+                let etcd_after = etcd_text(lab);
+                let state = format!("this one: {}; the other: {}", state_text(&tf), state_text(&other));
+                let mut nexts = Vec::new();
+                for w in [&tf, &other] {
+                    let out = w.apply(&[]).map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        return Err(format!("the re-apply after two at once failed:\n{out}"));
+                    }
+                    w.plans_empty()?;
+                    nexts.push(apply_summary(&out));
+                }
+                if !wait_until(Duration::from_secs(30), || etcd(lab) == (5, 0)) {
+                    return Err(format!("etcd after two joins at once: {}", etcd_text(lab)));
+                }
+                let mut r = host_row("terraform-two-applies-one-cluster", 4,
+                    "Two applies at once on one cluster from two states (each joins one server through the first)",
+                    "both joins start together", reported, state,
+                    format!("this one: {}; the other: {}", nexts[0], nexts[1]), etcd_after);
+                r.group = Group::Terraform;
+                r.record();
                 Ok(())
             })
             .join()
