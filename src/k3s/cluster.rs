@@ -148,15 +148,11 @@ pub async fn node_versions(
     let Some(kc) = KubeCreds::parse(kubeconfig) else {
         return Ok(Err("the kubeconfig has no server/client certificate".into()));
     };
-    let dir = session
-        .run_sudo("mktemp -d /tmp/homelab-kc.XXXXXXXX", None)
-        .await?
-        .stdout_str()
-        .trim()
-        .to_string();
-    if !dir.starts_with("/tmp/homelab-kc.") {
-        return Ok(Err(format!("mktemp gave {dir:?}")));
-    }
+    let dir = match super::kube::private_tmpdir(session).await {
+        Ok(d) => d,
+        Err(K3sError::Unexpected { detail, .. }) => return Ok(Err(detail)),
+        Err(e) => return Err(e),
+    };
     let run = async {
         session
             .upload(&kc.ca, &format!("{dir}/ca.crt"), 0o600)

@@ -38,18 +38,7 @@ pub async fn kubectl(session: &Session, creds: Creds<'_>, args: &str) -> Result<
         Creds::ServerAdmin => KUBECONFIG_PATH.to_string(),
         Creds::Kubelet => KUBELET_KUBECONFIG_PATH.to_string(),
         Creds::Kubeconfig(text) => {
-            let dir = session
-                .run_sudo("mktemp -d /tmp/homelab-kc.XXXXXXXX", None)
-                .await?
-                .stdout_str()
-                .trim()
-                .to_string();
-            if !dir.starts_with("/tmp/homelab-kc.") {
-                return Err(K3sError::Unexpected {
-                    host: session.host().to_string(),
-                    detail: format!("mktemp gave {dir:?}"),
-                });
-            }
+            let dir = private_tmpdir(session).await?;
             let path = format!("{dir}/kubeconfig");
             let out = match session.upload(text.as_bytes(), &path, 0o600).await {
                 Ok(()) => run(session, &path, args).await,
@@ -62,6 +51,24 @@ pub async fn kubectl(session: &Session, creds: Creds<'_>, args: &str) -> Result<
         }
     };
     run(session, &path, args).await
+}
+
+/// A private (0700, root's) temporary directory on the host for credentials used by one command; the caller
+/// removes it (`rm -rf`) afterwards.
+pub async fn private_tmpdir(session: &Session) -> Result<String, K3sError> {
+    let dir = session
+        .run_sudo("mktemp -d /tmp/homelab-kc.XXXXXXXX", None)
+        .await?
+        .stdout_str()
+        .trim()
+        .to_string();
+    if !dir.starts_with("/tmp/homelab-kc.") {
+        return Err(K3sError::Unexpected {
+            host: session.host().to_string(),
+            detail: format!("mktemp gave {dir:?}"),
+        });
+    }
+    Ok(dir)
 }
 
 async fn run(session: &Session, path: &str, args: &str) -> Result<Output, K3sError> {
