@@ -57,7 +57,7 @@ fn provider(emu: &EmulatorHandle) -> String {
 }
 
 /// The seed's shape in small: two servers, a TCP check, a backend, a frontend on 127.0.0.1, HAProxy enabled,
-/// and a firewall alias (an item-family object: its own service, its own clean-up path).
+/// a firewall alias, a VIP and a rule to it (item-family objects: each its own service, its own clean-up path).
 fn topology(fe_port: u16, server_port: u16) -> String {
     format!(
         r#"
@@ -95,6 +95,20 @@ resource "homelab_opnsense_firewall_alias" "lb" {{
   name    = "rel_lb"
   type    = "host"
   content = ["127.0.0.1"]
+}}
+resource "homelab_opnsense_vip" "api" {{
+  interface   = "lan"
+  mode        = "ipalias"
+  address     = "192.0.2.250/32"
+  description = "rel vip"
+}}
+resource "homelab_opnsense_firewall_rule" "to_vip" {{
+  description      = "rel rule"
+  interfaces       = ["lan"]
+  action           = "pass"
+  protocol         = "TCP"
+  destination      = homelab_opnsense_firewall_alias.lb.name
+  destination_port = "{fe_port}"
 }}
 "#
     )
@@ -159,7 +173,8 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// The managed objects on the box, as `type/name` (HAProxy servers, checks, backends, frontends; our aliases).
+/// The managed objects on the box, as `type/name` (HAProxy servers, checks, backends, frontends; our aliases,
+/// VIPs and rules, the last two by description).
 fn objects_on_box(emu: &EmulatorHandle) -> Vec<String> {
     let model = api(emu, "GET", "haproxy/settings/get", None);
     let mut out = Vec::new();
@@ -181,11 +196,32 @@ fn objects_on_box(emu: &EmulatorHandle) -> Vec<String> {
             }
         }
     }
-    let aliases = api(emu, "GET", "firewall/alias/searchItem", None);
-    for r in aliases["rows"].as_array().into_iter().flatten() {
-        let name = r["name"].as_str().unwrap_or("");
-        if name.starts_with("rel_") {
-            out.push(format!("homelab_opnsense_firewall_alias/{name}"));
+    for (kind, path, field, ours) in [
+        (
+            "homelab_opnsense_firewall_alias",
+            "firewall/alias/searchItem",
+            "name",
+            "rel_",
+        ),
+        (
+            "homelab_opnsense_vip",
+            "interfaces/vip_settings/searchItem",
+            "descr",
+            "rel ",
+        ),
+        (
+            "homelab_opnsense_firewall_rule",
+            "firewall/filter/searchRule",
+            "description",
+            "rel ",
+        ),
+    ] {
+        let rows = api(emu, "GET", path, None);
+        for r in rows["rows"].as_array().into_iter().flatten() {
+            let name = r[field].as_str().unwrap_or("");
+            if name.starts_with(ours) {
+                out.push(format!("{kind}/{name}"));
+            }
         }
     }
     out.sort();
@@ -205,7 +241,12 @@ fn objects_in_state(tf: &Terraform) -> Vec<String> {
             if ty == "homelab_opnsense_haproxy_settings" {
                 return None;
             }
-            Some(format!("{ty}/{}", r["values"]["name"].as_str()?))
+            // VIPs and rules have no name: they are told apart by their description, as in the UI.
+            let label = match ty {
+                "homelab_opnsense_vip" | "homelab_opnsense_firewall_rule" => "description",
+                _ => "name",
+            };
+            Some(format!("{ty}/{}", r["values"][label].as_str()?))
         })
         .collect();
     out.sort();
@@ -334,7 +375,7 @@ fn row(
     }
 }
 
-const TOTAL: usize = 7;
+const TOTAL: usize = 9;
 
 /// HTTP 500 on writes and on the reconfigure: the retried writes land once; a reconfigure is not repeated blindly
 /// (it is not idempotent on a busy box), so its batch fails with the API's error and the next apply deploys it.
@@ -462,6 +503,36 @@ fn opnsense_api_restart_mid_apply() {
     .record();
 }
 
+/// The API restarts while the HAProxy reconfigure runs: haproxy is reloaded with the batch, the reply is lost and
+/// the port refuses connections for a while. The batch must not be given up as failed (its objects are live), and
+/// nothing may be left that state does not know about.
+#[test]
+fn opnsense_api_restart_during_reconfigure() {
+    let (emu, _d) = emulator();
+    let tf = world(&emu, &topology(free_port(), 6443));
+    emu.fail_next(
+        "haproxy/service/reconfigure",
+        FaultKind::Restart { down_ms: 9000 },
+        1,
+    );
+    let t = Instant::now();
+    let first = tf.apply(&[]).unwrap();
+    let took = t.elapsed();
+    eprintln!("apply through the reconfigure restart: {:?}\n{first}", took);
+    let o = observe(&emu, &tf, &first, TOTAL);
+    let next = reapply(&emu, &tf);
+    row(
+        "opnsense-api-restart-reconfigure",
+        Group::Opnsense,
+        5,
+        "API restart during the HAProxy reconfigure: haproxy reloads, the reply is lost, the API refuses connections for 9 s",
+        "first apply, the batch's reconfigure",
+        o,
+        next,
+    )
+    .record();
+}
+
 /// A change haproxy's configtest refuses: nothing is deployed, the running config is untouched and keeps
 /// serving, the saved change is reverted; the same apply fails again until the config is fixed.
 #[test]
@@ -500,7 +571,7 @@ fn opnsense_configtest_failure() {
     row(
         "opnsense-configtest-failure",
         Group::Opnsense,
-        5,
+        6,
         "configtest failure on reconfigure (a server's `advanced` option haproxy does not know)",
         "an update apply",
         o,
@@ -567,14 +638,18 @@ fn opnsense_changed_or_deleted_by_hand() {
                    server, the backend's link)"
             .into(),
         state: "the applied values until the refresh; the deleted object then drops out".into(),
-        objects: format!("{} / {}", objects_on_box(&emu).len(), objects_in_state(&tf).len()),
+        objects: format!(
+            "{} / {} (the check deleted by hand is still in state until a refresh)",
+            objects_on_box(&emu).len(),
+            objects_in_state(&tf).len()
+        ),
         haproxy: haproxy_valid(&emu).unwrap(),
     };
     let next = reapply(&emu, &tf);
     row(
         "opnsense-drift",
         Group::Opnsense,
-        6,
+        7,
         "An object changed by hand (a server's port) and one deleted by hand (the health check) between applies",
         "between two applies",
         o,

@@ -37,6 +37,23 @@ pub const CLEANUP_AFTER_CANCEL: Duration = Duration::from_secs(8);
 /// Pause between clean-up attempts.
 const CLEANUP_PAUSE: Duration = Duration::from_millis(750);
 
+/// How long a batch's deploy calls (model read, configtest, reconfigure, service apply) keep retrying a box whose
+/// API went away mid-batch. They are all safe to repeat, and giving up is worse than waiting: a reconfigure whose
+/// reply was lost to an API restart has already reloaded haproxy, so failing the batch would have its creates
+/// cleaned up from the saved config while haproxy keeps serving them. Shorter than [`CLEANUP_BUDGET`] because
+/// the waiting resources hold Terraform's slots meanwhile.
+pub const DEPLOY_BUDGET: Duration = Duration::from_secs(30);
+
+/// Runs one idempotent deploy call through an API outage within [`DEPLOY_BUDGET`]. The coalescer's batch belongs
+/// to no single request, so no request's cancellation applies; the budget bounds it.
+async fn through_outage<T, F, Fut>(op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_through_outage(&CancellationToken::new(), DEPLOY_BUDGET, op).await
+}
+
 /// Versions read once per client (`core/firmware/info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Versions {
@@ -683,7 +700,7 @@ impl Secondary {
 impl Deployer for HaproxyDeployer {
     async fn deploy(&self, batch: &[Change]) -> Vec<Result<()>> {
         let n = batch.len();
-        let model = match self.hx.model_fresh().await {
+        let model = match through_outage(|| self.hx.model_fresh()).await {
             Ok(m) => m,
             Err(e) => return vec![Err(e); n],
         };
@@ -699,7 +716,7 @@ impl Deployer for HaproxyDeployer {
             return vec![Ok(()); n];
         }
         let outcome: Result<()> = async {
-            let output = self.hx.configtest().await?;
+            let output = through_outage(|| self.hx.configtest()).await?;
             if configtest_failed(&output) {
                 let mut output = output;
                 for (c, needed) in batch.iter().zip(&needs).rev() {
@@ -720,7 +737,7 @@ impl Deployer for HaproxyDeployer {
                 self.hx.cache.invalidate().await;
                 return Err(Error::ConfigTest { output });
             }
-            self.hx.reconfigure().await?;
+            through_outage(|| self.hx.reconfigure()).await?;
             match &self.secondary {
                 Some(sec) => sec.deploy(&self.hx.t).await,
                 None => Ok(()),
@@ -744,7 +761,7 @@ struct ServiceDeployer {
 #[async_trait::async_trait]
 impl Deployer for ServiceDeployer {
     async fn deploy(&self, batch: &[Change]) -> Vec<Result<()>> {
-        let r = service_ok(&self.t, self.path, self.service).await;
+        let r = through_outage(|| service_ok(&self.t, self.path, self.service)).await;
         vec![r; batch.len()]
     }
 }
