@@ -13,6 +13,7 @@
 //!   [`bench_opnsense`], [`bench_k3s`] for whole-cluster applies in the lab, [`bench_start`] against a Go provider);
 //! - [`reliability`]: the fault matrix's rows and the generated part of `docs/reliability.md`
 //!   (`acceptance-tests/dev reliability`);
+//! - [`emulator_api`]: an admin's plain-HTTP calls to an OPNsense emulator and [`emulator_api::free_port`];
 //! - [`fixture`]: HCL for the provider's test-only resource `homelab_test_fixture`;
 //! - [`steps`]: the terraform-plugin-testing–style step API (plan → apply → empty plans → import → destroy).
 //!
@@ -35,6 +36,7 @@ pub mod bench_k3s;
 pub mod bench_opnsense;
 pub mod bench_peer;
 pub mod bench_start;
+pub mod emulator_api;
 pub mod fixture;
 pub mod lab_support;
 pub mod paths;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use homelab_acceptance::emulator_api::{free_port, AdminApi};
 use homelab_acceptance::terraform::{hcl_string, required_providers};
 use homelab_acceptance::{Action, ImportKind, Step, Terraform, TerraformVersion, TestCase};
 use opnsense_emulator::{Config, Emulator, EmulatorHandle, FaultKind, TlsMode};
@@ -17,15 +18,6 @@ use serde_json::Value;
 
 const KEY: &str = "w86XNZob/8Oq8aC5r0kbNarNtdpoQU781fyoeaOBQsBwkXUt";
 const SECRET: &str = "XeD26XVrJ5ilAc/EmglCRC+0j2e57tRsjHwFepOseySWLM53pJASeTA3";
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An emulator with its state under a fresh temp dir.
 fn emulator(tls: bool) -> (EmulatorHandle, tempfile::TempDir) {
@@ -148,51 +140,7 @@ fn api(emu: &EmulatorHandle, method: &str, path: &str, body: Option<&Value>) -> 
 
 /// [`api`] by the emulator's address (for checks that outlive a borrow of the handle).
 fn api_at(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let auth = base64(format!("{KEY}:{SECRET}").as_bytes());
-    let body = match (method, body) {
-        (_, Some(b)) => b.to_string(),
-        ("POST", None) => "{}".to_string(),
-        _ => String::new(),
-    };
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        s,
-        "{method} /api/{path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (_, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    serde_json::from_str(body)
-        .unwrap_or_else(|_| panic!("emulator answered {method} {path} with:\n{out}"))
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    AdminApi::new(addr, KEY, SECRET).call(method, path, body)
 }
 
 fn server_hcl(label: &str, name: &str, addr: SocketAddr) -> String {

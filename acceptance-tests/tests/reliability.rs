@@ -11,11 +11,10 @@
 //! Each test owns an emulator (its own port, state file and haproxy directory) and uses 127.x addresses only.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use homelab_acceptance::emulator_api::{free_port, AdminApi};
 use homelab_acceptance::reliability::{apply_summary, first_error, Group, Row};
 use homelab_acceptance::terraform::{hcl_string, required_providers, PlanOutcome};
 use homelab_acceptance::{Terraform, TerraformVersion};
@@ -24,14 +23,6 @@ use serde_json::Value;
 
 const KEY: &str = "rel1XNZob/8Oq8aC5r0kbNarNtdpoQU781fyoeaOBQsBwkXUt";
 const SECRET: &str = "rel26XVrJ5ilAc/EmglCRC+0j2e57tRsjHwFepOseySWLM53pJASeTA3";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An emulator (plain HTTP) with its state under a fresh temp dir; its calls are logged to stderr.
 fn emulator() -> (Arc<EmulatorHandle>, tempfile::TempDir) {
@@ -114,63 +105,12 @@ resource "homelab_opnsense_firewall_rule" "to_vip" {{
     )
 }
 
-/// Calls the emulator's API as an admin would (for counting and out-of-band edits).
+/// Calls the emulator's API as an admin would (for counting and out-of-band edits); after a restart fault the
+/// API may still be down, so a refused connection is retried for a while.
 fn api(emu: &EmulatorHandle, method: &str, path: &str, body: Option<&Value>) -> Value {
-    // After a restart fault the API may still be down: wait for it like an admin reloading the page would.
-    let t = Instant::now();
-    let mut s = loop {
-        match TcpStream::connect(emu.addr()) {
-            Ok(s) => break s,
-            Err(e) if t.elapsed() > Duration::from_secs(30) => {
-                panic!("the emulator is not answering: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let auth = base64(format!("{KEY}:{SECRET}").as_bytes());
-    let body = match (method, body) {
-        (_, Some(b)) => b.to_string(),
-        ("POST", None) => "{}".to_string(),
-        _ => String::new(),
-    };
-    let ct = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        s,
-        "{method} /api/{path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (_, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    serde_json::from_str(body)
-        .unwrap_or_else(|_| panic!("emulator answered {method} {path}:\n{out}"))
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    AdminApi::new(emu.addr(), KEY, SECRET)
+        .waiting(Duration::from_secs(30))
+        .call(method, path, body)
 }
 
 /// The managed objects on the box, as `type/name` (HAProxy servers, checks, backends, frontends; our aliases,
@@ -1237,7 +1177,34 @@ resource \"homelab_k3s_server\" \"s1\" {{
                 host_row("hosts-full-disk", 5, "A full disk on a host (the agent's /usr/local/bin has no room for k3s)",
                     "while the agent installs", reported, state, format!("(space freed) {next}"), etcd_after).record();
 
-                // 6. Two applies at once on one cluster from two states: this one adds the fourth server, a second
+                // 6. A host rebooted during an apply: the agent is removed again and re-added, and the host
+                // reboots (powered off and straight back on) while its install runs.
+                tf.write_config(&cfg(lab, 3, false)).unwrap();
+                let out = tf.apply(&[]).map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!("removing the agent failed:\n{out}"));
+                }
+                if install_began(lab, AGENT) {
+                    return Err("the agent's removal left its config.yaml behind".into());
+                }
+                tf.write_config(&cfg(lab, 3, true)).unwrap();
+                let out = apply_with_fault(&tf, lab, AGENT, |lab| lab.restart_host(AGENT).unwrap())?;
+                eprintln!("rebooted during the apply:\n{out}");
+                let text = flat(&out);
+                if !out.success() && !text.contains(&ip(lab, AGENT)) && !text.contains(AGENT) {
+                    return Err(format!("the error does not name the host:\n{out}"));
+                }
+                let reported = named(&out, &ip(lab, AGENT));
+                let (state, etcd_after) = (state_text(&tf), etcd_text(lab));
+                let (v, _) = etcd(lab);
+                if v != 3 {
+                    return Err(format!("the servers' etcd changed while an agent rebooted: {etcd_after}"));
+                }
+                let next = converge(&tf, lab, 3)?;
+                host_row("hosts-reboot-during-apply", 6, "A host rebooted during an apply (the joining agent, powered off and straight back on)",
+                    "while the agent's install runs", reported, state, next, etcd_after).record();
+
+                // 7. Two applies at once on one cluster from two states: this one adds the fourth server, a second
                 // working directory with its own state adds the fifth, both joining through the first server at
                 // the same moment. The per-cluster lock lives in one provider process and cannot see the other
                 // run; what keeps the joins apart is etcd's one-learner rule, which k3s waits out.
