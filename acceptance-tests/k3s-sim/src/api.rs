@@ -688,7 +688,7 @@ fn node_restriction(
         .keys()
         .chain(new.keys())
         .filter(|k| old.get(*k) != new.get(*k))
-        .filter(|k| !crate::server::kubelet_may_set(k))
+        .filter(|k| !kubelet_may_set(k))
         .collect();
     changed.dedup();
     if !changed.is_empty() {
@@ -1215,6 +1215,39 @@ pub async fn upsert_node(
     store.put_json(&node_status_key(&name), &status).await?;
     obj["status"] = status;
     Ok(obj)
+}
+
+/// The kubelet's rule for `--node-labels` (and NodeRestriction's for a kubelet labelling its own Node): keys
+/// in the `kubernetes.io`/`k8s.io` namespaces only under `kubelet.kubernetes.io`/`node.kubernetes.io` or from a
+/// fixed well-known set. Written from Kubernetes' documentation of NodeRestriction and the kubelet's flag.
+pub fn kubelet_may_set(key: &str) -> bool {
+    const WELL_KNOWN: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    if WELL_KNOWN.contains(&key) {
+        return true;
+    }
+    let Some((domain, _)) = key.split_once('/') else {
+        return true;
+    };
+    let within = |ns: &str| domain == ns || domain.ends_with(&format!(".{ns}"));
+    if within("node-restriction.kubernetes.io") {
+        return false;
+    }
+    if within("kubelet.kubernetes.io") || within("node.kubernetes.io") {
+        return true;
+    }
+    !(within("kubernetes.io") || within("k8s.io"))
 }
 
 #[cfg(test)]

@@ -17,7 +17,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::http;
-use crate::store::StoreError;
+
+/// etcd said no or could not be reached (its message). Its own type, so the datastore ([`crate::store`]) builds on
+/// this client without the client knowing the datastore.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd: {0}")]
+pub struct EtcdError(pub String);
 
 /// The etcd binary (override with `K3S_SIM_ETCD`).
 pub fn etcd_bin() -> String {
@@ -110,11 +115,11 @@ impl EtcdClient {
 
     /// POST a gateway call, retrying the transient errors of a leader election (as the apiserver's etcd client
     /// does) for up to ~8 s.
-    pub async fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+    pub async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let mut attempt = 0;
         loop {
             match self.call_once(path, body).await {
-                Err(StoreError::Etcd(m))
+                Err(EtcdError(m))
                     if attempt < 16
                         && (m.contains("leader changed")
                             || m.contains("no leader")
@@ -130,7 +135,7 @@ impl EtcdClient {
     }
 
     /// One gateway call; the first endpoint that answers decides.
-    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+    async fn call_once(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let mut last = String::from("no etcd endpoints");
         for ep in self.endpoints.iter() {
             let url = format!("{ep}{path}");
@@ -153,12 +158,12 @@ impl EtcdClient {
                         .or(v["error"].as_str())
                         .map(str::to_string)
                         .unwrap_or_else(|| r.text());
-                    return Err(StoreError::Etcd(msg));
+                    return Err(EtcdError(msg));
                 }
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(StoreError::Etcd(last))
+        Err(EtcdError(last))
     }
 
     /// Range over one key or a prefix.
@@ -166,7 +171,7 @@ impl EtcdClient {
         &self,
         key: &str,
         prefix: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
         let mut req = json!({"key": b64(key.as_bytes())});
         if prefix {
             req["range_end"] = json!(b64(&prefix_end(key.as_bytes())));
@@ -188,7 +193,7 @@ impl EtcdClient {
     }
 
     /// Put a key.
-    pub async fn put(&self, key: &str, val: &[u8]) -> Result<(), StoreError> {
+    pub async fn put(&self, key: &str, val: &[u8]) -> Result<(), EtcdError> {
         self.call(
             "/v3/kv/put",
             &json!({"key": b64(key.as_bytes()), "value": b64(val)}),
@@ -198,7 +203,7 @@ impl EtcdClient {
     }
 
     /// Delete a key.
-    pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, key: &str) -> Result<bool, EtcdError> {
         let v = self
             .call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))
             .await?;
@@ -206,17 +211,17 @@ impl EtcdClient {
     }
 
     /// The raw member list (what `/db/info` returns).
-    pub async fn member_list_raw(&self) -> Result<Value, StoreError> {
+    pub async fn member_list_raw(&self) -> Result<Value, EtcdError> {
         self.call("/v3/cluster/member/list", &json!({})).await
     }
 
     /// The member list.
-    pub async fn member_list(&self) -> Result<Vec<Member>, StoreError> {
+    pub async fn member_list(&self) -> Result<Vec<Member>, EtcdError> {
         Ok(members_of(&self.member_list_raw().await?))
     }
 
     /// Add a member (as a learner if asked); returns its ID.
-    pub async fn member_add(&self, peer_url: &str, learner: bool) -> Result<u64, StoreError> {
+    pub async fn member_add(&self, peer_url: &str, learner: bool) -> Result<u64, EtcdError> {
         let v = self
             .call(
                 "/v3/cluster/member/add",
@@ -227,14 +232,14 @@ impl EtcdClient {
     }
 
     /// Remove a member.
-    pub async fn member_remove(&self, id: u64) -> Result<(), StoreError> {
+    pub async fn member_remove(&self, id: u64) -> Result<(), EtcdError> {
         self.call("/v3/cluster/member/remove", &json!({"ID": id.to_string()}))
             .await
             .map(|_| ())
     }
 
     /// Promote a learner.
-    pub async fn member_promote(&self, id: u64) -> Result<(), StoreError> {
+    pub async fn member_promote(&self, id: u64) -> Result<(), EtcdError> {
         self.call("/v3/cluster/member/promote", &json!({"ID": id.to_string()}))
             .await
             .map(|_| ())

@@ -26,6 +26,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod etcd;
+pub mod host;
 pub mod http;
 pub mod log;
 pub mod notify;

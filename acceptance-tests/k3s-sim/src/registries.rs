@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::host::Fatal;
 use crate::paths::{write_file, Paths};
-use crate::server::Fatal;
 use crate::{info, warn};
 
 #[derive(Deserialize, Default)]

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::etcd::{self, EtcdOpts};
+use crate::host::Fatal;
 use crate::info;
 use crate::paths::{write_file, Paths};
 use crate::pki::random_hex;
-use crate::server::Fatal;
 
 /// Runs the reset; `Ok` means "restart without --cluster-reset now".
 pub async fn run(cfg: &Config, paths: &Paths, node_name: &str, ip: &str) -> Result<(), Fatal> {

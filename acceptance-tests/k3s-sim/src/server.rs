@@ -19,54 +19,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::api::{self, Cluster, Peer};
+use crate::api::{self, kubelet_may_set, Cluster, Peer};
 use crate::config::Config;
 use crate::etcd::{self, EtcdClient, EtcdOpts};
+pub use crate::host::{hostname, node_ip, Fatal};
 use crate::http::{self, Tls};
 use crate::paths::{write_file, Paths};
 use crate::pki::{parse_token, random_hex, secure_token, sha256_hex, subject_of, CertKey};
 use crate::serving::{wanted_cns, Serving};
 use crate::store::{FileStore, Store};
 use crate::{error, info, warn};
-
-/// A fatal server/agent error (printed as `level=fatal`, exit 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Fatal(pub String);
-
-impl Fatal {
-    /// `map_err` helper: `ctx: error`.
-    pub(crate) fn from<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> Fatal + '_ {
-        move |e| Fatal(format!("{ctx}: {e}"))
-    }
-}
-
-/// This host's name (`/proc/sys/kernel/hostname`).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// The node address: `--node-ip`, else the first global IPv4 address (`ip -4 -o addr show scope global`).
-pub fn node_ip(cfg: &Config) -> Result<String, Fatal> {
-    if let Some(ip) = cfg.list("node-ip").first() {
-        return Ok(ip.clone());
-    }
-    let out = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .map_err(Fatal::from("ip addr"))?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            it.find(|w| *w == "inet")?;
-            it.next()?.split('/').next().map(str::to_string)
-        })
-        .next()
-        .ok_or_else(|| Fatal("unable to find an IPv4 address for the node; set --node-ip".into()))
-}
 
 /// The token from `token`/`token-file`.
 pub fn configured_token(cfg: &Config, paths: &Paths, key: &str) -> Option<String> {
@@ -849,39 +811,6 @@ pub fn refresh(mut node: Value) -> Value {
         }
     }
     node
-}
-
-/// The kubelet's rule for `--node-labels` (and NodeRestriction's for a kubelet labelling its own Node): keys
-/// in the `kubernetes.io`/`k8s.io` namespaces only under `kubelet.kubernetes.io`/`node.kubernetes.io` or from a
-/// fixed well-known set. Written from Kubernetes' documentation of NodeRestriction and the kubelet's flag.
-pub fn kubelet_may_set(key: &str) -> bool {
-    const WELL_KNOWN: &[&str] = &[
-        "kubernetes.io/hostname",
-        "kubernetes.io/arch",
-        "kubernetes.io/os",
-        "beta.kubernetes.io/arch",
-        "beta.kubernetes.io/os",
-        "beta.kubernetes.io/instance-type",
-        "node.kubernetes.io/instance-type",
-        "failure-domain.beta.kubernetes.io/region",
-        "failure-domain.beta.kubernetes.io/zone",
-        "topology.kubernetes.io/region",
-        "topology.kubernetes.io/zone",
-    ];
-    if WELL_KNOWN.contains(&key) {
-        return true;
-    }
-    let Some((domain, _)) = key.split_once('/') else {
-        return true;
-    };
-    let within = |ns: &str| domain == ns || domain.ends_with(&format!(".{ns}"));
-    if within("node-restriction.kubernetes.io") {
-        return false;
-    }
-    if within("kubelet.kubernetes.io") || within("node.kubernetes.io") {
-        return true;
-    }
-    !(within("kubernetes.io") || within("k8s.io"))
 }
 
 /// The kubelet refuses to start with `--node-labels` it may not set (its error, as the kubelet words it).

@@ -29,6 +29,12 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl From<crate::etcd::EtcdError> for StoreError {
+    fn from(e: crate::etcd::EtcdError) -> Self {
+        StoreError::Etcd(e.0)
+    }
+}
+
 /// The single-server store: a JSON object of base64 values, rewritten atomically on every change.
 #[derive(Clone)]
 pub struct FileStore {
@@ -106,7 +112,7 @@ impl Store {
                 d.insert(key.to_string(), b64(val));
                 f.save(&d)
             }
-            Store::Etcd(e) => e.put(key, val).await,
+            Store::Etcd(e) => Ok(e.put(key, val).await?),
         }
     }
 
@@ -121,7 +127,7 @@ impl Store {
                 }
                 Ok(had)
             }
-            Store::Etcd(e) => e.delete(key).await,
+            Store::Etcd(e) => Ok(e.delete(key).await?),
         }
     }
 
@@ -136,7 +142,7 @@ impl Store {
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .filter_map(|(k, v)| b64d(v).map(|v| (k.clone(), v)))
                 .collect()),
-            Store::Etcd(e) => e.range(prefix, true).await,
+            Store::Etcd(e) => Ok(e.range(prefix, true).await?),
         }
     }
 

@@ -182,7 +182,7 @@ pub fn run(opts: InitOptions) -> Result<(), Error> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            if let Err(e) = server.serve(Path::new(CONTROL_SOCKET)) {
+            if let Err(e) = crate::systemd::ctl::serve(&server, Path::new(CONTROL_SOCKET)) {
                 eprintln!("host-init: control socket: {e}");
             }
         })

@@ -4,11 +4,58 @@
 //! output text and exit codes live in one place next to the state they describe. Exit codes follow systemctl:
 //! `is-active`/`status` return 3 when not running, `status` 4 for an unknown unit, `is-enabled` 1 when not enabled.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
 use nix::sys::signal::Signal;
 
 use super::journal;
-use super::supervisor::{Active, ReplyWriter, StartMode, Supervisor};
+use super::supervisor::{Active, Reply, ReplyWriter, Request, StartMode, Supervisor};
 use super::unit::normalize_name;
+
+/// Serves the control socket at `path` until the process exits: each connection is one `systemctl` call, its
+/// argv run by [`run`] against `sup`, its output streamed back.
+pub fn serve(sup: &Supervisor, path: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    // Everyone may connect (`systemctl status` works for any user); changes are refused to non-root callers.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let sup = sup.clone();
+        std::thread::spawn(move || handle(&sup, conn));
+    }
+    Ok(())
+}
+
+fn handle(sup: &Supervisor, conn: UnixStream) {
+    let mut reader = BufReader::new(match conn.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let Ok(req) = serde_json::from_str::<Request>(&line) else {
+        return;
+    };
+    let uid = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map(|c| c.uid())
+        .unwrap_or(u32::MAX);
+    let mut out = ReplyWriter::new(conn);
+    if uid != 0 && !read_only(&req.argv) {
+        out.err("Failed to connect to bus: Access denied (this command needs root; use sudo)");
+        out.send(Reply::Exit(1));
+        return;
+    }
+    let code = run(sup, &req.argv, &mut out);
+    out.send(Reply::Exit(code));
+}
 
 struct Opts {
     no_block: bool,

@@ -6,7 +6,7 @@
 //! - [`unit`] parses unit files and environment files;
 //! - [`supervisor`] is the daemon (PID 1 of the host) that runs units, with `Type=notify` readiness, restarts and
 //!   the journal;
-//! - [`ctl`] implements `systemctl`'s verbs inside the daemon;
+//! - [`ctl`] serves the control socket and implements `systemctl`'s verbs inside the daemon;
 //! - [`client`] is the `systemctl`/`journalctl`/`systemd-notify` executable on the host;
 //! - [`journal`] stores captured output.
 

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -1205,48 +1205,6 @@ impl Supervisor {
     pub fn hostname(&self) -> &str {
         &self.inner.hostname
     }
-
-    /// Serves the control socket at `path` until the process exits.
-    pub fn serve(&self, path: &Path) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        // Everyone may connect (`systemctl status` works for any user); changes are refused to non-root callers.
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let me = self.clone();
-            std::thread::spawn(move || me.handle(conn));
-        }
-        Ok(())
-    }
-
-    fn handle(&self, conn: UnixStream) {
-        let mut reader = BufReader::new(match conn.try_clone() {
-            Ok(c) => c,
-            Err(_) => return,
-        });
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let Ok(req) = serde_json::from_str::<Request>(&line) else {
-            return;
-        };
-        let uid = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
-            .map(|c| c.uid())
-            .unwrap_or(u32::MAX);
-        let mut out = ReplyWriter { conn };
-        if uid != 0 && !super::ctl::read_only(&req.argv) {
-            out.err("Failed to connect to bus: Access denied (this command needs root; use sudo)");
-            out.send(Reply::Exit(1));
-            return;
-        }
-        let code = super::ctl::run(self, &req.argv, &mut out);
-        out.send(Reply::Exit(code));
-    }
 }
 
 /// Streams replies back to the client; a vanished client is ignored (the job goes on).
@@ -1255,6 +1213,9 @@ pub struct ReplyWriter {
 }
 
 impl ReplyWriter {
+    pub fn new(conn: UnixStream) -> Self {
+        ReplyWriter { conn }
+    }
     pub fn send(&mut self, r: Reply) {
         if let Ok(mut s) = serde_json::to_string(&r) {
             s.push('\n');
