@@ -4,8 +4,9 @@
 //! refresh and plan stay empty although OPNsense returns the password, and the provider itself drives the sync:
 //! after apply the secondary's real haproxy runs the primary's HAProxy configuration, with no call by the test.
 //! A change of several objects costs one sync on the primary and one configtest + reconfigure on the secondary
-//! (counted in the emulators' call logs), and a server edited by hand on the secondary is a plan warning naming it
-//! and the secondary. Every address is on loopback.
+//! (counted in the emulators' call logs), and a server edited by hand on the secondary is planned back (with a
+//! warning naming it and the secondary), and applying that syncs the primary's copy over it again. Every address
+//! is on loopback.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -284,8 +285,10 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
         )
         .step(
             Step::config(config(&primary, &backup, password, 6444))
-                .named("a server edited by hand on the secondary is a plan warning naming it and the secondary")
+                .named("a server edited by hand on the secondary is planned back, with a warning naming it and the secondary")
                 .plan_only()
+                .expect_non_empty_plan()
+                .expect_action("homelab_opnsense_haproxy_server.k3s2", Action::Update)
                 .before(move |_, st| {
                     let id = st
                         .and_then(|s| s.attr("homelab_opnsense_haproxy_server.k3s2", "id"))
@@ -305,6 +308,23 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                     Ok(())
                 })
                 .expect_warning(r"server `k3s-control-2` differs on the HA secondary(.|\n)*127\.0\.0\.1"),
+        )
+        .step(
+            Step::config(config(&primary, &backup, password, 6444))
+                .named("applying that plan syncs the primary's configuration back over the secondary")
+                .check(move |_| {
+                    let rows = api(b, true, "GET", "haproxy/settings/searchServers");
+                    let port = rows["rows"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["name"] == "k3s-control-2")
+                        .map(|r| r["port"].clone());
+                    if port != Some(Value::from("6444")) {
+                        return Err(format!("the secondary's copy was not synced back: {rows}"));
+                    }
+                    secondary_runs(b, 6444)
+                }),
         )
         .run();
     // The destroy went through the same path: the secondary no longer serves the frontend either.

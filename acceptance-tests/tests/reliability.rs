@@ -18,7 +18,7 @@ use homelab_acceptance::emulator_api::{free_port, AdminApi};
 use homelab_acceptance::reliability::{apply_summary, first_error, Group, Row};
 use homelab_acceptance::terraform::{hcl_string, required_providers, PlanOutcome};
 use homelab_acceptance::{Terraform, TerraformVersion};
-use opnsense_emulator::{Config, Emulator, EmulatorHandle, FaultKind};
+use opnsense_emulator::{Config, Emulator, EmulatorHandle, FaultKind, FaultRule};
 use serde_json::Value;
 
 const KEY: &str = "rel1XNZob/8Oq8aC5r0kbNarNtdpoQU781fyoeaOBQsBwkXUt";
@@ -599,6 +599,162 @@ fn opnsense_changed_or_deleted_by_hand() {
 }
 
 // ---- Terraform ----
+
+/// The HA secondary unreachable while a batch goes live: the primary takes the change (configtest, reconfigure),
+/// the secondary drops every call (the sync's push included), so the apply fails naming the secondary. The next plain apply,
+/// with the secondary back, must bring the pair together again: its refresh reads the secondary's stale copies, so
+/// the plan updates them and the apply syncs and deploys the primary's configuration there.
+#[test]
+fn opnsense_ha_secondary_unreachable_mid_batch() {
+    const KEY2: &str = "rel2key/secondary8Oq8aC5r0kbNarNtdpoQU781fyoe";
+    const SECRET2: &str = "rel2secret/secondaryilAc/EmglCRC+0j2e57tRsjHw";
+    let (primary, _d1) = emulator();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        d2.path().join("config.json"),
+        KEY2,
+        SECRET2,
+    );
+    cfg.log_calls = true;
+    cfg.xmlrpc_credentials = Some(("hasync".into(), "rel-ha-pass".into()));
+    let backup = Emulator::start(cfg).unwrap();
+    let (fe, port) = (free_port(), free_port());
+    let body = |server_port: u16| {
+        format!(
+            r#"{req}
+provider "homelab" {{
+  opnsense {{
+    url        = {url}
+    api_key    = {key}
+    api_secret = {secret}
+    secondary {{
+      url        = {url2}
+      api_key    = {key2}
+      api_secret = {secret2}
+    }}
+  }}
+}}
+resource "homelab_opnsense_hasync" "this" {{
+  peer       = {url2}
+  username   = "hasync"
+  password   = "rel-ha-pass"
+  sync_items = ["haproxy"]
+}}
+resource "homelab_opnsense_haproxy_settings" "this" {{
+  enabled    = true
+  depends_on = [homelab_opnsense_hasync.this]
+}}
+resource "homelab_opnsense_haproxy_server" "a" {{
+  name       = "rel-ha-a"
+  address    = "127.0.0.31"
+  port       = {server_port}
+  depends_on = [homelab_opnsense_hasync.this]
+}}
+resource "homelab_opnsense_haproxy_server" "b" {{
+  name       = "rel-ha-b"
+  address    = "127.0.0.32"
+  port       = {server_port}
+  depends_on = [homelab_opnsense_hasync.this]
+}}
+resource "homelab_opnsense_haproxy_backend" "pool" {{
+  name    = "rel-ha-pool"
+  mode    = "tcp"
+  servers = [homelab_opnsense_haproxy_server.a.id, homelab_opnsense_haproxy_server.b.id]
+}}
+resource "homelab_opnsense_haproxy_frontend" "api" {{
+  name            = "rel-ha-api"
+  mode            = "tcp"
+  bind            = ["127.0.0.1:{fe}"]
+  default_backend = homelab_opnsense_haproxy_backend.pool.id
+}}
+"#,
+            req = required_providers(),
+            url = hcl_string(&primary.url()),
+            key = hcl_string(KEY),
+            secret = hcl_string(SECRET),
+            url2 = hcl_string(&backup.url()),
+            key2 = hcl_string(KEY2),
+            secret2 = hcl_string(SECRET2),
+        )
+    };
+    let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
+    tf.write_config(&body(port)).unwrap();
+    tf.init().unwrap();
+    let ok = tf.apply(&[]).unwrap();
+    assert!(ok.success(), "{ok}");
+    let live_on = |emu: &EmulatorHandle, p: u16| {
+        emu.haproxy_cfg().is_some_and(|c| {
+            c.contains(&format!("127.0.0.31:{p}")) && c.contains(&format!("127.0.0.32:{p}"))
+        })
+    };
+    assert!(
+        live_on(&backup, port),
+        "the secondary does not run the pair's config"
+    );
+
+    // The servers move to a new port; every call to the secondary is dropped meanwhile (the primary's sync push
+    // and the provider's configtest alike), as when the box is unreachable.
+    let new_port = free_port();
+    tf.write_config(&body(new_port)).unwrap();
+    backup.add_fault(FaultRule::new(None, FaultKind::DropBefore));
+    let first = tf.apply(&[]).unwrap();
+    assert!(
+        !first.success(),
+        "the apply cannot succeed with the secondary unreachable:\n{first}"
+    );
+    let text = first.combined();
+    assert!(
+        text.contains(&backup.url()) || text.contains(&backup.addr().to_string()),
+        "the error must name the secondary:\n{text}"
+    );
+    assert!(
+        live_on(&primary, new_port),
+        "the primary must run the change"
+    );
+    assert!(
+        live_on(&backup, port),
+        "the secondary keeps its previous config"
+    );
+    let haproxy = haproxy_valid(&primary).unwrap_or_else(|e| panic!("the primary: {e}"));
+    let n_state = tf.state().map(|s| s.resources().len()).unwrap_or(0);
+    let state = format!("all {n_state} resources; the servers' update not recorded (Terraform keeps the prior values of a failed update)");
+    let objects = format!(
+        "{} (the primary; the secondary holds the same objects, with the old ports)",
+        objects_match(&primary, &tf).unwrap_or_else(|e| panic!("after the faulty apply: {e}"))
+    );
+    let reported = first_error(&first);
+
+    backup.clear_faults();
+    let second = tf.apply(&[]).unwrap();
+    assert!(second.success(), "the plain re-apply failed:\n{second}");
+    assert!(
+        live_on(&backup, new_port),
+        "the re-apply must bring the secondary up to date:\n{second}"
+    );
+    tf.plans_empty()
+        .unwrap_or_else(|e| panic!("not converged: {e}"));
+    haproxy_valid(&backup).unwrap_or_else(|e| panic!("the secondary after the re-apply: {e}"));
+    Row {
+        id: "opnsense-ha-secondary-unreachable".into(),
+        group: Group::Opnsense,
+        order: 8,
+        fault: "The HA secondary unreachable (every call to it dropped, the sync's push included) while a batch goes live".into(),
+        when: "an update apply (two servers change port), after the primary's reconfigure".into(),
+        reported: format!("{reported}: the detail names the secondary"),
+        state,
+        next_apply: format!(
+            "{} (the refresh reads the secondary's old ports, so the plan updates them and the apply deploys there)",
+            apply_summary(&second)
+        ),
+        objects,
+        haproxy: format!("{haproxy} on both"),
+        etcd: "—".into(),
+        converged: true,
+        nothing_lost: true,
+    }
+    .record();
+}
 
 /// SIGINT (Ctrl-C) while a reconfigure is under way (it stalls 6 s): Terraform asks the provider to stop, the
 /// provider lets the write in flight finish within its 10 s wind-down and reports what landed, so state records

@@ -343,7 +343,9 @@ impl Client {
             delete_path(kind, uuid)
         };
         let permit = self.haproxy_co.begin().await;
-        let runtime = if existed_before && kind == Kind::Server {
+        // With an HA secondary a weight change takes the normal path too: only a deployed batch is synced to the
+        // secondary, and a runtime-only change would leave the pair disagreeing (planned again at every refresh).
+        let runtime = if existed_before && kind == Kind::Server && self.secondary.is_none() {
             self.weight_only_change(uuid, &obj.to_wire()).await
         } else {
             None

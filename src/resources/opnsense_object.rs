@@ -119,9 +119,18 @@ pub trait Family<S: ObjectSpec>: Send + Sync + 'static {
     async fn find(c: &Client, id: &str) -> Result<Uuid, Diagnostics>;
     fn display_name(uuid: Uuid, o: &S::Obj) -> Option<String>;
     fn list_description() -> String;
-    /// On refresh: warn when the HA secondary's copy of the object differs from the primary's (only the HAProxy
-    /// family is synced and deployed there by the provider).
-    async fn secondary_drift(_ctx: &Context, _c: &Client, _uuid: Uuid, _primary: &S::Obj) {}
+    /// On refresh, with an HA secondary: the secondary's copy of the object when it differs from the primary's
+    /// (only the HAProxy family is synced and deployed there by the provider), so the refreshed state shows what
+    /// the pair does not agree on and the plan updates it; the apply then syncs the primary's configuration over
+    /// the secondary. A copy that is missing or unreadable is a warning only.
+    async fn secondary_view(
+        _ctx: &Context,
+        _c: &Client,
+        _uuid: Uuid,
+        _primary: &S::Obj,
+    ) -> Option<S::Obj> {
+        None
+    }
 }
 
 /// The managed resource of an [`ObjectSpec`].
@@ -194,9 +203,14 @@ impl<S: ObjectSpec> Resource for ObjectResource<S> {
         let got = S::Family::get(&c, uuid)
             .await
             .map_err(|e| diags(e, &format!("Could not read the {}", S::WHAT)))?;
-        if let Some(o) = &got {
-            S::Family::secondary_drift(ctx, &c, uuid, o).await;
-        }
+        let got = match got {
+            Some(o) => Some(
+                S::Family::secondary_view(ctx, &c, uuid, &o)
+                    .await
+                    .unwrap_or(o),
+            ),
+            None => None,
+        };
         Ok(got.map(|o| S::from_obj(uuid, &o, Some(&state))))
     }
     async fn update(
@@ -374,35 +388,54 @@ where
         c.haproxy().get::<S::Obj>(uuid).await
     }
 
-    /// The secondary's model is read once per run (its cache); a difference in any managed field, or a missing
-    /// object, is a warning with the fix (an apply re-syncs: the sync replaces the secondary's HAProxy section).
-    async fn secondary_drift(ctx: &Context, c: &Client, uuid: Uuid, primary: &S::Obj) {
-        let Some((firewall, hx)) = c.secondary() else {
-            return;
-        };
+    /// The secondary's model is read once per run (its cache). A copy that differs in any managed field is
+    /// returned (the refreshed state takes it, so the plan shows the difference as an update, and applying it
+    /// writes the primary's value and syncs the pair), with a warning naming the firewall; this is also how a
+    /// batch whose secondary step failed is retried by the next plan. A missing copy cannot be planned (the
+    /// object exists where Terraform manages it): it is a warning with the fix.
+    async fn secondary_view(
+        ctx: &Context,
+        c: &Client,
+        uuid: Uuid,
+        primary: &S::Obj,
+    ) -> Option<S::Obj> {
+        let (firewall, hx) = c.secondary()?;
         let name = primary.name().to_string();
-        let differs = match hx.get::<S::Obj>(uuid).await {
-            Ok(Some(o)) => o.to_wire() != primary.to_wire(),
-            Ok(None) => true,
+        match hx.get::<S::Obj>(uuid).await {
+            Ok(Some(o)) if o.to_wire() == primary.to_wire() => None,
+            Ok(Some(o)) => {
+                ctx.warn(
+                    format!("The {} `{name}` differs on the HA secondary", S::WHAT),
+                    format!(
+                        "The secondary firewall {firewall} holds a different copy of the {} `{name}` ({uuid}) \
+                         than the primary: a change made by hand there, or a sync that failed. The plan shows the \
+                         secondary's values; applying it syncs the primary's configuration over the secondary and \
+                         deploys it there.",
+                        S::WHAT
+                    ),
+                );
+                Some(o)
+            }
+            Ok(None) => {
+                ctx.warn(
+                    format!("The {} `{name}` differs on the HA secondary", S::WHAT),
+                    format!(
+                        "The secondary firewall {firewall} has no copy of the {} `{name}` ({uuid}). The next apply \
+                         that changes a HAProxy object syncs the primary's configuration over it and deploys it \
+                         there; to sync now without a change, POST core/hasync_status/restart/haproxy on the \
+                         primary.",
+                        S::WHAT
+                    ),
+                );
+                None
+            }
             Err(e) => {
                 ctx.warn(
                     format!("Could not read the {} on the HA secondary", S::WHAT),
                     format!("Reading `{name}` on the secondary firewall {firewall} failed: {e}"),
                 );
-                return;
+                None
             }
-        };
-        if differs {
-            ctx.warn(
-                format!("The {} `{name}` differs on the HA secondary", S::WHAT),
-                format!(
-                    "The secondary firewall {firewall} holds a different (or no) copy of the {} `{name}` ({uuid}) \
-                     than the primary, e.g. a change made by hand there. Applying re-syncs: the next apply that changes \
-                     a HAProxy object syncs the primary's configuration over it and deploys it there; to sync now \
-                     without a change, POST core/hasync_status/restart/haproxy on the primary.",
-                    S::WHAT
-                ),
-            );
         }
     }
 

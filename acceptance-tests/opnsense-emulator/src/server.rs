@@ -186,12 +186,6 @@ async fn handle(
     if path.starts_with("/__emulator/") {
         return Ok(to_hyper(admin(&app, &method, &path, &body).await));
     }
-    if path == "/xmlrpc.php" && method == hyper::Method::POST {
-        let resp = crate::api::hasync::xmlrpc(&app, auth_header.as_deref(), &body).await;
-        log_call(&app, &method, &path_and_query, resp.status, started, "");
-        return Ok(to_hyper(resp));
-    }
-
     let faults = app.faults.take(&path);
     let mut drop_after = false;
     let mut restart = None;
@@ -216,6 +210,22 @@ async fn handle(
             }
             FaultKind::Status500 => {}
         }
+    }
+    // The HA peer's side of the sync: faults reach it like any call (an unreachable peer drops the push too).
+    if path == "/xmlrpc.php" && method == hyper::Method::POST {
+        let resp = if faults.contains(&FaultKind::Status500) {
+            ApiResponse::unexpected()
+        } else {
+            crate::api::hasync::xmlrpc(&app, auth_header.as_deref(), &body).await
+        };
+        log_call(&app, &method, &path_and_query, resp.status, started, "");
+        if let Some(down) = restart {
+            let _ = app.restarts.send(down);
+        }
+        if drop_after {
+            return Err(DropConnection);
+        }
+        return Ok(to_hyper(resp));
     }
     let resp = if faults.contains(&FaultKind::Status500) {
         ApiResponse::unexpected()
