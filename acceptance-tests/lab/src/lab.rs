@@ -102,6 +102,9 @@ pub struct LabState {
     /// The second emulator of an HA pair (on `opnsense2`).
     #[serde(default)]
     pub emulator2: Option<EmulatorInfo>,
+    /// File (0600) with the password of the `hasync` user that `opnsense2` accepts HA syncs from (a pair only).
+    #[serde(default)]
+    pub hasync_password_file: Option<PathBuf>,
 }
 
 /// What [`Lab::up`] creates.
@@ -554,6 +557,7 @@ impl Lab {
             ops_password_file: password_file,
             emulator: None,
             emulator2: None,
+            hasync_password_file: None,
         };
         let mut api_secret = String::new();
         if spec.opnsense {
@@ -571,6 +575,9 @@ impl Lab {
                     LB2_IP,
                     &random_hex(20)?,
                 ));
+                let f = dir.join("keys/hasync-password");
+                write_secret(&f, random_hex(12)?.as_bytes())?;
+                state.hasync_password_file = Some(f);
             }
         }
         let mut lab = Lab { state };
@@ -1308,6 +1315,13 @@ impl Lab {
                 let peer = if h.ip == LB_IP { LB2_IP } else { LB_IP };
                 (h.ip, peer)
             });
+            // the secondary accepts the primary's HA sync as user `hasync`
+            let xmlrpc = match (&self.state.hasync_password_file, h.name == LB2_HOST) {
+                (Some(f), true) => {
+                    Some(fs::read_to_string(f).map_err(|e| Error::io("read hasync password", e))?)
+                }
+                _ => None,
+            };
             crate::opnsense::prepare_host(
                 &hd,
                 &self.state.bin,
@@ -1315,6 +1329,7 @@ impl Lab {
                 &e.api_key,
                 api_secret,
                 carp,
+                xmlrpc.as_deref(),
             )?;
         }
         write(&hd.join(".prepared"), "")?;

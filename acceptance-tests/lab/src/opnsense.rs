@@ -7,7 +7,8 @@
 //! manage VIPs on `eth0` (`--vip-interface-map lan=eth0`), so VIPs created through the API appear too.
 //!
 //! With [`crate::LabSpec::opnsense_pair`] a second host, `opnsense2` (192.0.2.3), runs a second emulator; the two
-//! run CARP between them (`--carp-listen`/`--carp-peer`, see the emulator's `carp` module), so a CARP VIP is up on
+//! accept the first one's HA sync (user `hasync`, password in the lab's `keys/hasync-password`) and run CARP
+//! between them (`--carp-listen`/`--carp-peer`, see the emulator's `carp` module), so a CARP VIP is up on
 //! whichever is MASTER and moves when that host is powered off.
 //!
 //! The API secret is generated per lab and passed as a file (`--api-secret-file`), never on a command line.
@@ -46,7 +47,16 @@ pub fn unit_text(
     ip: Ipv4Addr,
     api_key: &str,
     carp: Option<(Ipv4Addr, Ipv4Addr)>,
+    xmlrpc: bool,
 ) -> String {
+    let (env, xmlrpc) = if xmlrpc {
+        (
+            format!("EnvironmentFile={STATE_DIR}/xmlrpc.env\n"),
+            " --xmlrpc-user hasync",
+        )
+    } else {
+        (String::new(), "")
+    };
     let carp = carp
         .map(|(me, peer)| {
             format!(" \\\n  --carp-listen {me}:{CARP_PORT} --carp-peer {peer}:{CARP_PORT}")
@@ -54,10 +64,10 @@ pub fn unit_text(
         .unwrap_or_default();
     format!(
         "[Unit]\nDescription=OPNsense API emulator (homelab lab)\n\n[Service]\nType=simple\n\
-         ExecStartPre=/bin/rm -f {STATE_DIR}/ca.pem\n\
+         {env}ExecStartPre=/bin/rm -f {STATE_DIR}/ca.pem\n\
          ExecStart={bin} opnsense --listen {ip}:443 --state {STATE_DIR}/config.json \\\n  \
          --api-key {api_key} --api-secret-file {STATE_DIR}/api-secret \\\n  \
-         --tls-generate-ca-out {STATE_DIR}/ca.pem --vip-interface-map lan=eth0{carp}\n\
+         --tls-generate-ca-out {STATE_DIR}/ca.pem --vip-interface-map lan=eth0{carp}{xmlrpc}\n\
          Restart=on-failure\nRestartSec=1s\n\n[Install]\nWantedBy=multi-user.target\n",
         bin = bin.display()
     )
@@ -71,10 +81,14 @@ pub fn prepare_host(
     api_key: &str,
     api_secret: &str,
     carp: Option<(Ipv4Addr, Ipv4Addr)>,
+    xmlrpc_password: Option<&str>,
 ) -> Result<(), Error> {
     let sysd = host_dir.join("etc/systemd/system");
-    std::fs::write(sysd.join(UNIT), unit_text(bin, ip, api_key, carp))
-        .map_err(|e| Error::io("write emulator unit", e))?;
+    std::fs::write(
+        sysd.join(UNIT),
+        unit_text(bin, ip, api_key, carp, xmlrpc_password.is_some()),
+    )
+    .map_err(|e| Error::io("write emulator unit", e))?;
     std::os::unix::fs::symlink(
         format!("/etc/systemd/system/{UNIT}"),
         sysd.join(format!("multi-user.target.wants/{UNIT}")),
@@ -86,6 +100,12 @@ pub fn prepare_host(
         &state.join("api-secret"),
         format!("{api_secret}\n").as_bytes(),
     )?;
+    if let Some(pw) = xmlrpc_password {
+        crate::lab::write_secret(
+            &state.join("xmlrpc.env"),
+            format!("OPNSENSE_EMULATOR_XMLRPC_PASSWORD={pw}\n").as_bytes(),
+        )?;
+    }
     crate::lab::write_secret(
         &state.join("apikey.txt"),
         format!("key={api_key}\nsecret={api_secret}\n").as_bytes(),
