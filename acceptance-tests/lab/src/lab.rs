@@ -35,6 +35,11 @@ pub const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const OPS_USER: &str = "ops";
 /// Name of the load balancer host.
 pub const LB_HOST: &str = "opnsense";
+/// Name and address of the second load balancer host of an HA pair ([`LabSpec::opnsense_pair`]).
+pub const LB2_HOST: &str = "opnsense2";
+pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+/// UDP port of the emulators' CARP advertisements on the lab network.
+pub const CARP_PORT: u16 = 1112;
 
 /// What a host is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +99,12 @@ pub struct LabState {
     /// File (0600) holding the `ops` user's sudo password.
     pub ops_password_file: PathBuf,
     pub emulator: Option<EmulatorInfo>,
+    /// The second emulator of an HA pair (on `opnsense2`).
+    #[serde(default)]
+    pub emulator2: Option<EmulatorInfo>,
+    /// File (0600) with the password of the `hasync` user that `opnsense2` accepts HA syncs from (a pair only).
+    #[serde(default)]
+    pub hasync_password_file: Option<PathBuf>,
 }
 
 /// What [`Lab::up`] creates.
@@ -105,6 +116,10 @@ pub struct LabSpec {
     pub agents: u32,
     /// Add the load balancer host (`opnsense`, 192.0.2.1, VIP 192.0.2.100) running the OPNsense emulator.
     pub opnsense: bool,
+    /// With `opnsense`: a second load balancer host (`opnsense2`, 192.0.2.3) running a second emulator, the two
+    /// electing the CARP VIPs' holder between them (advertisements on UDP port [`CARP_PORT`]); the VIP is then not
+    /// brought up at boot: CARP puts it on the MASTER (once the VIP exists as a CARP VIP in the configuration).
+    pub opnsense_pair: bool,
     /// Parent of the lab directory; default `$HOMELAB_LAB_ROOT` or [`DEFAULT_ROOT`].
     pub root: Option<PathBuf>,
     /// The `homelab-lab` binary; default [`crate::locate_binary`].
@@ -119,6 +134,7 @@ impl LabSpec {
             servers: 3,
             agents: 3,
             opnsense: true,
+            opnsense_pair: false,
             root: None,
             bin: None,
         }
@@ -317,6 +333,9 @@ fn plan_hosts(spec: &LabSpec) -> Vec<HostState> {
     };
     if spec.opnsense {
         push(LB_HOST.to_string(), Role::LoadBalancer, 1);
+        if spec.opnsense_pair {
+            push(LB2_HOST.to_string(), Role::LoadBalancer, 3);
+        }
     }
     let server_octets = [2u8, 7, 8];
     for i in 0..spec.servers {
@@ -537,6 +556,8 @@ impl Lab {
             ops_user: OPS_USER.to_string(),
             ops_password_file: password_file,
             emulator: None,
+            emulator2: None,
+            hasync_password_file: None,
         };
         let mut api_secret = String::new();
         if spec.opnsense {
@@ -544,8 +565,20 @@ impl Lab {
             api_secret = random_hex(24)?;
             state.emulator = Some(crate::opnsense::emulator_info(
                 &dir.join("hosts").join(LB_HOST),
+                LB_IP,
                 &api_key,
             ));
+            if spec.opnsense_pair {
+                // the second box has its own key; the same secret would do no harm, but a pair has two keys
+                state.emulator2 = Some(crate::opnsense::emulator_info(
+                    &dir.join("hosts").join(LB2_HOST),
+                    LB2_IP,
+                    &random_hex(20)?,
+                ));
+                let f = dir.join("keys/hasync-password");
+                write_secret(&f, random_hex(12)?.as_bytes())?;
+                state.hasync_password_file = Some(f);
+            }
         }
         let mut lab = Lab { state };
         lab.save()?;
@@ -846,6 +879,12 @@ impl Lab {
     /// Emulator address and credentials (when the lab has the load balancer).
     pub fn emulator(&self) -> Option<&EmulatorInfo> {
         self.state.emulator.as_ref()
+    }
+
+    /// The second emulator of an HA pair ([`LabSpec::opnsense_pair`]): its own key and credentials file (the
+    /// lab's one generated secret).
+    pub fn emulator2(&self) -> Option<&EmulatorInfo> {
+        self.state.emulator2.as_ref()
     }
 
     // ----- running things -----------------------------------------------------------------------------------
@@ -1271,8 +1310,27 @@ impl Lab {
             std::os::unix::fs::symlink(&self.state.bin, bin.join(name))
                 .map_err(|e| Error::io("link systemctl", e))?;
         }
-        if let (Role::LoadBalancer, Some(e)) = (h.role, &self.state.emulator) {
-            crate::opnsense::prepare_host(&hd, &self.state.bin, &e.api_key, api_secret)?;
+        if let (Role::LoadBalancer, Some(e)) = (h.role, self.emulator_of(&h.name)) {
+            let carp = self.state.emulator2.as_ref().map(|_| {
+                let peer = if h.ip == LB_IP { LB2_IP } else { LB_IP };
+                (h.ip, peer)
+            });
+            // the secondary accepts the primary's HA sync as user `hasync`
+            let xmlrpc = match (&self.state.hasync_password_file, h.name == LB2_HOST) {
+                (Some(f), true) => {
+                    Some(fs::read_to_string(f).map_err(|e| Error::io("read hasync password", e))?)
+                }
+                _ => None,
+            };
+            crate::opnsense::prepare_host(
+                &hd,
+                &self.state.bin,
+                h.ip,
+                &e.api_key,
+                api_secret,
+                carp,
+                xmlrpc.as_deref(),
+            )?;
         }
         write(&hd.join(".prepared"), "")?;
         Ok(())
@@ -1319,7 +1377,8 @@ impl Lab {
         )
         .map_err(fail)?;
         let mut script = format!("link set lo up\naddr add {}/24 dev eth0\n", h.ip);
-        if h.role == Role::LoadBalancer {
+        let pair = self.state.emulator2.is_some();
+        if h.role == Role::LoadBalancer && !pair {
             if let Some(vip) = self.state.vip {
                 script.push_str(&format!("addr add {vip}/24 dev eth0\n"));
             }
@@ -1327,6 +1386,17 @@ impl Lab {
         script.push_str("link set eth0 up\n");
         let host_ns = ns::open_ns(Path::new(&format!("/proc/{pid}/ns/net"))).map_err(fail)?;
         ns::ip_batch(Some(host_ns), &script, "host network").map_err(fail)?;
+        if h.role == Role::LoadBalancer && pair {
+            // The backup's haproxy binds the CARP VIP it does not hold (on FreeBSD the address is configured on
+            // the backup too).
+            ns::run(
+                Command::new("nsenter")
+                    .arg(format!("--net=/proc/{pid}/ns/net"))
+                    .args(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind"]),
+                "ip_nonlocal_bind on the load balancer",
+            )
+            .map_err(fail)?;
+        }
         spawned
             .go
             .write_all(b"go\n")
@@ -1364,7 +1434,7 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         }
         if h.role == Role::LoadBalancer
-            && self.state.emulator.is_some()
+            && self.emulator_of(&h.name).is_some()
             && !crate::opnsense::wait_ready(&hd, Duration::from_secs(20))
         {
             return Err(fail(Error::Boot(
@@ -1377,6 +1447,15 @@ impl Lab {
         out.pid = Some(pid);
         out.pid_start = start;
         Ok(out)
+    }
+
+    /// The emulator a load balancer host runs.
+    fn emulator_of(&self, host: &str) -> Option<&EmulatorInfo> {
+        if host == LB2_HOST {
+            self.state.emulator2.as_ref()
+        } else {
+            self.state.emulator.as_ref()
+        }
     }
 
     fn write_known_hosts(&self) -> Result<(), Error> {

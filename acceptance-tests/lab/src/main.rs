@@ -152,6 +152,7 @@ fn run(cli: Cli) -> Result<i32> {
                 servers,
                 agents,
                 opnsense: !no_opnsense,
+                opnsense_pair: false,
                 root: cli.root.clone(),
                 bin: None,
             };

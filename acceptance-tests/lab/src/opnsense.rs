@@ -6,11 +6,18 @@
 //! `opnsense_emulator::cli::run` (see `main.rs`). The lab brings the VIP up at boot and also lets the emulator
 //! manage VIPs on `eth0` (`--vip-interface-map lan=eth0`), so VIPs created through the API appear too.
 //!
+//! With [`crate::LabSpec::opnsense_pair`] a second host, `opnsense2` (192.0.2.3), runs a second emulator; the two
+//! accept the first one's HA sync (user `hasync`, password in the lab's `keys/hasync-password`) and run CARP
+//! between them (`--carp-listen`/`--carp-peer`, see the emulator's `carp` module), so a CARP VIP is up on
+//! whichever is MASTER and moves when that host is powered off.
+//!
 //! The API secret is generated per lab and passed as a file (`--api-secret-file`), never on a command line.
 
 use std::path::{Path, PathBuf};
 
-use crate::lab::{EmulatorInfo, LB_IP};
+use std::net::Ipv4Addr;
+
+use crate::lab::{EmulatorInfo, CARP_PORT};
 use crate::Error;
 
 /// Where the emulator keeps its state inside the host.
@@ -23,24 +30,44 @@ fn state_dir(host_dir: &Path) -> PathBuf {
 }
 
 /// Where the emulator's URL, credentials and CA can be found from outside the host.
-pub fn emulator_info(host_dir: &Path, api_key: &str) -> EmulatorInfo {
+pub fn emulator_info(host_dir: &Path, ip: Ipv4Addr, api_key: &str) -> EmulatorInfo {
     let state = state_dir(host_dir);
     EmulatorInfo {
-        url: format!("https://{LB_IP}"),
+        url: format!("https://{ip}"),
         api_key: api_key.to_string(),
         credentials_file: state.join("apikey.txt"),
         ca_file: state.join("ca.pem"),
     }
 }
 
-/// The unit that runs the emulator on the load balancer host.
-pub fn unit_text(bin: &Path, api_key: &str) -> String {
+/// The unit that runs the emulator on the load balancer host at `ip`; `carp` = (own address, peer address) of an HA
+/// pair, whose emulators elect the CARP VIPs' holder.
+pub fn unit_text(
+    bin: &Path,
+    ip: Ipv4Addr,
+    api_key: &str,
+    carp: Option<(Ipv4Addr, Ipv4Addr)>,
+    xmlrpc: bool,
+) -> String {
+    let (env, xmlrpc) = if xmlrpc {
+        (
+            format!("EnvironmentFile={STATE_DIR}/xmlrpc.env\n"),
+            " --xmlrpc-user hasync",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let carp = carp
+        .map(|(me, peer)| {
+            format!(" \\\n  --carp-listen {me}:{CARP_PORT} --carp-peer {peer}:{CARP_PORT}")
+        })
+        .unwrap_or_default();
     format!(
         "[Unit]\nDescription=OPNsense API emulator (homelab lab)\n\n[Service]\nType=simple\n\
-         ExecStartPre=/bin/rm -f {STATE_DIR}/ca.pem\n\
-         ExecStart={bin} opnsense --listen {LB_IP}:443 --state {STATE_DIR}/config.json \\\n  \
+         {env}ExecStartPre=/bin/rm -f {STATE_DIR}/ca.pem\n\
+         ExecStart={bin} opnsense --listen {ip}:443 --state {STATE_DIR}/config.json \\\n  \
          --api-key {api_key} --api-secret-file {STATE_DIR}/api-secret \\\n  \
-         --tls-generate-ca-out {STATE_DIR}/ca.pem --vip-interface-map lan=eth0\n\
+         --tls-generate-ca-out {STATE_DIR}/ca.pem --vip-interface-map lan=eth0{carp}{xmlrpc}\n\
          Restart=on-failure\nRestartSec=1s\n\n[Install]\nWantedBy=multi-user.target\n",
         bin = bin.display()
     )
@@ -50,12 +77,18 @@ pub fn unit_text(bin: &Path, api_key: &str) -> String {
 pub fn prepare_host(
     host_dir: &Path,
     bin: &Path,
+    ip: Ipv4Addr,
     api_key: &str,
     api_secret: &str,
+    carp: Option<(Ipv4Addr, Ipv4Addr)>,
+    xmlrpc_password: Option<&str>,
 ) -> Result<(), Error> {
     let sysd = host_dir.join("etc/systemd/system");
-    std::fs::write(sysd.join(UNIT), unit_text(bin, api_key))
-        .map_err(|e| Error::io("write emulator unit", e))?;
+    std::fs::write(
+        sysd.join(UNIT),
+        unit_text(bin, ip, api_key, carp, xmlrpc_password.is_some()),
+    )
+    .map_err(|e| Error::io("write emulator unit", e))?;
     std::os::unix::fs::symlink(
         format!("/etc/systemd/system/{UNIT}"),
         sysd.join(format!("multi-user.target.wants/{UNIT}")),
@@ -67,6 +100,12 @@ pub fn prepare_host(
         &state.join("api-secret"),
         format!("{api_secret}\n").as_bytes(),
     )?;
+    if let Some(pw) = xmlrpc_password {
+        crate::lab::write_secret(
+            &state.join("xmlrpc.env"),
+            format!("OPNSENSE_EMULATOR_XMLRPC_PASSWORD={pw}\n").as_bytes(),
+        )?;
+    }
     crate::lab::write_secret(
         &state.join("apikey.txt"),
         format!("key={api_key}\nsecret={api_secret}\n").as_bytes(),

@@ -75,6 +75,8 @@ pub struct App {
     pub restarts: tokio::sync::mpsc::UnboundedSender<std::time::Duration>,
     restart_rx: StdMutex<Option<tokio::sync::mpsc::UnboundedReceiver<std::time::Duration>>>,
     preset_uuids: StdMutex<std::collections::VecDeque<String>>,
+    /// CARP status of the box (see [`crate::carp`]).
+    pub carp: crate::carp::Carp,
 }
 
 impl App {
@@ -94,6 +96,7 @@ impl App {
             runner,
             calls: StdMutex::new(Vec::new()),
             preset_uuids,
+            carp: crate::carp::Carp::default(),
         })
     }
 

@@ -74,6 +74,12 @@ struct Args {
     /// OPNSENSE_EMULATOR_XMLRPC_PASSWORD (never on the command line).
     #[arg(long)]
     xmlrpc_user: Option<String>,
+    /// Run CARP for the box's CARP VIPs, advertising from this UDP address (e.g. `192.0.2.1:1112`).
+    #[arg(long)]
+    carp_listen: Option<std::net::SocketAddr>,
+    /// Where CARP advertisements go (the peer's `--carp-listen`); repeatable or comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "carp_listen")]
+    carp_peer: Vec<std::net::SocketAddr>,
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -133,6 +139,12 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         let pw = std::env::var("OPNSENSE_EMULATOR_XMLRPC_PASSWORD")
             .context("--xmlrpc-user needs OPNSENSE_EMULATOR_XMLRPC_PASSWORD")?;
         cfg.xmlrpc_credentials = Some((user.clone(), pw));
+    }
+    if let Some(listen) = a.carp_listen {
+        cfg.carp = Some(crate::carp::CarpConfig {
+            listen,
+            peers: a.carp_peer.clone(),
+        });
     }
     let ifaces = pairs(&a.interface, "--interface")?;
     if !ifaces.is_empty() {

@@ -65,6 +65,9 @@ pub struct Config {
     /// The user and password the box's `/xmlrpc.php` accepts from an HA peer (OPNsense: a local user with the
     /// XMLRPC privilege); `None` refuses every sync to this box.
     pub xmlrpc_credentials: Option<(String, String)>,
+    /// Run CARP for the box's CARP VIPs (election with the peers, the address on the holder only); `None` keeps
+    /// CARP VIPs as plain addresses that `reconfigure` brings up, as a box without a peer would end up holding.
+    pub carp: Option<crate::carp::CarpConfig>,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             start_haproxy_on_boot: true,
             preset_uuids: Vec::new(),
             xmlrpc_credentials: None,
+            carp: None,
         }
     }
 }

@@ -85,6 +85,13 @@ impl Emulator {
                     if boot {
                         boot_haproxy(&app2).await;
                     }
+                    if let Some(carp) = app2.cfg.carp.clone() {
+                        if let Err(e) = crate::carp::start(app2.clone(), &carp) {
+                            let _ = ready_tx
+                                .send(Err(Error::Io(format!("CARP socket {}", carp.listen), e)));
+                            return;
+                        }
+                    }
                     let _ = ready_tx.send(Ok(()));
                     crate::server::serve(listener, app2, tls_cfg, rx).await;
                 });
@@ -149,6 +156,21 @@ impl EmulatorHandle {
 
     pub fn config(&self) -> &Config {
         &self.app.cfg
+    }
+
+    /// The address of the CARP engine's socket (with [`Config::carp`]).
+    pub fn carp_addr(&self) -> Option<SocketAddr> {
+        self.app.carp.local_addr()
+    }
+
+    /// Where this box sends its CARP advertisements.
+    pub fn set_carp_peers(&self, peers: Vec<SocketAddr>) {
+        self.app.carp.set_peers(peers);
+    }
+
+    /// The CARP state of each VHID (`vhid` → MASTER/BACKUP/INIT); empty without [`Config::carp`].
+    pub fn carp_states(&self) -> std::collections::BTreeMap<u32, crate::carp::State> {
+        self.app.carp.states()
     }
 
     /// Adds a fault rule.

@@ -10,10 +10,11 @@
 //!
 //! Map: [`config`] (setup), [`emulator`] (start/stop from tests), [`server`] (HTTP, auth, faults, admin endpoints),
 //! [`api`] (controllers), [`model`] + [`schema`] (the generic model engine and field tables), [`store`] (the saved
-//! state), [`haproxy`] (render + run haproxy), [`faults`], [`tls`], [`cli`].
+//! state), [`haproxy`] (render + run haproxy), [`faults`], [`carp`] (the CARP election of a pair), [`tls`], [`cli`].
 
 pub mod api;
 pub mod app;
+pub mod carp;
 pub mod cli;
 pub mod config;
 pub mod emulator;

@@ -26,6 +26,7 @@ pub fn spec(tag: &str, servers: u32, agents: u32) -> LabSpec {
         servers,
         agents,
         opnsense: false,
+        opnsense_pair: false,
         root: None,
         bin: Some(bin()),
     }

@@ -18,10 +18,12 @@
 //!   peer, which leaves a running one alone: the provider uses it as "sync now" and then configtests and
 //!   reconfigures the peer's HAProxy through the peer's own API.
 //!
-//! The wire format between the two emulators is JSON over plain HTTP (the real one is XML-RPC over the web GUI's
-//! HTTPS): no client of the API sees it. The peer checks the user and password like the real `xmlrpc.php`.
+//! The wire format between the two emulators is JSON over HTTP or HTTPS (the real one is XML-RPC over the web
+//! GUI's HTTPS): no client of the API sees it. With an `https://` peer the certificate is not checked unless
+//! `verifypeer` is set, as on OPNsense (whose default is off); checking it is not emulated and is refused. The peer checks the user and password like the real `xmlrpc.php`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -207,23 +209,92 @@ pub async fn sync(app: &App) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// `host:port` of the peer's web GUI from `synchronizetoip` (an address, `addr:port` or an `http://` URL).
-fn peer_addr(target: &str) -> Result<String, String> {
+/// `host:port` of the peer's web GUI from `synchronizetoip` (an address, `addr:port` or an `http://` or
+/// `https://` URL), and whether it is HTTPS.
+fn peer_addr(target: &str) -> Result<(String, bool), String> {
     if target.is_empty() {
         return Err("Config sync not being done because of missing sync IP.".into());
     }
-    if target.starts_with("https://") {
-        return Err(format!(
-            "{target}: the emulated pair syncs over plain HTTP only (use http://)"
-        ));
-    }
-    let rest = target.strip_prefix("http://").unwrap_or(target);
+    let (rest, tls) = match target.strip_prefix("https://") {
+        Some(r) => (r, true),
+        None => (target.strip_prefix("http://").unwrap_or(target), false),
+    };
     let host = rest.split('/').next().unwrap_or(rest);
+    let port = if tls { 443 } else { 80 };
     Ok(if host.contains(':') {
-        host.to_string()
+        (host.to_string(), tls)
     } else {
-        format!("{host}:80")
+        (format!("{host}:{port}"), tls)
     })
+}
+
+/// verifypeer off: any certificate is accepted (OPNsense's default for the sync).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn tls_stream(tcp: tokio::net::TcpStream, addr: &str) -> std::io::Result<Box<dyn Stream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::new(s))
 }
 
 /// One call to the peer's `/xmlrpc.php` with the HA user and password.
@@ -232,11 +303,16 @@ async fn call_peer(app: &App, method: &str, params: Value) -> Result<Value, Stri
         let st = app.snapshot().await;
         values(&st)
     };
-    let addr = peer_addr(
+    let (addr, tls) = peer_addr(
         vals.get("synchronizetoip")
             .map(String::as_str)
             .unwrap_or(""),
     )?;
+    if tls && vals.get("verifypeer").map(String::as_str) == Some("1") {
+        return Err(
+            "verifying the peer's certificate is not emulated (set verifypeer to 0)".into(),
+        );
+    }
     let user = match vals.get("username").map(String::as_str) {
         Some("") | None => "root",
         Some(u) => u,
@@ -249,13 +325,18 @@ async fn call_peer(app: &App, method: &str, params: Value) -> Result<Value, Stri
             "An error occurred while attempting XMLRPC sync with username {user} and {addr}: {e}"
         )
     };
-    let mut s = tokio::time::timeout(
+    let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio::net::TcpStream::connect(&addr),
     )
     .await
     .map_err(|e| fail(&e))?
     .map_err(|e| fail(&e))?;
+    let mut s: Box<dyn Stream> = if tls {
+        tls_stream(tcp, &addr).await.map_err(|e| fail(&e))?
+    } else {
+        Box::new(tcp)
+    };
     let head = format!(
         "POST /xmlrpc.php HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -263,10 +344,15 @@ async fn call_peer(app: &App, method: &str, params: Value) -> Result<Value, Stri
     s.write_all(head.as_bytes()).await.map_err(|e| fail(&e))?;
     s.write_all(body.as_bytes()).await.map_err(|e| fail(&e))?;
     let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(60), s.read_to_end(&mut out))
+    match tokio::time::timeout(std::time::Duration::from_secs(60), s.read_to_end(&mut out))
         .await
         .map_err(|e| fail(&e))?
-        .map_err(|e| fail(&e))?;
+    {
+        Ok(_) => {}
+        // a TLS peer that closes without close_notify after a whole answer
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(fail(&e)),
+    }
     let text = String::from_utf8_lossy(&out);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
@@ -381,10 +467,16 @@ mod tests {
     fn peer_addresses() {
         assert_eq!(
             peer_addr("http://127.0.0.1:8443/").unwrap(),
-            "127.0.0.1:8443"
+            ("127.0.0.1:8443".to_string(), false)
         );
-        assert_eq!(peer_addr("10.0.9.2").unwrap(), "10.0.9.2:80");
+        assert_eq!(
+            peer_addr("10.0.9.2").unwrap(),
+            ("10.0.9.2:80".to_string(), false)
+        );
         assert!(peer_addr("").is_err());
-        assert!(peer_addr("https://10.0.9.2").is_err());
+        assert_eq!(
+            peer_addr("https://10.0.9.2").unwrap(),
+            ("10.0.9.2:443".to_string(), true)
+        );
     }
 }

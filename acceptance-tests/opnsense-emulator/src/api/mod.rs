@@ -6,6 +6,7 @@
 //! itself and answers a failure body with HTTP 200 on the wrong one, as the real controllers do.
 
 pub mod alias;
+pub mod carp_status;
 pub mod core;
 pub mod filter;
 pub mod haproxy;
@@ -56,6 +57,7 @@ pub async fn dispatch(app: &App, req: &ApiRequest) -> ApiResponse {
         ("firewall", "filter") => filter::handle(app, req, &action, &params).await,
         ("core", "hasync") => hasync::settings(app, req, &action).await,
         ("core", "hasyncstatus") => hasync::status(app, req, &action, &params).await,
+        ("diagnostics", "interface") => carp_status::handle(app, req, &action, &params).await,
         ("core", _) | ("diagnostics", _) => core::handle(app, req, &controller, &action).await,
         _ => ApiResponse::not_found(),
     }

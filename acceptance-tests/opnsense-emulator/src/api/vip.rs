@@ -330,6 +330,8 @@ fn desired(app: &App, st: &State) -> Vec<String> {
         .items("vip")
         .iter()
         .filter(|i| i.get("mode") != "proxyarp")
+        // with a CARP engine, CARP addresses are up only where the election made the box MASTER (crate::carp)
+        .filter(|i| !(app.carp.is_running() && i.get("mode") == "carp"))
         .filter_map(|i| {
             map.get(i.get("interface"))
                 .map(|dev| format!("{}/{} {dev}", i.get("subnet"), i.get("subnet_bits")))
@@ -337,7 +339,7 @@ fn desired(app: &App, st: &State) -> Vec<String> {
         .collect()
 }
 
-async fn ip_addr(netns: Option<&str>, op: &str, entry: &str) -> bool {
+pub(crate) async fn ip_addr(netns: Option<&str>, op: &str, entry: &str) -> bool {
     let Some((addr, dev)) = entry.split_once(' ') else {
         return false;
     };
