@@ -181,6 +181,12 @@ impl ProviderData {
         }
         Ok(value)
     }
+
+    /// The value [`ProviderData::cached`] made for `T`, if any was made yet in this provider process.
+    pub fn cached_existing<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let v = self.cache.lock().ok()?.get(&TypeId::of::<T>()).cloned()?;
+        v.downcast::<T>().ok()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

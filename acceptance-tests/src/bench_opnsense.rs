@@ -209,6 +209,35 @@ fn reconfigures(emu: &EmulatorHandle, from: usize) -> usize {
         .count()
 }
 
+/// Medians of a refreshing no-op plan of `n` servers and of `n` `terraform_data` (alternating samples).
+fn plan_pair(dir: &std::path::Path, n: usize, runs: usize) -> Result<(f64, f64)> {
+    let emu = emulator(dir)?;
+    let subject = world(&format!("{}{}", provider(&emu), servers(n, 1)))?;
+    must(subject.run(APPLY)?, "apply of the servers")?;
+    let baseline = world(&terraform_data(n))?;
+    must(baseline.run(APPLY)?, "apply of the terraform_data")?;
+    let r = alternate(runs, || timed(&subject, PLAN), || timed(&baseline, PLAN))?;
+    must(subject.run(DESTROY)?, "destroy")?;
+    Ok(r)
+}
+
+/// Medians of an apply creating `n` servers and `n` `terraform_data` (each sample destroyed again, untimed).
+fn apply_pair(dir: &std::path::Path, n: usize, runs: usize) -> Result<(f64, f64)> {
+    let emu = emulator(dir)?;
+    let subject = world(&format!("{}{}", provider(&emu), servers(n, 1)))?;
+    let baseline = world(&terraform_data(n))?;
+    let create_then_destroy = |tf: &Terraform| -> Result<f64> {
+        let ms = timed(tf, APPLY)?;
+        must(tf.run(DESTROY)?, "destroy between samples")?;
+        Ok(ms)
+    };
+    alternate(
+        runs,
+        || create_then_destroy(&subject),
+        || create_then_destroy(&baseline),
+    )
+}
+
 /// Rows whose id is selected by `only` (empty = all).
 fn wanted(only: &[String], id: &str) -> bool {
     only.is_empty() || only.iter().any(|o| o == id || o == "opnsense")
@@ -268,6 +297,52 @@ pub fn run(runs: usize, only: &[String]) -> Result<(Vec<RowResult>, String)> {
             None,
             runs,
         ));
+    }
+
+    {
+        let n = 200usize;
+        let (plan_id, apply_id) = (format!("opnsense-plan-{n}"), format!("opnsense-apply-{n}"));
+        if wanted(only, &plan_id) {
+            eprintln!("bench: {plan_id} ({runs} runs per side)...");
+            let r = plan_pair(&dir.path().join(&plan_id), n, runs)?;
+            rows.push(row(
+                &plan_id,
+                &format!("refreshing no-op `plan` of {n} `homelab_opnsense_haproxy_server` (emulator) vs {n} `terraform_data`"),
+                r,
+                None,
+                runs,
+            ));
+        }
+        if wanted(only, &apply_id) {
+            eprintln!("bench: {apply_id} ({runs} runs per side)...");
+            let r = apply_pair(&dir.path().join(&apply_id), n, runs)?;
+            rows.push(row(
+                &apply_id,
+                &format!("`apply` creating {n} `homelab_opnsense_haproxy_server` (emulator) vs {n} `terraform_data`"),
+                r,
+                None,
+                runs,
+            ));
+        }
+    }
+
+    if wanted(only, "opnsense-scale") {
+        eprintln!("bench: opnsense-scale...");
+        md.push_str("\n### Time against N (OPNsense objects)\n\nMedian ms of a refreshing no-op `plan` and of an `apply` creating N `homelab_opnsense_haproxy_server` (emulator), each against N `terraform_data` in the same run (servers only: every object kind is one whole-model read at plan and one write at apply, so the kind does not change the curve's shape). Terraform's default parallelism.\n\n| N | plan ms | `terraform_data` plan ms | plan ratio | apply ms | `terraform_data` apply ms | apply ratio |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+        let scale_runs = runs.clamp(1, 3);
+        for n in [10usize, 50, 100, 200] {
+            let p = plan_pair(&dir.path().join(format!("scale-plan-{n}")), n, scale_runs)?;
+            let a = apply_pair(&dir.path().join(format!("scale-apply-{n}")), n, scale_runs)?;
+            md.push_str(&format!(
+                "| {n} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.0} | {:.2}× |\n",
+                p.0,
+                p.1,
+                p.0 / p.1,
+                a.0,
+                a.1,
+                a.0 / a.1
+            ));
+        }
     }
 
     if wanted(only, "opnsense-seed-refresh-50ms") {
@@ -374,6 +449,9 @@ pub const IDS: &[&str] = &[
     "opnsense-apply-50",
     "opnsense-seed-refresh-50ms",
     "opnsense-counts",
+    "opnsense-plan-200",
+    "opnsense-apply-200",
+    "opnsense-scale",
 ];
 
 #[cfg(test)]

@@ -188,17 +188,25 @@ impl Client {
         self.haproxy_co.arrived();
     }
 
-    /// Deploy batches so far: `haproxy`, and each item service by its apply path (for tests and benchmarks).
-    pub fn deploy_batches(&self) -> BTreeMap<&'static str, u64> {
+    /// Batches checked so far: `haproxy`, and each item service by its apply path (for tests and benchmarks).
+    pub fn checked_batches(&self) -> BTreeMap<&'static str, u64> {
         let mut out: BTreeMap<&'static str, u64> = self
             .service_co
             .lock()
             .unwrap()
             .iter()
-            .map(|(path, co)| (*path, co.batches()))
+            .map(|(path, co)| (*path, co.checked()))
             .collect();
-        out.insert("haproxy", self.haproxy_co.batches());
+        out.insert("haproxy", self.haproxy_co.checked());
         out
+    }
+
+    /// The in-process barrier for work that needs HAProxy live (a k3s node registering through the VIP): returns
+    /// once every HAProxy change this process saved is live. A HAProxy write of a long stream may be answered once
+    /// checked, before its reconfigure (see [`super::coalesce`]); this waits for that reconfigure. `Err` when it
+    /// failed after such writes were answered.
+    pub async fn haproxy_settled(&self) -> Result<()> {
+        self.haproxy_co.settled().await
     }
 
     /// Claim `name` for the object `uuid` of `kind`: refused with the other objects' UUIDs when another object
@@ -367,6 +375,7 @@ impl Client {
             .commit(Change {
                 target: Target::Haproxy(kind, uuid),
                 revert,
+                removal: false,
             })
             .live()
             .await
@@ -476,6 +485,7 @@ impl Client {
             .commit(Change {
                 target: Target::Haproxy(kind, uuid),
                 revert: restore(kind, uuid, &prev),
+                removal: true,
             })
             .live()
             .await?;
@@ -495,6 +505,7 @@ impl Client {
                     path: "haproxy/settings/set".into(),
                     body: settings_body(&prev),
                 },
+                removal: false,
             })
             .live()
             .await
@@ -528,6 +539,7 @@ fn other(what: &'static str, uuid: Uuid) -> Change {
     Change {
         target: Target::Other(what, uuid),
         revert: Revert::Nothing,
+        removal: false,
     }
 }
 
@@ -650,8 +662,8 @@ where
     }
 }
 
-/// configtest → (no ALERT) reconfigure for a batch; on ALERT every change that would be rendered is reverted and
-/// fails with haproxy's output, so the saved config goes back to what is live.
+/// configtest for a batch (on ALERT every change that would be rendered is reverted and fails with haproxy's output,
+/// so the saved config goes back to one that passed), reconfigure to go live (then the HA secondary, if any).
 struct HaproxyDeployer {
     hx: Haproxy,
     /// With an HA secondary, a batch that went live on the primary is synced and deployed there too.
@@ -700,7 +712,7 @@ impl Secondary {
 
 #[async_trait::async_trait]
 impl Deployer for HaproxyDeployer {
-    async fn deploy(&self, batch: &[Change]) -> Vec<Result<()>> {
+    async fn check(&self, batch: &[Change]) -> Vec<Result<bool>> {
         let n = batch.len();
         let model = match through_outage(|| self.hx.model_fresh()).await {
             Ok(m) => m,
@@ -715,7 +727,7 @@ impl Deployer for HaproxyDeployer {
             })
             .collect();
         if !needs.iter().any(|x| *x) {
-            return vec![Ok(()); n];
+            return vec![Ok(false); n];
         }
         let outcome: Result<()> = async {
             let output = through_outage(|| self.hx.configtest()).await?;
@@ -725,35 +737,114 @@ impl Deployer for HaproxyDeployer {
                     if !needed {
                         continue;
                     }
-                    if let Revert::Post { path, body } = &c.revert {
-                        if let Err(e) = self
-                            .hx
-                            .t
-                            .post(path, Some(body), Idempotency::Idempotent)
-                            .await
-                        {
-                            output.push_str(&format!("\n(reverting {path} failed too: {e})"));
-                        }
+                    if let Err(e) = self.revert(c).await {
+                        output.push_str(&format!("\n({e})"));
                     }
                 }
                 self.hx.cache.invalidate().await;
                 return Err(Error::ConfigTest { output });
             }
-            through_outage(|| self.hx.reconfigure()).await?;
-            match &self.secondary {
-                Some(sec) => sec.deploy(&self.hx.t).await,
-                None => Ok(()),
-            }
+            Ok(())
         }
         .await;
         needs
             .iter()
-            .map(|needed| if *needed { outcome.clone() } else { Ok(()) })
+            .map(|needed| match (&outcome, needed) {
+                (_, false) => Ok(false),
+                (Ok(()), true) => Ok(true),
+                (Err(e), true) => Err(e.clone()),
+            })
             .collect()
+    }
+
+    async fn go_live(&self, released: &[Change]) -> Result<()> {
+        if let Err(e) = through_outage(|| self.hx.reconfigure()).await {
+            if released.is_empty() {
+                return Err(e);
+            }
+            return Err(self.undo_released(e, released).await);
+        }
+        // The primary is live: a failure on the secondary leaves it so (nothing to undo).
+        match &self.secondary {
+            Some(sec) => sec.deploy(&self.hx.t).await,
+            None => Ok(()),
+        }
+    }
+
+    fn checks(&self) -> bool {
+        true
     }
 }
 
-/// One service action per batch (VIP reconfigure, alias reconfigure, filter apply).
+impl HaproxyDeployer {
+    async fn revert(&self, c: &Change) -> std::result::Result<(), String> {
+        match &c.revert {
+            Revert::Post { path, body } => self
+                .hx
+                .t
+                .post(path, Some(body), Idempotency::Idempotent)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("reverting {path} failed too: {e}")),
+            Revert::Nothing => Ok(()),
+        }
+    }
+
+    /// The reconfigure failed after the writers of `released` were answered (their changes saved and checked, not
+    /// live): undo each update and create (newest first) so the saved configuration is again what was live and the
+    /// next refreshed plan shows them as needing an apply; a delete stays saved (its resource already left the
+    /// state, restoring it would leave an object nobody manages) and goes live with the next reconfigure.
+    async fn undo_released(&self, e: Error, released: &[Change]) -> Error {
+        let name = |c: &Change| match c.target {
+            Target::Haproxy(kind, uuid) => format!("{} {uuid}", kind.label()),
+            Target::HaproxySettings => "the HAProxy settings".to_string(),
+            Target::Other(what, uuid) => format!("{what} {uuid}"),
+        };
+        let (mut undone, mut kept, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        for c in released.iter().rev() {
+            if c.removal {
+                kept.push(name(c));
+                continue;
+            }
+            match self.revert(c).await {
+                Ok(()) => undone.push(name(c)),
+                Err(why) => failed.push(format!("{} ({why})", name(c))),
+            }
+        }
+        self.hx.cache.invalidate().await;
+        let mut message = format!(
+            "{e}. {} other change(s) of this apply had passed configtest and were answered before this reconfigure \
+             (a long stream of HAProxy changes goes live in one reload).",
+            released.len()
+        );
+        if !undone.is_empty() {
+            message.push_str(&format!(
+                " Undone, so the next plan shows them as needing an apply again: {}.",
+                undone.join(", ")
+            ));
+        }
+        if !kept.is_empty() {
+            message.push_str(&format!(
+                " Deleted and saved, live with the next successful reconfigure (any HAProxy change, or Services › \
+                 HAProxy › Apply): {}.",
+                kept.join(", ")
+            ));
+        }
+        if !failed.is_empty() {
+            message.push_str(&format!(
+                " Saved but NOT live and could not be undone (re-apply them with `terraform apply -replace=...`): {}.",
+                failed.join(", ")
+            ));
+        }
+        Error::Service {
+            service: "haproxy",
+            message,
+        }
+    }
+}
+
+/// One service action per batch (VIP reconfigure, alias reconfigure, filter apply); nothing to check first, so its
+/// writers are always answered only once live.
 struct ServiceDeployer {
     t: Transport,
     path: &'static str,
@@ -762,9 +853,12 @@ struct ServiceDeployer {
 
 #[async_trait::async_trait]
 impl Deployer for ServiceDeployer {
-    async fn deploy(&self, batch: &[Change]) -> Vec<Result<()>> {
-        let r = through_outage(|| service_ok(&self.t, self.path, self.service)).await;
-        vec![r; batch.len()]
+    async fn check(&self, batch: &[Change]) -> Vec<Result<bool>> {
+        vec![Ok(true); batch.len()]
+    }
+
+    async fn go_live(&self, _released: &[Change]) -> Result<()> {
+        through_outage(|| service_ok(&self.t, self.path, self.service)).await
     }
 }
 
@@ -789,6 +883,7 @@ mod tests {
             Timing {
                 quiet: Duration::from_millis(60),
                 max_wait: Duration::from_millis(600),
+                ..Timing::default()
             },
         )
         .unwrap()
@@ -902,9 +997,9 @@ mod tests {
         put_all(None, false).await;
         assert_eq!(reads(&c), before, "creates re-read the model");
         // Updates go through the coalescer, whose batch reads the model fresh once (to see what is rendered).
-        let batches = c.deploy_batches()["haproxy"];
+        let batches = c.checked_batches()["haproxy"];
         put_all(Some(5), true).await;
-        let batches = c.deploy_batches()["haproxy"] - batches;
+        let batches = c.checked_batches()["haproxy"] - batches;
         assert!(batches >= 1);
         assert_eq!(reads(&c), before + batches, "updates re-read the model");
         // The patched model reads like a fresh one.
@@ -1028,6 +1123,7 @@ mod tests {
             Timing {
                 quiet: Duration::from_millis(60),
                 max_wait: Duration::from_millis(600),
+                ..Timing::default()
             },
         )
         .unwrap();

@@ -268,6 +268,8 @@ impl K3sAgent {
         limit: std::time::Duration,
         prior: Option<&AgentModel>,
     ) -> Result<AgentModel, Diagnostics> {
+        // It registers through `server_url`, typically the VIP: HAProxy changes of this process must be live.
+        crate::resources::opnsense_common::haproxy_live_barrier(ctx, "server_url").await?;
         let install = install_source(
             &plan.install_script,
             &plan.install_script_url,

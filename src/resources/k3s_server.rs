@@ -512,6 +512,11 @@ impl K3sServer {
         rotate_certificates: bool,
         prior: Option<&ServerModel>,
     ) -> Result<ServerModel, Diagnostics> {
+        if plan.server_url.is_known() {
+            // A joining server registers through `server_url`, which may be served by HAProxy: this process's
+            // HAProxy changes must be live first.
+            crate::resources::opnsense_common::haproxy_live_barrier(ctx, "server_url").await?;
+        }
         let install = install_source(
             &plan.install_script,
             &plan.install_script_url,

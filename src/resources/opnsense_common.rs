@@ -26,6 +26,31 @@ pub fn client(ctx: &Context) -> Result<Arc<Client>, Diagnostics> {
     })
 }
 
+/// The in-process barrier for a k3s node that registers through an address HAProxy serves (the VIP): when this
+/// provider process has written HAProxy changes, waits until they are live. A long stream of HAProxy changes is
+/// answered once configtested and goes live in one reconfigure at its end (see `opnsense::coalesce`), so a dependent
+/// could otherwise start between the two. Immediate when this process has no OPNsense client or nothing pending.
+pub async fn haproxy_live_barrier(ctx: &Context, at: &str) -> Result<(), Diagnostics> {
+    let Some(pd) = ProviderData::of_opt(ctx) else {
+        return Ok(());
+    };
+    let Some(c) = pd.cached_existing::<Client>() else {
+        return Ok(());
+    };
+    c.haproxy_settled().await.map_err(|e| {
+        Diagnostic::error(
+            "HAProxy changes of this apply are saved but not live",
+            format!(
+                "This node registers through `{at}`, which HAProxy may serve, but the reconfigure that makes this \
+                 apply's HAProxy changes live failed: {e}\nFix HAProxy (Services › HAProxy › Log) and run the \
+                 apply again."
+            ),
+        )
+        .at(attr(at))
+        .into()
+    })
+}
+
 /// The client when the provider's OPNsense settings are known; `None` at plan time when they are not (then
 /// plan-time checks against the live box are skipped and happen at apply).
 pub fn client_if_ready(ctx: &Context) -> Option<Arc<Client>> {

@@ -677,6 +677,7 @@ mod tests {
         let timing = Timing {
             quiet: Duration::from_millis(60),
             max_wait: Duration::from_millis(1500),
+            ..Timing::default()
         };
         Client::with_timing(&cfg, timing).unwrap()
     }
