@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use homelab_acceptance::emulator_api::base64;
 use homelab_acceptance::terraform::{hcl_string, required_providers};
 use homelab_acceptance::{Action, Step, TerraformVersion, TestCase};
 use opnsense_emulator::{Config, Emulator, EmulatorHandle};
@@ -102,28 +103,6 @@ fn clear_calls(addr: SocketAddr, secondary: bool) {
 /// The secondary's live haproxy.cfg (what its real haproxy runs).
 fn live_cfg(addr: SocketAddr) -> String {
     raw(addr, true, "GET", "/__emulator/haproxy.cfg")
-}
-
-/// Standard base64 (the test crate has no base64 dependency).
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn config(primary: &EmulatorHandle, backup: &EmulatorHandle, password: &str, port: u16) -> String {
