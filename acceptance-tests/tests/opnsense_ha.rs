@@ -24,6 +24,16 @@ const KEY2: &str = "ha-key-secondary";
 const SECRET2: &str = "ha-secret-secondary-5e02";
 const HA_PASSWORD: &str = "ha-user-pass-77d1";
 
+/// A second frontend on the same pool: created alone, so its create is the one that waits for the batch to go live.
+const SECOND_FRONTEND: &str = r#"
+resource "homelab_opnsense_haproxy_frontend" "k3s2" {
+  name            = "k3s_api2"
+  bind            = ["127.0.6.100:6445"]
+  mode            = "tcp"
+  default_backend = homelab_opnsense_haproxy_backend.k3s.id
+}
+"#;
+
 fn emulator(dir: &std::path::Path, xmlrpc: bool) -> EmulatorHandle {
     let (key, secret) = if xmlrpc {
         (KEY2, SECRET2)
@@ -106,7 +116,8 @@ fn live_cfg(addr: SocketAddr) -> String {
 }
 
 fn config(primary: &EmulatorHandle, backup: &EmulatorHandle, password: &str, port: u16) -> String {
-    let servers: String = (1..=3)
+    let n = 3;
+    let servers: String = (1..=n)
         .map(|i| {
             format!(
                 r#"
@@ -119,6 +130,10 @@ resource "homelab_opnsense_haproxy_server" "k3s{i}" {{
             )
         })
         .collect();
+    let pool = (1..=n)
+        .map(|i| format!("homelab_opnsense_haproxy_server.k3s{i}.id"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"{}
 provider "homelab" {{
@@ -147,11 +162,7 @@ resource "homelab_opnsense_haproxy_settings" "this" {{
 resource "homelab_opnsense_haproxy_backend" "k3s" {{
   name    = "k3s_servers"
   mode    = "tcp"
-  servers = [
-    homelab_opnsense_haproxy_server.k3s1.id,
-    homelab_opnsense_haproxy_server.k3s2.id,
-    homelab_opnsense_haproxy_server.k3s3.id,
-  ]
+  servers = [{pool}]
 }}
 resource "homelab_opnsense_haproxy_frontend" "k3s" {{
   name            = "k3s_api"
@@ -303,6 +314,62 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                         return Err(format!("the secondary's copy was not synced back: {rows}"));
                     }
                     secondary_runs(b, 6444)
+                }),
+        )
+        .step(
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6444)))
+                .named("a frontend created while the secondary is unreachable: the apply fails naming it, the frontend is kept in state, tainted")
+                .before(move |_, _| {
+                    let r = raw_with(b, true, "POST", "/__emulator/faults", r#"{"kind":"drop_before"}"#);
+                    if !r.contains("ok") {
+                        return Err(format!("adding the fault failed: {r}"));
+                    }
+                    Ok(())
+                })
+                .expect_error(r"(?s)HA secondary.*127\.0\.0\.1")
+                .check(move |_| {
+                    let rows = api(p, false, "GET", "haproxy/settings/searchFrontends");
+                    if !rows.to_string().contains("k3s_api2") {
+                        return Err(format!("the primary should hold the new frontend: {rows}"));
+                    }
+                    Ok(())
+                }),
+        )
+        .step(
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6444)))
+                .named("with the secondary back, the tainted frontend is replaced and reaches the secondary")
+                .before(move |tf, _| {
+                    let raw = tf
+                        .read_file("terraform.tfstate")
+                        .map_err(|e| e.to_string())?;
+                    let state: Value = serde_json::from_str(&raw).map_err(|e| e.to_string())?;
+                    let status = state["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|r| r["type"] == "homelab_opnsense_haproxy_frontend" && r["name"] == "k3s2")
+                        .map(|r| r["instances"][0]["status"].clone());
+                    if status != Some(Value::from("tainted")) {
+                        return Err(format!("the second frontend in state: {status:?}, want tainted"));
+                    }
+                    raw_with(b, true, "DELETE", "/__emulator/faults", "");
+                    Ok(())
+                })
+                .expect_action("homelab_opnsense_haproxy_frontend.k3s2", Action::Replace)
+                .check(move |_| {
+                    let on = |addr, secondary| {
+                        let rows = api(addr, secondary, "GET", "haproxy/settings/searchFrontends");
+                        rows["rows"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|r| r["name"] == "k3s_api2")
+                            .count()
+                    };
+                    match (on(p, false), on(b, true)) {
+                        (1, 1) => Ok(()),
+                        n => Err(format!("copies of k3s_api2 (primary, secondary): {n:?}, want one each")),
+                    }
                 }),
         )
         .run();

@@ -249,6 +249,7 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
         prior: &Value,
         planned: &Value,
     ) -> Outcome<(Value, Option<Value>)> {
+        let mut kept = None;
         let r = async {
             if planned.is_null() {
                 let state: R::Model = decode(prior, "prior state")?;
@@ -259,8 +260,16 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
             let plan_m: R::Model = decode(planned, "planned state")?;
             if prior.is_null() {
                 let limit = self.inner.timeouts(&plan_m).create;
-                let new = guarded(ctx, limit, "creating", self.inner.create(ctx, plan_m)).await?;
-                self.finish_state(&new, "new state")
+                match guarded(ctx, limit, "creating", self.inner.create(ctx, plan_m)).await {
+                    Ok(new) => self.finish_state(&new, "new state"),
+                    Err(d) => {
+                        // The create failed after making the object: it goes into state with the error.
+                        if let Some(made) = ctx.take_created::<R::Model>() {
+                            kept = Some(self.finish_state(&made, "new state")?);
+                        }
+                        Err(d)
+                    }
+                }
             } else {
                 let prior_m: R::Model = decode(prior, "prior state")?;
                 let limit = self.inner.timeouts(&plan_m).update;
@@ -275,7 +284,14 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
             }
         }
         .await;
-        outcome(ctx, r)
+        match (r, kept) {
+            (Err(d), Some(state)) => {
+                let mut diags = ctx.take_warnings();
+                diags.extend(d);
+                (Some(state), diags)
+            }
+            (r, _) => outcome(ctx, r),
+        }
     }
 
     async fn read(&self, ctx: &Context, state: &Value) -> Outcome<(Value, Option<Value>)> {
@@ -794,8 +810,13 @@ mod tests {
             v["name"] = title;
             Ok(v)
         }
-        async fn create(&self, _c: &Context, mut m: M) -> Result<M, Diagnostics> {
+        async fn create(&self, c: &Context, mut m: M) -> Result<M, Diagnostics> {
             m.id = Tf::Known("new".into());
+            if m.name.known().map(String::as_str) == Some("half") {
+                // Made the remote object, then a later step failed.
+                c.keep_created(m);
+                return Err(Diagnostic::error("the second step failed", "").into());
+            }
             Ok(m)
         }
         async fn read(&self, _c: &Context, m: M) -> Result<Option<M>, Diagnostics> {
@@ -954,5 +975,29 @@ mod tests {
         let (state, identity) = out.unwrap();
         assert_eq!(state.get("token"), Some(&Value::Null));
         assert_eq!(identity.unwrap().get("id"), Some(&Value::from("new")));
+    }
+
+    #[tokio::test]
+    async fn a_create_that_made_its_object_before_failing_reports_state_and_error() {
+        let r = ResourceAdapter::new(R);
+        let ctx = Context::new(None, tokio_util::sync::CancellationToken::new());
+        let planned = |name: &str| {
+            codec::to_value(
+                &M {
+                    name: Tf::Known(name.into()),
+                    ..Default::default()
+                },
+                r.value_type(),
+            )
+            .unwrap()
+        };
+        let (out, d) = r.apply(&ctx, &Value::Null, &planned("half")).await;
+        assert!(d.has_errors(), "the error must reach Terraform");
+        let (state, _) = out.expect("the object made goes into state (Terraform taints it)");
+        assert_eq!(state.get("id"), Some(&Value::from("new")));
+        // A later create in the same process does not inherit it.
+        let (out, d) = r.apply(&ctx, &Value::Null, &planned("whole")).await;
+        assert!(!d.has_errors(), "{d}");
+        assert_eq!(out.unwrap().0.get("name"), Some(&Value::from("whole")));
     }
 }

@@ -4,7 +4,7 @@
 //! "write then go live" operations resources need, so no resource has to know about batching, configtest or
 //! reverting a change that did not pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,8 @@ pub struct Client {
     /// Names claimed by writes of this process, so two resources of one apply cannot both take a name before
     /// either is visible in the model.
     names: Arc<std::sync::Mutex<HashMap<(Kind, String), Uuid>>>,
+    /// HAProxy objects this process read by UUID: the ones Terraform's state holds (see [`Client::read_by_id`]).
+    read_by_id: Arc<std::sync::Mutex<HashSet<(Kind, Uuid)>>>,
     secondary: Option<Secondary>,
 }
 
@@ -120,6 +122,7 @@ impl Client {
             t,
             versions: Arc::new(OnceCell::new()),
             names: Arc::default(),
+            read_by_id: Arc::default(),
             secondary,
         })
     }
@@ -231,6 +234,19 @@ impl Client {
         claims.retain(|(k, _), u| !(*k == kind && *u == uuid));
         claims.insert((kind, name.to_string()), uuid);
         Ok(())
+    }
+
+    /// Notes that the object `uuid` of `kind` was read by its UUID (a refresh: Terraform's state holds it).
+    pub fn note_read_by_id(&self, kind: Kind, uuid: Uuid) {
+        self.read_by_id.lock().unwrap().insert((kind, uuid));
+    }
+
+    /// Whether every one of `uuids` was read by its UUID in this process ([`Client::note_read_by_id`]): objects
+    /// Terraform's state holds, e.g. a tainted one that the plan replaces (Terraform plans the new object as a create
+    /// without telling the provider which object it replaces).
+    pub fn read_by_id(&self, kind: Kind, uuids: &[Uuid]) -> bool {
+        let read = self.read_by_id.lock().unwrap();
+        uuids.iter().all(|u| read.contains(&(kind, *u)))
     }
 
     /// Forget the name claimed for `uuid` (after a delete or a failed write).

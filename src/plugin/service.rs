@@ -335,6 +335,9 @@ pub struct Context {
     provider: Option<Configured>,
     cancel: CancellationToken,
     warnings: Arc<Mutex<Diagnostics>>,
+    /// See [`Context::keep_created`]: the resource's own model type, boxed (only the framework's adapter, which
+    /// knows that type, takes it back).
+    created: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
 }
 
 impl Context {
@@ -344,6 +347,7 @@ impl Context {
             provider,
             cancel,
             warnings: Arc::default(),
+            created: Arc::default(),
         }
     }
 
@@ -385,12 +389,28 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// A child context sharing provider data and warnings, with a child cancellation token.
+    /// Records that a create which is about to return an error did make the remote object (`state` is the
+    /// resource's model of it). The framework then answers with this state next to the error, so Terraform keeps
+    /// the object (marked tainted: the next plan replaces it) instead of losing track of something that exists.
+    pub fn keep_created<M: Any + Send>(&self, state: M) {
+        if let Ok(mut c) = self.created.lock() {
+            *c = Some(Box::new(state));
+        }
+    }
+
+    /// Takes what [`Context::keep_created`] recorded, if it was a `M`.
+    pub fn take_created<M: Any>(&self) -> Option<M> {
+        let b = self.created.lock().ok()?.take()?;
+        b.downcast::<M>().ok().map(|m| *m)
+    }
+
+    /// A child context sharing provider data, warnings and a kept create, with a child cancellation token.
     pub fn child(&self) -> Self {
         Self {
             provider: self.provider.clone(),
             cancel: self.cancel.child_token(),
             warnings: self.warnings.clone(),
+            created: self.created.clone(),
         }
     }
 }

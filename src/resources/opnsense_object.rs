@@ -156,7 +156,31 @@ async fn write<S: ObjectSpec>(
     existed: bool,
 ) -> Result<S::Model, Diagnostics> {
     let c = client(ctx)?;
-    let obj = S::Family::write(ctx, &c, uuid, &mut plan, existed).await?;
+    let obj = match S::Family::write(ctx, &c, uuid, &mut plan, existed).await {
+        Ok(obj) => obj,
+        Err(d) => {
+            // A create that failed but left the object on the firewall (the primary took it and the HA secondary
+            // did not, or its clean-up failed too) goes into state with the error: Terraform marks it tainted and
+            // the next plan replaces it, instead of the object blocking the retry as an unknown duplicate.
+            if !existed {
+                if let Ok(Some(left)) = S::Family::get(&c, uuid).await {
+                    ctx.keep_created(S::from_obj(uuid, &left, Some(&plan)));
+                    let mut d = d;
+                    d.push(Diagnostic::warning(
+                        format!("The {} is kept in state, tainted", S::WHAT),
+                        format!(
+                            "The create failed after OPNsense saved the {} ({uuid}), so Terraform keeps it and \
+                             marks it tainted: once the cause above is fixed, the next apply replaces it, which \
+                             repeats every step that failed.",
+                            S::WHAT
+                        ),
+                    ));
+                    return Err(d);
+                }
+            }
+            return Err(d);
+        }
+    };
     // The state is what was written (OPNsense stores it as sent), so the result matches the plan exactly.
     Ok(S::from_obj(uuid, &obj, Some(&plan)))
 }
@@ -377,7 +401,12 @@ where
                 .and_then(|p| S::id(p).known())
                 .and_then(|s| Uuid::parse_str(s).ok());
             let others = model.others_named(kind::<S>(), name, own);
-            if !others.is_empty() {
+            // A create whose name is held only by objects refreshed from state in this run is, in the usual case,
+            // the replacement of a tainted object (Terraform plans it as a create with no prior state and deletes
+            // the old object first). Two resources of the configuration naming one object still fail, at apply,
+            // when the name is claimed.
+            let replacing = plan.prior.is_none() && c.read_by_id(kind::<S>(), &others);
+            if !others.is_empty() && !replacing {
                 return Err(duplicate_diag(S::WHAT, name, &others));
             }
         }
@@ -385,6 +414,7 @@ where
     }
 
     async fn get(c: &Client, uuid: Uuid) -> Result<Option<S::Obj>, Error> {
+        c.note_read_by_id(kind::<S>(), uuid);
         c.haproxy().get::<S::Obj>(uuid).await
     }
 
@@ -582,9 +612,9 @@ fn orphan_diag(what: &str, uuid: Uuid, e: &Error) -> Diagnostic {
     Diagnostic::error(
         format!("A half-created {what} may be left on the OPNsense"),
         format!(
-            "The create failed and removing what it may have saved failed too ({e}). Check for the {what} with \
-             UUID {uuid}: delete it in the UI, or import it (`terraform import <address> {uuid}`) before applying \
-             again."
+            "The create failed and removing what it may have saved failed too ({e}). If the {what} is in state \
+             as tainted, the next apply replaces it; otherwise check for the {what} with UUID {uuid}: delete it \
+             in the UI, or import it (`terraform import <address> {uuid}`) before applying again."
         ),
     )
 }
