@@ -241,7 +241,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
         )
         .step(
             Step::config(config(&primary, &backup, password, 6444))
-                .named("three servers change: one sync, one configtest and one reconfigure on the secondary")
+                .named("three servers change: one sync, one configtest and one reconfigure on the secondary (and the refresh's check)")
                 .before(move |tf, _| {
                     if write_only {
                         let raw = tf
@@ -264,10 +264,12 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                         posts(b, true, CONFIGTEST),
                         posts(b, true, RECONFIGURE),
                     );
-                    if counts != (1, 1, 1, 1) {
+                    // Two configtests on the secondary: the batch's, and the plan's refresh checking that the
+                    // secondary runs its saved configuration (`secondary_haproxy_current`), which only renders.
+                    if counts != (1, 1, 2, 1) {
                         return Err(format!(
                             "(primary reconfigures, syncs, secondary configtests, reconfigures) = {counts:?}, \
-                             want one each"
+                             want (1, 1, 2, 1)"
                         ));
                     }
                     Ok(())
@@ -317,7 +319,50 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6444)))
+            Step::config(config(&primary, &backup, password, 6446))
+                .named("the sync reaches the secondary but its reconfigure does not (opnsense/core #7498): the apply fails naming it")
+                .before(move |_, _| {
+                    let r = raw_with(
+                        b,
+                        true,
+                        "POST",
+                        "/__emulator/faults",
+                        r#"{"kind":"drop_before","endpoint":"haproxy/service/reconfigure"}"#,
+                    );
+                    if !r.contains("ok") {
+                        return Err(format!("adding the fault failed: {r}"));
+                    }
+                    Ok(())
+                })
+                .expect_error(r"(?s)HA secondary.*127\.0\.0\.1"),
+        )
+        .step(
+            Step::config(config(&primary, &backup, password, 6446))
+                .named("its saved copies agree with the primary, yet the refresh sees it is not running them: the plan updates secondary_haproxy_current")
+                .plan_only()
+                .expect_non_empty_plan()
+                .before(move |_, _| {
+                    raw_with(b, true, "DELETE", "/__emulator/faults", "");
+                    let rows = api(b, true, "GET", "haproxy/settings/searchServers");
+                    if !rows.to_string().contains("\"6446\"") {
+                        return Err(format!("the sync should have reached the secondary: {rows}"));
+                    }
+                    if secondary_runs(b, 6446).is_ok() {
+                        return Err("the secondary should still run the old ports".into());
+                    }
+                    Ok(())
+                })
+                .expect_action("homelab_opnsense_hasync.this", Action::Update)
+                .expect_action("homelab_opnsense_haproxy_server.k3s1", Action::NoOp)
+                .expect_warning(r"HAProxy on the HA secondary does not run its saved configuration"),
+        )
+        .step(
+            Step::config(config(&primary, &backup, password, 6446))
+                .named("applying it makes the secondary run its configuration")
+                .check(move |_| secondary_runs(b, 6446)),
+        )
+        .step(
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6446)))
                 .named("a frontend created while the secondary is unreachable: the apply fails naming it, the frontend is kept in state, tainted")
                 .before(move |_, _| {
                     let r = raw_with(b, true, "POST", "/__emulator/faults", r#"{"kind":"drop_before"}"#);
@@ -336,7 +381,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6444)))
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6446)))
                 .named("with the secondary back, the tainted frontend is replaced and reaches the secondary")
                 .before(move |tf, _| {
                     let raw = tf

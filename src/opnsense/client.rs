@@ -18,7 +18,7 @@ use super::coalesce::{Change, Coalescer, Deployer, Revert, Target, Timing};
 use super::error::{Error, Result};
 use super::firewall::Aliases;
 use super::haproxy::{
-    configtest_failed, Haproxy, HaproxyObject, Kind, Model, ModelCache, Settings,
+    configtest_failed, Haproxy, HaproxyObject, Kind, Model, ModelCache, ServiceStatus, Settings,
 };
 use super::item::{service_ok, Item, Items};
 use super::transport::{ClientConfig, Idempotency, Transport};
@@ -234,6 +234,55 @@ impl Client {
         claims.retain(|(k, _), u| !(*k == kind && *u == uuid));
         claims.insert((kind, name.to_string()), uuid);
         Ok(())
+    }
+
+    /// With an HA secondary: whether its haproxy runs the configuration saved on it. A sync can arrive without being
+    /// applied (opnsense/core #7498: the secondary keeps running its old configuration), and then the saved copies
+    /// agree while the running one does not. Checked the way OPNsense shows it: a configtest on the secondary
+    /// renders its saved configuration to the staging file, `export/diff` compares that with the running file; a
+    /// secondary whose HAProxy is disabled runs nothing and is current. `Ok(Err(why))` when it is not current.
+    /// The configtest only renders and checks; nothing on the secondary is reloaded.
+    pub async fn secondary_haproxy_current(
+        &self,
+    ) -> Option<Result<std::result::Result<(), String>>> {
+        let sec = self.secondary.as_ref()?;
+        Some(
+            async {
+                let output = sec.hx.configtest().await?;
+                if configtest_failed(&output) {
+                    return Ok(Err(format!(
+                        "its saved configuration does not pass haproxy's configtest:\n{output}"
+                    )));
+                }
+                match sec.hx.status().await? {
+                    ServiceStatus::Disabled => return Ok(Ok(())),
+                    ServiceStatus::Running => {}
+                    other => {
+                        return Ok(Err(format!(
+                            "HAProxy is enabled there but its service is {other:?}"
+                        )))
+                    }
+                }
+                let diff = sec.hx.export_diff().await?;
+                if diff.trim().is_empty() {
+                    Ok(Ok(()))
+                } else {
+                    let lines: Vec<&str> = diff.lines().take(12).collect();
+                    Ok(Err(format!(
+                        "the running haproxy.conf differs from the saved configuration:\n{}",
+                        lines.join("\n")
+                    )))
+                }
+            }
+            .await,
+        )
+    }
+
+    /// With an HA secondary: sync the primary's HAProxy sections to it and configtest → reconfigure there (what a
+    /// deployed batch does after the primary's reconfigure). `None` without a secondary.
+    pub async fn deploy_secondary(&self) -> Option<Result<()>> {
+        let sec = self.secondary.as_ref()?;
+        Some(sec.deploy(&self.haproxy.t).await)
     }
 
     /// Notes that the object `uuid` of `kind` was read by its UUID (a refresh: Terraform's state holds it).

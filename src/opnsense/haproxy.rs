@@ -1097,6 +1097,20 @@ impl Haproxy {
         }
     }
 
+    /// `export/diff`: the unified diff from the running `haproxy.conf` to the staging file the last configtest
+    /// rendered from the saved configuration (empty when haproxy runs what is saved).
+    pub async fn export_diff(&self) -> Result<String> {
+        let path = "haproxy/export/diff";
+        let v = self.t.get(path).await?;
+        v.get("response")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Error::Decode {
+                path: path.into(),
+                detail: format!("no response in {}", short(&v)),
+            })
+    }
+
     /// Live counters of every proxy and server (`haproxy/statistics/counters`). Empty when haproxy is not running.
     pub async fn statistics(&self) -> Result<Vec<StatRow>> {
         Ok(parse_counters(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::opnsense_common::*;
 use crate::framework::*;
 use crate::opnsense::hasync::HaSync;
+use crate::opnsense::{Client, Error};
 
 pub const TYPE: &str = "homelab_opnsense_hasync";
 const ID: &str = "hasync";
@@ -29,6 +30,8 @@ pub struct HaSyncModel {
     pub disable_preempt: Tf<bool>,
     pub pfsync_interface: Tf<String>,
     pub pfsync_peer: Tf<String>,
+    #[serde(default)]
+    pub secondary_haproxy_current: Tf<bool>,
 }
 
 fn to_hasync(m: &HaSyncModel) -> HaSync {
@@ -60,6 +63,7 @@ fn from_hasync(s: &HaSync, prior: Option<&HaSyncModel>) -> HaSyncModel {
         disable_preempt: Tf::Known(s.disable_preempt),
         pfsync_interface: tf_opt(s.pfsync_interface.clone()),
         pfsync_peer: tf_opt(s.pfsync_peer.clone()),
+        secondary_haproxy_current: prior.map_or(Tf::Null, |p| p.secondary_haproxy_current),
     }
 }
 
@@ -136,6 +140,48 @@ pub fn schema() -> Schema {
             .optional()
             .description("The peer's address on the pfsync interface (unset: multicast)."),
     )
+    .attribute(Attribute::bool("secondary_haproxy_current").computed().description(
+        "With the provider's `secondary` block: whether the secondary's haproxy runs the configuration saved on it \
+         (checked on refresh: a configtest there, then os-haproxy's `export/diff`; a disabled HAProxy counts as \
+         current). False after a sync that arrived but was not applied (opnsense/core #7498), or after the \
+         secondary's step of a batch failed: the plan then changes it to true, and applying that syncs the primary's \
+         HAProxy sections to the secondary and configtests and reconfigures it. Null without a `secondary` block.",
+    ))
+}
+
+/// Where the secondary's haproxy does not run its saved configuration, makes it (sync, configtest, reconfigure) and
+/// checks again. `Null` without a secondary.
+async fn make_secondary_current(c: &Client) -> Result<Tf<bool>, Diagnostics> {
+    let check =
+        |r: Option<Result<Result<(), String>, Error>>| -> Result<Option<String>, Diagnostics> {
+            match r {
+                None => Ok(None),
+                Some(Ok(Ok(()))) => Ok(None),
+                Some(Ok(Err(why))) => Ok(Some(why)),
+                Some(Err(e)) => Err(diags(e, "Could not check HAProxy on the HA secondary")),
+            }
+        };
+    let Some(first) = c.secondary_haproxy_current().await else {
+        return Ok(Tf::Null);
+    };
+    if check(Some(first))?.is_none() {
+        return Ok(Tf::Known(true));
+    }
+    if let Some(Err(e)) = c.deploy_secondary().await {
+        return Err(diags(e, "Could not deploy HAProxy on the HA secondary"));
+    }
+    match check(c.secondary_haproxy_current().await)? {
+        None => Ok(Tf::Known(true)),
+        Some(why) => Err(Diagnostic::error(
+            "HAProxy on the HA secondary still does not run its saved configuration",
+            format!(
+                "After a sync, configtest and reconfigure on the secondary: {why}. Check the secondary's HAProxy \
+                 (Services › HAProxy › Settings, its log) and apply again."
+            ),
+        )
+        .at(attr("secondary_haproxy_current"))
+        .into()),
+    }
 }
 
 pub struct HaSyncResource;
@@ -147,7 +193,9 @@ async fn write(ctx: &Context, plan: HaSyncModel) -> Result<HaSyncModel, Diagnost
         .put(&s)
         .await
         .map_err(|e| diags(e, "Could not apply the HA sync settings"))?;
-    Ok(from_hasync(&s, Some(&plan)))
+    let mut m = from_hasync(&s, Some(&plan));
+    m.secondary_haproxy_current = make_secondary_current(&c).await?;
+    Ok(m)
 }
 
 #[async_trait]
@@ -179,6 +227,20 @@ impl Resource for HaSyncResource {
             diags,
         );
     }
+    /// With a secondary the planned `secondary_haproxy_current` is true: a refreshed false becomes an update that
+    /// makes it so.
+    async fn modify_plan(
+        &self,
+        ctx: &Context,
+        plan: &mut Plan<HaSyncModel>,
+    ) -> Result<(), Diagnostics> {
+        plan.planned.secondary_haproxy_current = match client_if_ready(ctx) {
+            Some(c) if c.secondary().is_some() => Tf::Known(true),
+            Some(_) => Tf::Null,
+            None => Tf::Unknown,
+        };
+        Ok(())
+    }
     async fn create(&self, ctx: &Context, plan: HaSyncModel) -> Result<HaSyncModel, Diagnostics> {
         write(ctx, plan).await
     }
@@ -193,7 +255,32 @@ impl Resource for HaSyncResource {
             .get()
             .await
             .map_err(|e| diags(e, "Could not read the HA sync settings"))?;
-        Ok(Some(from_hasync(&s, Some(&state))))
+        let mut m = from_hasync(&s, Some(&state));
+        m.secondary_haproxy_current = match c.secondary_haproxy_current().await {
+            None => Tf::Null,
+            Some(Ok(Ok(()))) => Tf::Known(true),
+            Some(Ok(Err(why))) => {
+                ctx.warn_at(
+                    attr("secondary_haproxy_current"),
+                    "HAProxy on the HA secondary does not run its saved configuration",
+                    format!(
+                        "On the secondary firewall, {why}. The plan sets secondary_haproxy_current back to true; \
+                         applying it syncs the primary's HAProxy sections there and configtests and reconfigures \
+                         the secondary."
+                    ),
+                );
+                Tf::Known(false)
+            }
+            // Unreadable now: keep what state says (the HAProxy objects' refresh reports the secondary's faults).
+            Some(Err(e)) => {
+                ctx.warn(
+                    "Could not check HAProxy on the HA secondary",
+                    format!("{e}"),
+                );
+                state.secondary_haproxy_current
+            }
+        };
+        Ok(Some(m))
     }
     async fn update(
         &self,
