@@ -162,6 +162,7 @@ fn alternate(
 ) -> Result<(f64, f64)> {
     subject()?;
     baseline()?;
+    crate::bench::note_first_sample();
     let (mut s, mut b) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         s.push(subject()?);
