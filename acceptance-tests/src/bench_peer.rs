@@ -245,9 +245,14 @@ pub fn run(runs: usize, only: &[String]) -> Result<(Vec<RowResult>, String)> {
         go_plugin_version(),
         std::fs::metadata(&peer_bin).map_or(0.0, |m| m.len() as f64 / 1048576.0),
     );
-    md.push_str(
-        "| Row | Provider peak RSS, ours | Provider peak RSS, Go peer |\n|---|---:|---:|\n",
-    );
+    if IDS
+        .iter()
+        .any(|id| id.starts_with("peer-") && wanted(only, id))
+    {
+        md.push_str(
+            "| Row | Provider peak RSS, ours | Provider peak RSS, Go peer |\n|---|---:|---:|\n",
+        );
+    }
 
     type Case = (
         &'static str,
