@@ -165,6 +165,28 @@ pub fn comparisons() -> Vec<Comparison> {
     ]
 }
 
+/// The load average (1/5/15 min) of `/proc/loadavg`, as `a / b / c`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_else(|| "?".into())
+}
+
+static FIRST_SAMPLE_LOAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the load average the first time any row is about to take its first timed sample (later calls do
+/// nothing). The run's "load at the start" is this value, not the load before `dev bench` installed packages and
+/// built the Go peer and the runner, which says how busy the build made the machine rather than the samples.
+pub fn note_first_sample() {
+    FIRST_SAMPLE_LOAD.get_or_init(loadavg);
+}
+
+/// The load average [`note_first_sample`] recorded, if any row got that far.
+pub fn first_sample_load() -> Option<String> {
+    FIRST_SAMPLE_LOAD.get().cloned()
+}
+
 /// Median of a non-empty sample.
 pub fn median(values: &mut [f64]) -> f64 {
     assert!(!values.is_empty(), "median of nothing");
@@ -331,6 +353,7 @@ pub fn measure(c: &Comparison, runs: usize) -> Result<RowResult> {
     let baseline = prepare(&c.baseline)?;
     sample(&subject, false)?;
     sample(&baseline, false)?;
+    note_first_sample();
     let (mut s_ms, mut b_ms, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         s_ms.push(sample(&subject, false)?.0);

@@ -162,6 +162,7 @@ fn alternate(
 ) -> Result<(f64, f64)> {
     subject()?;
     baseline()?;
+    crate::bench::note_first_sample();
     let (mut s, mut b) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         s.push(subject()?);
@@ -388,10 +389,20 @@ Median {:.0} ms with 50 ms added to every API call ({:.0} ms without), target < 
     if wanted(only, "opnsense-counts") {
         eprintln!("bench: opnsense-counts...");
         md.push_str("\n### API calls per refreshed plan as N grows\n\nCalls the provider made during one refreshing no-op `plan` of N servers, by endpoint (expected flat: one whole-model read serves every HAProxy object).\n\n| N servers | Calls | By endpoint |\n|---:|---:|---|\n");
+        let mut creates = String::from("\n### API calls per apply as N grows\n\nCalls the provider made during the `apply` creating the N servers of the table above (no pool, haproxy not enabled), by endpoint: what each create costs in HTTP round trips to the emulator.\n\n| N servers | Calls | Per server | By endpoint |\n|---:|---:|---:|---|\n");
         for n in [1usize, 10, 50] {
             let emu = emulator(&dir.path().join(format!("refresh-{n}")))?;
             let tf = world(&format!("{}{}", provider(&emu), servers(n, 1)))?;
+            let from = emu.calls().len();
             must(tf.run(APPLY)?, "apply")?;
+            let by = calls_by_type(&emu, from);
+            let total: usize = by.values().sum();
+            let list: Vec<String> = by.iter().map(|(k, v)| format!("`{k}` × {v}")).collect();
+            creates.push_str(&format!(
+                "| {n} | {total} | {:.1} | {} |\n",
+                total as f64 / n as f64,
+                list.join(", ")
+            ));
             let from = emu.calls().len();
             must(tf.run(PLAN)?, "plan")?;
             let by = calls_by_type(&emu, from);
@@ -400,6 +411,7 @@ Median {:.0} ms with 50 ms added to every API call ({:.0} ms without), target < 
             md.push_str(&format!("| {n} | {total} | {} |\n", list.join(", ")));
             must(tf.run(DESTROY)?, "destroy")?;
         }
+        md.push_str(&creates);
 
         md.push_str("\n### haproxy reconfigures per apply as N grows\n\nOne pool of N servers behind one frontend, haproxy enabled. \"Create\" applies servers, pool, frontend and settings at once; \"weight\" changes the weight of all N servers (live through os-haproxy's runtime API, `haproxy/maintenance/serverWeight`, no reload); \"port\" changes the port of all N servers (needs configtest → reconfigure), at Terraform's default parallelism and again with `-parallelism=N+1`. Terraform holds one of its 10 parallelism slots while a resource waits, which would need ⌈N/10⌉ reconfigures if every resource were answered only once live; the coalescer configtests each full round, answers all but one writer and makes the stream live in one reconfigure before the apply ends (target ≤ 2; see `src/opnsense/coalesce.rs`).\n\n| N servers | Create | Weight update | Port update (parallelism 10) | ⌈N/10⌉ | Port update (`-parallelism=N+1`) |\n|---:|---:|---:|---:|---:|---:|\n");
         for n in [1usize, 10, 30, 50] {

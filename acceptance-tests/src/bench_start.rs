@@ -123,6 +123,7 @@ fn terraform_reference(runs: usize) -> Result<(f64, f64)> {
     let tf = TerraformVersion::V1_0.cli();
     terraform_version_once(&tf)?;
     let (mut t, mut r) = (Vec::new(), Vec::new());
+    crate::bench::note_first_sample();
     for _ in 0..runs {
         let (a, b) = terraform_version_once(&tf)?;
         t.push(a);
@@ -182,6 +183,7 @@ pub fn run(runs: usize, only: &[String]) -> Result<Option<String>> {
         start_once(p, "5,6", &cert)?;
     }
     let mut samples: Vec<[Vec<f64>; 3]> = vec![Default::default(); go.len() + 1];
+    crate::bench::note_first_sample();
     for _ in 0..runs {
         for (i, p) in std::iter::once(&ours)
             .chain(go.iter().map(|(_, p)| p))
@@ -266,6 +268,7 @@ fn sample_one(
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let _ = start_once(p, proto, cert)?; // warm-up (page cache)
     let (mut t, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    crate::bench::note_first_sample();
     for _ in 0..runs {
         let (a, b, c) = start_once(p, proto, cert)?;
         t.push(a);

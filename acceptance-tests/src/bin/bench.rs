@@ -64,7 +64,6 @@ fn main() -> Result<()> {
     if let Some(bad) = only.iter().find(|o| !known(o)) {
         bail!("no benchmark row matches {bad:?}");
     }
-    let load_start = loadavg();
     let mut results = Vec::new();
     for c in &rows {
         eprintln!("bench: {} ({} runs per side)...", c.id, runs);
@@ -109,13 +108,15 @@ fn main() -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let md = bench::render_markdown(&results, &date, &bench::machine_description());
+    // Taken just before the first timed sample (after the builds and the package installs `dev bench` does first).
+    let load_start = bench::first_sample_load().unwrap_or_else(|| "? (no timed sample)".into());
     // Other work on the machine shifts absolute times (the ratios are taken within the run): say how loaded it was.
     let md = md.replacen(
         "- Samples:",
         &format!(
-            "- Load average (1/5/15 min) at the start of the run: {load_start}; at its end: {} (other work ran on \
+            "- Load average (1/5/15 min) at the first timed sample: {load_start}; at the end of the run: {} (other work ran on \
              the machine; medians of alternating samples keep the ratios comparable)\n- Samples:",
-            loadavg()
+            bench::loadavg()
         ),
         1,
     );
@@ -136,11 +137,4 @@ fn main() -> Result<()> {
         bail!("cluster benchmarks failed: {}", failed.join(", "));
     }
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
-        .unwrap_or_else(|| "?".into())
 }
