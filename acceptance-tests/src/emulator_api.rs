@@ -48,6 +48,27 @@ impl AdminApi {
 
     /// One call; panics with the whole reply when it is not JSON (a test failure either way).
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.exchange(method, &format!("/api/{path}"), body)
+    }
+
+    /// One call to the emulator's own admin endpoints (`/__emulator/<path>`: faults, call log, restart), which no
+    /// real OPNsense has.
+    pub fn emulator(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.exchange(method, &format!("/__emulator/{path}"), body)
+    }
+
+    /// An admin endpoint that answers plain text (`haproxy.cfg`: the live file the emulator's haproxy runs).
+    pub fn emulator_text(&self, path: &str) -> String {
+        self.exchange_raw("GET", &format!("/__emulator/{path}"), None)
+    }
+
+    fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let reply = self.exchange_raw(method, path, body);
+        serde_json::from_str(&reply)
+            .unwrap_or_else(|_| panic!("the emulator answered {method} {path} with:\n{reply}"))
+    }
+
+    fn exchange_raw(&self, method: &str, path: &str, body: Option<&Value>) -> String {
         let t = Instant::now();
         let mut s = loop {
             match TcpStream::connect(self.addr) {
@@ -71,7 +92,7 @@ impl AdminApi {
         };
         write!(
             s,
-            "{method} /api/{path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
             self.auth,
             body.len()
         )
@@ -79,8 +100,7 @@ impl AdminApi {
         let mut out = String::new();
         s.read_to_string(&mut out).expect("reading the reply");
         let (_, reply) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-        serde_json::from_str(reply)
-            .unwrap_or_else(|_| panic!("the emulator answered {method} {path} with:\n{out}"))
+        reply.to_string()
     }
 }
 

@@ -38,6 +38,7 @@ pub mod bench_peer;
 pub mod bench_start;
 pub mod emulator_api;
 pub mod fixture;
+pub mod ha_pair;
 pub mod lab_support;
 pub mod paths;
 pub mod process;

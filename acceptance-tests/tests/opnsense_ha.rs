@@ -8,21 +8,13 @@
 //! warning naming it and the secondary), and applying that syncs the primary's copy over it again. Every address
 //! is on loopback.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use homelab_acceptance::emulator_api::base64;
-use homelab_acceptance::terraform::{hcl_string, required_providers};
+use homelab_acceptance::emulator_api::AdminApi;
+use homelab_acceptance::ha_pair::*;
+use homelab_acceptance::terraform::required_providers;
 use homelab_acceptance::{Action, Step, TerraformVersion, TestCase};
-use opnsense_emulator::{Config, Emulator, EmulatorHandle};
 use serde_json::Value;
-
-const KEY: &str = "ha-key-primary";
-const SECRET: &str = "ha-secret-primary-0c41";
-const KEY2: &str = "ha-key-secondary";
-const SECRET2: &str = "ha-secret-secondary-5e02";
-const HA_PASSWORD: &str = "ha-user-pass-77d1";
 
 /// A second frontend on the same pool: created alone, so its create is the one that waits for the batch to go live.
 const SECOND_FRONTEND: &str = r#"
@@ -34,71 +26,43 @@ resource "homelab_opnsense_haproxy_frontend" "k3s2" {
 }
 "#;
 
-fn emulator(dir: &std::path::Path, xmlrpc: bool) -> EmulatorHandle {
-    let (key, secret) = if xmlrpc {
-        (KEY2, SECRET2)
+/// An admin's access to the firewall at `addr` (`secondary`: with the secondary's key).
+fn admin(addr: SocketAddr, secondary: bool) -> AdminApi {
+    if secondary {
+        AdminApi::new(addr, SECONDARY_KEY, SECONDARY_SECRET)
     } else {
-        (KEY, SECRET)
-    };
-    let mut cfg = Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.join("config.json"),
-        key,
-        secret,
-    );
-    if xmlrpc {
-        cfg.xmlrpc_credentials = Some(("hasync".into(), HA_PASSWORD.into()));
+        AdminApi::new(addr, PRIMARY_KEY, PRIMARY_SECRET)
     }
-    Emulator::start(cfg).unwrap()
 }
 
-/// One API call with the key of the firewall at `addr` (`secondary`: the backup's key).
+/// One API call with the key of the firewall at `addr`.
 fn api(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> Value {
-    api_with(addr, secondary, method, path, "{}")
+    admin(addr, secondary).call(method, path, None)
 }
 
 fn api_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> Value {
-    let body = raw_with(addr, secondary, method, &format!("/api/{path}"), post);
-    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {path}: {body}"))
+    let body: Value = serde_json::from_str(post).expect("a JSON body");
+    admin(addr, secondary).call(method, path, Some(&body))
 }
 
-/// One HTTP call; returns the body.
-fn raw(addr: SocketAddr, secondary: bool, method: &str, path: &str) -> String {
-    raw_with(addr, secondary, method, path, "{}")
+/// Adds a fault rule (JSON, see the emulator's faults module) on the secondary.
+fn secondary_fault(b: SocketAddr, rule: &str) -> Result<(), String> {
+    let rule: Value = serde_json::from_str(rule).expect("a JSON rule");
+    let r = admin(b, true).emulator("POST", "faults", Some(&rule));
+    if r["status"] != "ok" {
+        return Err(format!("adding the fault failed: {r}"));
+    }
+    Ok(())
 }
 
-fn raw_with(addr: SocketAddr, secondary: bool, method: &str, path: &str, post: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let (key, secret) = if secondary {
-        (KEY2, SECRET2)
-    } else {
-        (KEY, SECRET)
-    };
-    let auth = base64(format!("{key}:{secret}").as_bytes());
-    let body = if method == "POST" { post } else { "" };
-    let ct = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (_, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    body.to_string()
+fn clear_secondary_faults(b: SocketAddr) {
+    admin(b, true).emulator("DELETE", "faults", None);
 }
 
 /// How many logged calls of the emulator at `addr` were `POST <path>`.
 fn posts(addr: SocketAddr, secondary: bool, path: &str) -> usize {
-    let calls: Value =
-        serde_json::from_str(&raw(addr, secondary, "GET", "/__emulator/calls")).unwrap();
-    calls
+    admin(addr, secondary)
+        .emulator("GET", "calls", None)
         .as_array()
         .into_iter()
         .flatten()
@@ -107,15 +71,15 @@ fn posts(addr: SocketAddr, secondary: bool, path: &str) -> usize {
 }
 
 fn clear_calls(addr: SocketAddr, secondary: bool) {
-    raw(addr, secondary, "DELETE", "/__emulator/calls");
+    admin(addr, secondary).emulator("DELETE", "calls", None);
 }
 
 /// The secondary's live haproxy.cfg (what its real haproxy runs).
 fn live_cfg(addr: SocketAddr) -> String {
-    raw(addr, true, "GET", "/__emulator/haproxy.cfg")
+    admin(addr, true).emulator_text("haproxy.cfg")
 }
 
-fn config(primary: &EmulatorHandle, backup: &EmulatorHandle, password: &str, port: u16) -> String {
+fn config(pair: &HaPair, password: &str, port: u16) -> String {
     let n = 3;
     let servers: String = (1..=n)
         .map(|i| {
@@ -136,24 +100,8 @@ resource "homelab_opnsense_haproxy_server" "k3s{i}" {{
         .join(", ");
     format!(
         r#"{}
-provider "homelab" {{
-  opnsense {{
-    url        = {}
-    api_key    = {}
-    api_secret = {}
-    secondary {{
-      url        = {}
-      api_key    = {}
-      api_secret = {}
-    }}
-  }}
-}}
-resource "homelab_opnsense_hasync" "this" {{
-  peer       = {}
-  username   = "hasync"
-  {password}
-  sync_items = ["haproxy", "virtualip"]
-}}
+{}
+{}
 resource "homelab_opnsense_haproxy_settings" "this" {{
   enabled    = true
   depends_on = [homelab_opnsense_hasync.this]
@@ -172,13 +120,8 @@ resource "homelab_opnsense_haproxy_frontend" "k3s" {{
 }}
 "#,
         required_providers(),
-        hcl_string(&primary.url()),
-        hcl_string(KEY),
-        hcl_string(SECRET),
-        hcl_string(&backup.url()),
-        hcl_string(KEY2),
-        hcl_string(SECRET2),
-        hcl_string(&backup.url()),
+        pair.provider_hcl(),
+        pair.hasync_hcl(password, &["haproxy", "virtualip"]),
     )
 }
 
@@ -213,13 +156,11 @@ const CONFIGTEST: &str = "/api/haproxy/service/configtest";
 const RECONFIGURE: &str = "/api/haproxy/service/reconfigure";
 
 fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let primary = emulator(d1.path(), false);
-    let backup = emulator(d2.path(), true);
-    let (p, b) = (primary.addr(), backup.addr());
+    let pair = HaPair::start();
+    let (p, b) = (pair.primary.addr(), pair.secondary.addr());
     TestCase::new(version)
         .step(
-            Step::config(config(&primary, &backup, password, 6443))
+            Step::config(config(&pair, password, 6443))
                 .named("HA sync settings on the primary; the provider syncs and deploys the secondary")
                 .expect_action("homelab_opnsense_hasync.this", Action::Create)
                 .check(move |st| {
@@ -240,7 +181,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6444))
+            Step::config(config(&pair, password, 6444))
                 .named("three servers change: one sync, one configtest and one reconfigure on the secondary (and the refresh's check)")
                 .before(move |tf, _| {
                     if write_only {
@@ -276,7 +217,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6444))
+            Step::config(config(&pair, password, 6444))
                 .named("a server edited by hand on the secondary is planned back, with a warning naming it and the secondary")
                 .plan_only()
                 .expect_non_empty_plan()
@@ -302,7 +243,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 .expect_warning(r"server `k3s-control-2` differs on the HA secondary(.|\n)*127\.0\.0\.1"),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6444))
+            Step::config(config(&pair, password, 6444))
                 .named("applying that plan syncs the primary's configuration back over the secondary")
                 .check(move |_| {
                     let rows = api(b, true, "GET", "haproxy/settings/searchServers");
@@ -319,30 +260,23 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6446))
+            Step::config(config(&pair, password, 6446))
                 .named("the sync reaches the secondary but its reconfigure does not (opnsense/core #7498): the apply fails naming it")
                 .before(move |_, _| {
-                    let r = raw_with(
+                    secondary_fault(
                         b,
-                        true,
-                        "POST",
-                        "/__emulator/faults",
                         r#"{"kind":"drop_before","endpoint":"haproxy/service/reconfigure"}"#,
-                    );
-                    if !r.contains("ok") {
-                        return Err(format!("adding the fault failed: {r}"));
-                    }
-                    Ok(())
+                    )
                 })
                 .expect_error(r"(?s)HA secondary.*127\.0\.0\.1"),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6446))
+            Step::config(config(&pair, password, 6446))
                 .named("its saved copies agree with the primary, yet the refresh sees it is not running them: the plan updates secondary_haproxy_current")
                 .plan_only()
                 .expect_non_empty_plan()
                 .before(move |_, _| {
-                    raw_with(b, true, "DELETE", "/__emulator/faults", "");
+                    clear_secondary_faults(b);
                     let rows = api(b, true, "GET", "haproxy/settings/searchServers");
                     if !rows.to_string().contains("\"6446\"") {
                         return Err(format!("the sync should have reached the secondary: {rows}"));
@@ -357,19 +291,15 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 .expect_warning(r"HAProxy on the HA secondary does not run its saved configuration"),
         )
         .step(
-            Step::config(config(&primary, &backup, password, 6446))
+            Step::config(config(&pair, password, 6446))
                 .named("applying it makes the secondary run its configuration")
                 .check(move |_| secondary_runs(b, 6446)),
         )
         .step(
-            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6446)))
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&pair, password, 6446)))
                 .named("a frontend created while the secondary is unreachable: the apply fails naming it, the frontend is kept in state, tainted")
                 .before(move |_, _| {
-                    let r = raw_with(b, true, "POST", "/__emulator/faults", r#"{"kind":"drop_before"}"#);
-                    if !r.contains("ok") {
-                        return Err(format!("adding the fault failed: {r}"));
-                    }
-                    Ok(())
+                    secondary_fault(b, r#"{"kind":"drop_before"}"#)
                 })
                 .expect_error(r"(?s)HA secondary.*127\.0\.0\.1")
                 .check(move |_| {
@@ -381,7 +311,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                 }),
         )
         .step(
-            Step::config(format!("{}{SECOND_FRONTEND}", config(&primary, &backup, password, 6446)))
+            Step::config(format!("{}{SECOND_FRONTEND}", config(&pair, password, 6446)))
                 .named("with the secondary back, the tainted frontend is replaced and reaches the secondary")
                 .before(move |tf, _| {
                     let raw = tf
@@ -397,7 +327,7 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
                     if status != Some(Value::from("tainted")) {
                         return Err(format!("the second frontend in state: {status:?}, want tainted"));
                     }
-                    raw_with(b, true, "DELETE", "/__emulator/faults", "");
+                    clear_secondary_faults(b);
                     Ok(())
                 })
                 .expect_action("homelab_opnsense_haproxy_frontend.k3s2", Action::Replace)
@@ -419,7 +349,8 @@ fn pair_case(version: TerraformVersion, password: &str, write_only: bool) {
         )
         .run();
     // The destroy went through the same path: the secondary no longer serves the frontend either.
-    let live = backup
+    let live = pair
+        .secondary
         .haproxy_cfg()
         .expect("haproxy deployed on the secondary");
     assert!(!live.contains("127.0.6.100:6443"), "{live}");

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use homelab_acceptance::emulator_api::{free_port, AdminApi};
+use homelab_acceptance::ha_pair::{HaPair, HA_PASSWORD};
 use homelab_acceptance::reliability::{apply_summary, first_error, Group, Row};
 use homelab_acceptance::terraform::{hcl_string, required_providers, PlanOutcome};
 use homelab_acceptance::{Terraform, TerraformVersion};
@@ -606,41 +607,14 @@ fn opnsense_changed_or_deleted_by_hand() {
 /// the plan updates them and the apply syncs and deploys the primary's configuration there.
 #[test]
 fn opnsense_ha_secondary_unreachable_mid_batch() {
-    const KEY2: &str = "rel2key/secondary8Oq8aC5r0kbNarNtdpoQU781fyoe";
-    const SECRET2: &str = "rel2secret/secondaryilAc/EmglCRC+0j2e57tRsjHw";
-    let (primary, _d1) = emulator();
-    let d2 = tempfile::tempdir().unwrap();
-    let mut cfg = Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        d2.path().join("config.json"),
-        KEY2,
-        SECRET2,
-    );
-    cfg.log_calls = true;
-    cfg.xmlrpc_credentials = Some(("hasync".into(), "rel-ha-pass".into()));
-    let backup = Emulator::start(cfg).unwrap();
+    let pair = HaPair::start_keyed(KEY, SECRET);
+    let (primary, backup) = (&pair.primary, &pair.secondary);
     let (fe, port) = (free_port(), free_port());
     let body = |server_port: u16| {
         format!(
             r#"{req}
-provider "homelab" {{
-  opnsense {{
-    url        = {url}
-    api_key    = {key}
-    api_secret = {secret}
-    secondary {{
-      url        = {url2}
-      api_key    = {key2}
-      api_secret = {secret2}
-    }}
-  }}
-}}
-resource "homelab_opnsense_hasync" "this" {{
-  peer       = {url2}
-  username   = "hasync"
-  password   = "rel-ha-pass"
-  sync_items = ["haproxy"]
-}}
+{provider}
+{hasync}
 resource "homelab_opnsense_haproxy_settings" "this" {{
   enabled    = true
   depends_on = [homelab_opnsense_hasync.this]
@@ -670,12 +644,11 @@ resource "homelab_opnsense_haproxy_frontend" "api" {{
 }}
 "#,
             req = required_providers(),
-            url = hcl_string(&primary.url()),
-            key = hcl_string(KEY),
-            secret = hcl_string(SECRET),
-            url2 = hcl_string(&backup.url()),
-            key2 = hcl_string(KEY2),
-            secret2 = hcl_string(SECRET2),
+            provider = pair.provider_hcl(),
+            hasync = pair.hasync_hcl(
+                &format!("password = {}", hcl_string(HA_PASSWORD)),
+                &["haproxy"]
+            ),
         )
     };
     let tf = Terraform::new(TerraformVersion::V1_15).unwrap();
