@@ -301,3 +301,77 @@ fn module_and_composed_examples_validate_under_both_versions() -> Result<()> {
     }
     Ok(())
 }
+
+/// The module's HA form (a secondary firewall) through the complete example's own wiring: with
+/// `secondary_firewall` set the plan holds a CARP VIP and one HA sync resource, and every HAProxy object waits
+/// for that sync resource; the single form stays the default (no hasync, an IP alias).
+#[test]
+fn complete_example_plans_its_ha_form_under_both_versions() -> Result<()> {
+    let root = paths::workspace_root().join("examples");
+    let mut failures = Vec::new();
+    for version in TerraformVersion::selected() {
+        let what = format!("examples/complete HA form (Terraform {version})");
+        let tf = Terraform::new(version)?;
+        tf.require_provider()?;
+        copy_tf(&root.join("complete"), tf.workdir())?;
+        copy_tf(
+            &root.join("modules/k3s-ha"),
+            &tf.workdir().parent().unwrap().join("modules/k3s-ha"),
+        )?;
+        let key = tf.workdir().join("id_test");
+        std::fs::write(&key, "not a key: plan never connects\n")?;
+        std::fs::write(tf.workdir().join("known_hosts"), "")?;
+        std::fs::write(
+            tf.workdir().join("ha.auto.tfvars"),
+            format!(
+                r#"opnsense_url          = "https://192.0.2.2"
+opnsense_api_key      = "key"
+opnsense_api_secret   = "secret"
+k3s_token             = "token-for-plan-only"
+ssh_private_key_file  = "{key}"
+ssh_known_hosts_file  = "{kh}"
+vip_subnet_bits       = 24
+secondary_firewall = {{
+  url          = "https://192.0.2.3"
+  ca_cert_file = null
+  peer         = "192.0.2.3"
+  username     = "hasync"
+  vhid         = 7
+}}
+secondary_api_key           = "key2"
+secondary_api_secret        = "secret2"
+secondary_firewall_password = "sync-pass"
+carp_password               = "carp-pass"
+"#,
+                key = key.display(),
+                kh = tf.workdir().join("known_hosts").display(),
+            ),
+        )?;
+        if let Err(e) = tf.run_ok(&["get", "-no-color"]) {
+            failures.push(format!("{what}: terraform get: {e}"));
+            continue;
+        }
+        let out = tf.run(&["plan", "-no-color", "-input=false"])?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if !out.success() {
+            failures.push(format!("{what}: plan failed:\n{text}"));
+            continue;
+        }
+        for needle in [
+            "module.k3s_ha.homelab_opnsense_hasync.pair[0] will be created",
+            "mode        = \"carp\"",
+            "vhid        = 7",
+        ] {
+            if !text.contains(needle) {
+                failures.push(format!("{what}: plan lacks {needle:?}:\n{text}"));
+            }
+        }
+        if text.contains("carp-pass") || text.contains("sync-pass") || text.contains("secret2") {
+            failures.push(format!("{what}: a secret is in the plan output"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n\n"));
+    }
+    Ok(())
+}

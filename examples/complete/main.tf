@@ -9,6 +9,17 @@ provider "homelab" {
     api_key     = var.opnsense_api_key
     api_secret  = var.opnsense_api_secret
     ca_cert_pem = var.opnsense_ca_cert_file == null ? null : file(var.opnsense_ca_cert_file)
+
+    # HA form: the secondary firewall's own API, so the provider can apply the synced HAProxy config there.
+    dynamic "secondary" {
+      for_each = var.secondary_firewall == null ? [] : [var.secondary_firewall]
+      content {
+        url         = secondary.value.url
+        api_key     = var.secondary_api_key
+        api_secret  = var.secondary_api_secret
+        ca_cert_pem = secondary.value.ca_cert_file == null ? null : file(secondary.value.ca_cert_file)
+      }
+    }
   }
 
   ssh {
@@ -34,12 +45,21 @@ module "k3s_ha" {
 
   vip             = var.address_prefix == null ? "10.0.3.100" : "${var.address_prefix}.100"
   vip_interface   = var.vip_interface
-  vip_subnet_bits = 32
+  vip_subnet_bits = var.vip_subnet_bits
   k3s_version     = var.k3s_version
   k3s_token       = var.k3s_token
   extra_sans      = var.extra_sans
 
   health_check_interval = var.health_check_interval
+
+  # Null (the default): one firewall with an IP alias VIP. Set: a CARP pair with HA sync.
+  secondary_firewall = var.secondary_firewall == null ? null : {
+    peer     = var.secondary_firewall.peer
+    username = var.secondary_firewall.username
+    vhid     = var.secondary_firewall.vhid
+  }
+  secondary_firewall_password = var.secondary_firewall_password
+  carp_password               = var.carp_password
 
   install_script = var.install_script_file == null ? null : file(var.install_script_file)
   install_env    = var.install_env

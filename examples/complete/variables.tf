@@ -90,3 +90,49 @@ variable "install_env" {
   type        = map(string)
   default     = {}
 }
+
+variable "vip_subnet_bits" {
+  description = "Prefix length of the VIP: 32 for the single-firewall IP alias; for a CARP pair, the interface's prefix length (e.g. 24)."
+  type        = number
+  default     = 32
+}
+
+variable "secondary_firewall" {
+  description = "Optional second OPNsense for a CARP pair: url = its API URL, ca_cert_file = PEM file of its web CA (null: the system roots), peer = its address for the primary's HA sync, username = its HA sync user, vhid = the VIP's CARP group. Null (the default) keeps the single firewall."
+  type = object({
+    url          = string
+    ca_cert_file = string
+    peer         = string
+    username     = string
+    vhid         = number
+  })
+  default = null
+}
+
+variable "secondary_api_key" {
+  description = "API key of the secondary firewall (TF_VAR_secondary_api_key), with secondary_firewall."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "secondary_api_secret" {
+  description = "API secret of the secondary firewall (TF_VAR_secondary_api_secret), with secondary_firewall."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "secondary_firewall_password" {
+  description = "Password of the secondary's HA sync user (TF_VAR_secondary_firewall_password), with secondary_firewall."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "carp_password" {
+  description = "CARP password of the VIP (TF_VAR_carp_password), with secondary_firewall."
+  type        = string
+  default     = null
+  sensitive   = true
+}

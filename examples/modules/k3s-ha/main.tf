@@ -116,6 +116,9 @@ resource "homelab_opnsense_haproxy_healthcheck" "api" {
   type        = "tcp"
   interval    = var.health_check_interval
   description = "TCP connect to the k3s API port"
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
 }
 
 # Each pool member exists only once its node does (a reference to the node's
@@ -126,6 +129,9 @@ resource "homelab_opnsense_haproxy_server" "first" {
   port           = 6443
   check_interval = var.health_check_interval
   description    = "k3s API server on ${local.first_name}"
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
 }
 
 resource "homelab_opnsense_haproxy_server" "join" {
@@ -136,6 +142,9 @@ resource "homelab_opnsense_haproxy_server" "join" {
   port           = 6443
   check_interval = var.health_check_interval
   description    = "k3s API server on ${each.key}"
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
 }
 
 resource "homelab_opnsense_haproxy_backend" "api" {
@@ -152,6 +161,9 @@ resource "homelab_opnsense_haproxy_backend" "api" {
   health_check            = homelab_opnsense_haproxy_healthcheck.api.id
   check_interval          = var.health_check_interval
   health_check_log_status = true
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
 }
 
 resource "homelab_opnsense_haproxy_frontend" "api" {
@@ -164,7 +176,7 @@ resource "homelab_opnsense_haproxy_frontend" "api" {
   # kubectl watches are long-lived connections.
   timeout_client = "10m"
 
-  depends_on = [homelab_opnsense_vip.api]
+  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair]
 }
 
 resource "homelab_opnsense_haproxy_settings" "this" {
@@ -175,7 +187,7 @@ resource "homelab_opnsense_haproxy_settings" "this" {
   prometheus_bind    = ["${var.vip}:${var.exporter_port}"]
   prometheus_path    = "/metrics"
 
-  depends_on = [homelab_opnsense_vip.api]
+  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair]
 }
 
 # --- k3s agents -----------------------------------------------------------------
