@@ -28,14 +28,18 @@ pub struct CertExpiry {
 
 /// Every `*.crt` in [`CERT_DIRS`] with its expiry, soonest first (files openssl cannot read are left out).
 pub async fn expiries(session: &Session) -> Result<Vec<CertExpiry>, K3sError> {
+    let out = session.run_sudo(&listing_script(), None).await?;
+    Ok(parse_listing(&out.stdout_str()))
+}
+
+/// The shell text that prints `path\tnotAfter` for every certificate (one openssl per file).
+pub fn listing_script() -> String {
     let dirs = CERT_DIRS.join(" ");
-    let script = format!(
+    format!(
         "for d in {dirs}; do for f in \"$d\"/*.crt; do [ -f \"$f\" ] || continue; \
          e=$(openssl x509 -noout -enddate -in \"$f\" 2>/dev/null) || continue; \
          printf '%s\\t%s\\n' \"$f\" \"${{e#notAfter=}}\"; done; done"
-    );
-    let out = session.run_sudo(&script, None).await?;
-    Ok(parse_listing(&out.stdout_str()))
+    )
 }
 
 /// Parses `path\tnotAfter` lines, soonest first.

@@ -72,15 +72,24 @@ pub async fn private_tmpdir(session: &Session) -> Result<String, K3sError> {
 }
 
 async fn run(session: &Session, path: &str, args: &str) -> Result<Output, K3sError> {
-    Ok(session
-        .exec_sudo(
-            &format!(
-                "{K3S_BIN} kubectl --kubeconfig {} --request-timeout=20s {args}",
-                quote(path)
-            ),
-            None,
-        )
-        .await?)
+    Ok(session.exec_sudo(&command(path, args), None).await?)
+}
+
+fn command(path: &str, args: &str) -> String {
+    format!(
+        "{K3S_BIN} kubectl --kubeconfig {} --request-timeout=20s {args}",
+        quote(path)
+    )
+}
+
+/// The kubectl command line for credentials already on the host (`None` for an uploaded kubeconfig, which
+/// needs its own private directory first), so a caller can put it into a larger script.
+pub fn host_command(creds: Creds<'_>, args: &str) -> Option<String> {
+    match creds {
+        Creds::ServerAdmin => Some(command(KUBECONFIG_PATH, args)),
+        Creds::Kubelet => Some(command(KUBELET_KUBECONFIG_PATH, args)),
+        Creds::Kubeconfig(_) => None,
+    }
 }
 
 /// The failure of a kubectl command as one line: its stderr, or its exit status.

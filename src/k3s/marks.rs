@@ -277,13 +277,23 @@ pub async fn read(
     creds: Creds<'_>,
     node: &str,
 ) -> Result<Result<Marks, String>, K3sError> {
-    let out = kube::kubectl(session, creds, &format!("get node {} -o json", quote(node))).await?;
+    let out = kube::kubectl(session, creds, &get_args(node)).await?;
     if !out.success() {
         return Ok(Err(kube::failure_text(&out)));
     }
-    Ok(serde_json::from_slice::<Value>(&out.stdout)
+    Ok(parse(&out.stdout))
+}
+
+/// kubectl's arguments that read the Node `node`.
+pub fn get_args(node: &str) -> String {
+    format!("get node {} -o json", quote(node))
+}
+
+/// The Node's marks from kubectl's JSON answer.
+pub fn parse(json: &[u8]) -> Result<Marks, String> {
+    serde_json::from_slice::<Value>(json)
         .map(|n| Marks::from_node(&n))
-        .map_err(|e| format!("the Node is not JSON: {e}")))
+        .map_err(|e| format!("the Node is not JSON: {e}"))
 }
 
 /// Brings the Node's labels and taints to `want`; returns whether it changed anything.

@@ -214,8 +214,15 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 
 /// Reads the node's basic state in one round trip.
 pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
+    let script = format!("{}exit 0\n", probe_script(role));
+    let out = session.run_sudo(&script, None).await?.stdout_str();
+    Ok(parse_probe(&sections(&out)))
+}
+
+/// The probe's shell text, without the closing `exit 0`, so more sections can follow it in the same exec.
+fn probe_script(role: Role) -> String {
     let unit = role.unit();
-    let script = format!(
+    format!(
         "echo @@version; test -x {K3S_BIN} && {K3S_BIN} --version 2>/dev/null | head -n1\n\
          echo @@units; for u in k3s k3s-agent; do test -f /etc/systemd/system/$u.service && echo $u; done\n\
          echo @@active; systemctl is-active {unit} 2>/dev/null\n\
@@ -226,14 +233,14 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
          echo @@envfile; test -f /etc/systemd/system/{unit}.service.env && base64 -w0 /etc/systemd/system/{unit}.service.env && echo\n\
          echo @@datastore; if [ -d {DB_DIR}/etcd ]; then echo etcd; elif [ -f {DB_DIR}/state.db ]; then echo sqlite; fi\n\
          echo @@registries; test -f {REGISTRIES} && base64 -w0 {REGISTRIES} && echo\n\
-         for f in {CONFIG_PATH}.d/*.yaml; do [ -f \"$f\" ] && echo \"@@dropin:${{f##*/}}\" && base64 -w0 \"$f\" && echo; done\n\
-         exit 0\n",
+         for f in {CONFIG_PATH}.d/*.yaml; do [ -f \"$f\" ] && echo \"@@dropin:${{f##*/}}\" && base64 -w0 \"$f\" && echo; done\n",
         REGISTRIES = super::registries::REGISTRIES_PATH,
-    );
-    let out = session.run_sudo(&script, None).await?.stdout_str();
-    let s = sections(&out);
+    )
+}
+
+fn parse_probe(s: &BTreeMap<String, String>) -> Probe {
     let get = |k: &str| s.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
-    Ok(Probe {
+    Probe {
         version: parse_version(&get("version")),
         units: get("units").lines().map(str::to_string).collect(),
         active: get("active"),
@@ -257,7 +264,7 @@ pub async fn probe(session: &Session, role: Role) -> Result<Probe, K3sError> {
                 Some((name.to_string(), decode_b64(v).unwrap_or_default()))
             })
             .collect(),
-    })
+    }
 }
 
 /// Renders config.yaml (as JSON, which YAML parsers accept) from its keys. Deterministic: keys sorted.
@@ -495,14 +502,20 @@ pub fn parse_sans(s: &str) -> Vec<String> {
 
 /// Reads the token, the SANs on the wire and the kubeconfig of a server.
 pub async fn server_facts(session: &Session) -> Result<ServerFacts, K3sError> {
-    let script = format!(
+    let script = format!("{}exit 0\n", facts_script());
+    let out = session.run_sudo(&script, None).await?.stdout_str();
+    Ok(parse_facts(&sections(&out)))
+}
+
+fn facts_script() -> String {
+    format!(
         "echo @@token; cat {TOKEN_PATH} 2>/dev/null; echo\n\
          echo @@sans; openssl s_client -connect 127.0.0.1:6443 </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName 2>/dev/null\n\
-         echo @@kubeconfig; cat {KUBECONFIG_PATH} 2>/dev/null\n\
-         exit 0\n"
-    );
-    let out = session.run_sudo(&script, None).await?.stdout_str();
-    let s = sections(&out);
+         echo @@kubeconfig; cat {KUBECONFIG_PATH} 2>/dev/null\n"
+    )
+}
+
+fn parse_facts(s: &BTreeMap<String, String>) -> ServerFacts {
     let token = s
         .get("token")
         .map(|t| t.trim().to_string())
@@ -511,11 +524,11 @@ pub async fn server_facts(session: &Session) -> Result<ServerFacts, K3sError> {
         .get("kubeconfig")
         .filter(|k| !k.trim().is_empty())
         .cloned();
-    Ok(ServerFacts {
+    ServerFacts {
         token,
         serving_sans: parse_sans(s.get("sans").map(String::as_str).unwrap_or("")),
         kubeconfig,
-    })
+    }
 }
 
 /// Reads the agent's load-balancer file: (`ServerURL`, `ServerAddresses`).
@@ -523,8 +536,12 @@ pub async fn agent_lb(session: &Session) -> Result<Option<(String, Vec<String>)>
     let Some(raw) = session.download_if_exists(AGENT_LB_PATH).await? else {
         return Ok(None);
     };
-    let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| K3sError::Unexpected {
-        host: session.host().to_string(),
+    parse_lb(session.host(), &raw).map(Some)
+}
+
+fn parse_lb(host: &str, raw: &[u8]) -> Result<(String, Vec<String>), K3sError> {
+    let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| K3sError::Unexpected {
+        host: host.to_string(),
         detail: format!("{AGENT_LB_PATH} is not JSON: {e}"),
     })?;
     let url = v["ServerURL"].as_str().unwrap_or_default().to_string();
@@ -537,7 +554,91 @@ pub async fn agent_lb(session: &Session) -> Result<Option<(String, Vec<String>)>
         })
         .unwrap_or_default();
     addrs.sort();
-    Ok(Some((url, addrs)))
+    Ok((url, addrs))
+}
+
+/// What a refresh asks of a node besides the probe.
+pub struct ReadWants<'a> {
+    pub role: Role,
+    /// The server's token, serving SANs and admin kubeconfig ([`server_facts`]).
+    pub server_facts: bool,
+    /// The agent's load-balancer file ([`agent_lb`]).
+    pub agent_lb: bool,
+    /// The Node to read labels and taints from, with credentials on the host (the name the state holds; the
+    /// caller uses the answer only when the name read back is the same).
+    pub node: Option<(super::kube::Creds<'a>, &'a str)>,
+}
+
+/// A refresh's reading of a node.
+pub struct NodeRead {
+    pub probe: Probe,
+    pub certs: Vec<super::certs::CertExpiry>,
+    pub server_facts: Option<ServerFacts>,
+    pub agent_lb: Option<(String, Vec<String>)>,
+    /// The Node asked for (its name) and what the API said: its marks, or why it could not answer (a stopped
+    /// or unregistered node). `None` when it was not asked.
+    pub node: Option<(String, Result<super::marks::Marks, String>)>,
+}
+
+/// Everything a refresh reads from a node in one exec: a refresh of many nodes is dominated by SSH round trips
+/// (each exec is a channel open, a sudo and a shell), so the probe, the certificates' expiry, the server facts
+/// or the agent's load-balancer file and the Node's marks travel in one script instead of four or five.
+pub async fn read_node(session: &Session, wants: &ReadWants<'_>) -> Result<NodeRead, K3sError> {
+    let mut script = probe_script(wants.role);
+    if wants.server_facts {
+        script.push_str(&facts_script());
+    }
+    if wants.agent_lb {
+        let p = quote(AGENT_LB_PATH);
+        script.push_str(&format!(
+            "if [ -e {p} ]; then echo @@lb; base64 -w0 {p}; echo; fi\n"
+        ));
+    }
+    script.push_str("echo @@certs\n");
+    script.push_str(&super::certs::listing_script());
+    script.push('\n');
+    let node_cmd = wants.node.and_then(|(creds, name)| {
+        Some((
+            super::kube::host_command(creds, &super::marks::get_args(name))?,
+            name,
+        ))
+    });
+    if let Some((cmd, _)) = &node_cmd {
+        let unit = wants.role.unit();
+        script.push_str(&format!(
+            "if systemctl is-active -q {unit} 2>/dev/null; then \
+             if o=$({cmd} 2>&1); then echo @@node-ok; else echo @@node-err; fi; \
+             printf '%s' \"$o\" | base64 -w0; echo; fi\n"
+        ));
+    }
+    script.push_str("exit 0\n");
+    let out = session.run_sudo(&script, None).await?.stdout_str();
+    let s = sections(&out);
+    let agent_lb = match s.get("lb") {
+        Some(b64) if wants.agent_lb => {
+            let raw = decode_b64(b64).unwrap_or_default();
+            Some(parse_lb(session.host(), &raw)?)
+        }
+        _ => None,
+    };
+    let node = node_cmd.and_then(|(_, name)| {
+        let answer = if let Some(ok) = s.get("node-ok") {
+            super::marks::parse(&decode_b64(ok).unwrap_or_default())
+        } else {
+            let err = decode_b64(s.get("node-err")?).unwrap_or_default();
+            let text = String::from_utf8_lossy(&err);
+            let text = text.trim();
+            Err(text.lines().last().unwrap_or("kubectl failed").to_string())
+        };
+        Some((name.to_string(), answer))
+    });
+    Ok(NodeRead {
+        probe: parse_probe(&s),
+        certs: super::certs::parse_listing(s.get("certs").map(String::as_str).unwrap_or("")),
+        server_facts: wants.server_facts.then(|| parse_facts(&s)),
+        agent_lb,
+        node,
+    })
 }
 
 /// Stops and removes k3s in this role (the uninstall script; absent script = already gone).

@@ -381,10 +381,23 @@ impl Resource for K3sAgent {
         ctx: &Context,
         state: AgentModel,
     ) -> Result<Option<AgentModel>, Diagnostics> {
-        let Some((session, probe)) = open_installed(ctx, state.host.as_ref(), Role::Agent).await?
-        else {
+        let creds = agent_creds(&state);
+        let wants = k3s::ReadWants {
+            role: Role::Agent,
+            server_facts: false,
+            agent_lb: true,
+            node: state.node_name.known().map(|n| (creds, n.as_str())),
+        };
+        let Some((session, read)) = read_installed(ctx, state.host.as_ref(), &wants).await? else {
             return Ok(None);
         };
+        let k3s::NodeRead {
+            probe,
+            certs,
+            agent_lb: lb,
+            node: pre_node,
+            ..
+        } = read;
         let mut m = state.clone();
         m.id = host_id(state.host.as_ref());
         m.version = probe.version.clone().map(Tf::Known).unwrap_or(Tf::Null);
@@ -416,21 +429,16 @@ impl Resource for K3sAgent {
         if let (Some(name), "active") = (m.node_name.known().cloned(), probe.active.as_str()) {
             read_marks_back(
                 &session,
-                agent_creds(&state),
+                creds,
                 &name,
+                pre_node,
                 &mut m.node_labels,
                 &mut m.node_taints,
                 (&state.node_labels, &state.node_taints),
             )
             .await;
         }
-        let lb = k3s::agent_lb(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the agent's load balancer", e))?;
         fill_lb(&mut m, lb);
-        let certs = k3s::certs::expiries(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
         m.certificates_expire = first_expiry(&certs);
         warn_expiring(
             ctx,

@@ -244,6 +244,22 @@ pub async fn open_installed(
     Ok(Some((session, probe)))
 }
 
+/// A refresh's one read of a node ([`k3s::read_node`]): `None` when k3s in that role is not installed.
+pub async fn read_installed(
+    ctx: &Context,
+    host: Option<&ConnectionModel>,
+    wants: &k3s::ReadWants<'_>,
+) -> Result<Option<(Session, k3s::NodeRead)>, Diagnostics> {
+    let session = connect(ctx, host).await?;
+    let read = k3s::read_node(&session, wants)
+        .await
+        .map_err(|e| k3s_diag("Cannot inspect the host", e))?;
+    if !read.probe.installed(wants.role) {
+        return Ok(None);
+    }
+    Ok(Some((session, read)))
+}
+
 /// The settings both resources read back from a node's configuration the same way.
 pub struct NodeFields<'a> {
     pub token: &'a mut Tf<String>,
@@ -555,16 +571,25 @@ pub fn marks_want(
 
 /// Reads labels and taints back from the Node (where they are applied), over what config.yaml said: keys the
 /// state or config.yaml manage, every taint but Kubernetes' own. When the Node cannot be asked (the node is
-/// stopped or not registered), config.yaml's values stay.
+/// stopped or not registered), config.yaml's values stay. `pre` is the Node already read with the rest of the
+/// refresh ([`k3s::read_node`]); it counts only when it is the same Node, else the Node is asked here.
 pub async fn read_marks_back(
     session: &Session,
     creds: k3s::kube::Creds<'_>,
     node_name: &str,
+    pre: Option<(String, Result<k3s::marks::Marks, String>)>,
     labels: &mut Tf<Vec<String>>,
     taints: &mut Tf<Vec<String>>,
     state: (&Tf<Vec<String>>, &Tf<Vec<String>>),
 ) {
-    let Ok(Ok(marks)) = k3s::marks::read(session, creds, node_name).await else {
+    let answer = match pre {
+        Some((name, answer)) if name == node_name => answer,
+        _ => match k3s::marks::read(session, creds, node_name).await {
+            Ok(a) => a,
+            Err(_) => return,
+        },
+    };
+    let Ok(marks) = answer else {
         return;
     };
     let keys: Vec<String> = list_or_empty(state.0)

@@ -736,10 +736,25 @@ impl Resource for K3sServer {
         ctx: &Context,
         state: ServerModel,
     ) -> Result<Option<ServerModel>, Diagnostics> {
-        let Some((session, probe)) = open_installed(ctx, state.host.as_ref(), Role::Server).await?
-        else {
+        let wants = k3s::ReadWants {
+            role: Role::Server,
+            server_facts: true,
+            agent_lb: false,
+            node: state
+                .node_name
+                .known()
+                .map(|n| (Creds::ServerAdmin, n.as_str())),
+        };
+        let Some((session, read)) = read_installed(ctx, state.host.as_ref(), &wants).await? else {
             return Ok(None);
         };
+        let k3s::NodeRead {
+            probe,
+            certs,
+            server_facts,
+            node: pre_node,
+            ..
+        } = read;
         let mut m = state.clone();
         m.id = host_id(state.host.as_ref());
         m.version = probe.version.clone().map(Tf::Known).unwrap_or(Tf::Null);
@@ -806,6 +821,7 @@ impl Resource for K3sServer {
                 &session,
                 Creds::ServerAdmin,
                 &name,
+                pre_node,
                 &mut m.node_labels,
                 &mut m.node_taints,
                 (&state.node_labels, &state.node_taints),
@@ -819,13 +835,9 @@ impl Resource for K3sServer {
         if m.snapshot_before_changes.is_null() {
             m.snapshot_before_changes = Tf::Known(true);
         }
-        let facts = k3s::server_facts(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the server's state", e))?;
-        fill_facts(&mut m, facts);
-        let certs = k3s::certs::expiries(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
+        if let Some(facts) = server_facts {
+            fill_facts(&mut m, facts);
+        }
         m.certificates_expire = first_expiry(&certs);
         warn_expiring(
             ctx,

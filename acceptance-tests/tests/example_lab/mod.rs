@@ -446,8 +446,15 @@ pub fn k3s_leftovers(lab: &Lab, host: &str) -> Vec<String> {
         }
     }
     for pid in lab.host_processes(host) {
-        let argv = homelab_lab::ns::cmdline(pid).join(" ");
-        if argv.contains("k3s") || argv.contains("etcd") {
+        let args = homelab_lab::ns::cmdline(pid);
+        // The program's name, not its path: a checkout under a directory named after k3s would match the
+        // lab's own host-init.
+        let prog = args
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+            .unwrap_or_default();
+        let argv = args.join(" ");
+        if prog.contains("k3s") || prog.contains("etcd") {
             left.push(format!("process {pid}: {argv}"));
         }
     }
