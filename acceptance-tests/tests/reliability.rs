@@ -662,7 +662,7 @@ resource "homelab_opnsense_haproxy_frontend" "api" {{
         })
     };
     assert!(
-        live_on(&backup, port),
+        live_on(backup, port),
         "the secondary does not run the pair's config"
     );
 
@@ -682,19 +682,19 @@ resource "homelab_opnsense_haproxy_frontend" "api" {{
         "the error must name the secondary:\n{text}"
     );
     assert!(
-        live_on(&primary, new_port),
+        live_on(primary, new_port),
         "the primary must run the change"
     );
     assert!(
-        live_on(&backup, port),
+        live_on(backup, port),
         "the secondary keeps its previous config"
     );
-    let haproxy = haproxy_valid(&primary).unwrap_or_else(|e| panic!("the primary: {e}"));
+    let haproxy = haproxy_valid(primary).unwrap_or_else(|e| panic!("the primary: {e}"));
     let n_state = tf.state().map(|s| s.resources().len()).unwrap_or(0);
     let state = format!("all {n_state} resources; the servers' update not recorded (Terraform keeps the prior values of a failed update)");
     let objects = format!(
         "{} (the primary; the secondary holds the same objects, with the old ports)",
-        objects_match(&primary, &tf).unwrap_or_else(|e| panic!("after the faulty apply: {e}"))
+        objects_match(primary, &tf).unwrap_or_else(|e| panic!("after the faulty apply: {e}"))
     );
     let reported = first_error(&first);
 
@@ -702,12 +702,12 @@ resource "homelab_opnsense_haproxy_frontend" "api" {{
     let second = tf.apply(&[]).unwrap();
     assert!(second.success(), "the plain re-apply failed:\n{second}");
     assert!(
-        live_on(&backup, new_port),
+        live_on(backup, new_port),
         "the re-apply must bring the secondary up to date:\n{second}"
     );
     tf.plans_empty()
         .unwrap_or_else(|e| panic!("not converged: {e}"));
-    haproxy_valid(&backup).unwrap_or_else(|e| panic!("the secondary after the re-apply: {e}"));
+    haproxy_valid(backup).unwrap_or_else(|e| panic!("the secondary after the re-apply: {e}"));
     Row {
         id: "opnsense-ha-secondary-unreachable".into(),
         group: Group::Opnsense,
