@@ -44,6 +44,7 @@ pub const IDS: &[&str] = &[
     "k3s",
     "k3s-apply-3x3",
     "k3s-plan-6",
+    "k3s-scale",
     "example",
     "example-apply",
     "example-plan",
@@ -151,9 +152,13 @@ impl Bench {
     }
 
     fn lab(&self, opnsense: bool) -> Result<LabGuard> {
+        self.lab_sized(opnsense, 3, 3)
+    }
+
+    fn lab_sized(&self, opnsense: bool, servers: u32, agents: u32) -> Result<LabGuard> {
         let mut spec = LabSpec::new(&self.name);
-        spec.servers = 3;
-        spec.agents = 3;
+        spec.servers = servers;
+        spec.agents = agents;
         spec.opnsense = opnsense;
         spec.root = Some(self.root.path().to_path_buf());
         Ok(LabGuard(Some(Lab::up(&spec).map_err(lab_err("lab up"))?)))
@@ -974,6 +979,12 @@ pub fn run(runs: usize, only: &[String], heavy: bool) -> Result<Option<Section>>
     if wanted(only, heavy, "k3s-apply-3x3") || wanted(only, heavy, "k3s-plan-6") {
         group("k3s: 3 servers + 3 agents (issue 7)", k3s_rows(&b, runs));
     }
+    if wanted(only, heavy, "k3s-scale") {
+        group(
+            "k3s: time against the cluster's size (issue 16)",
+            scale_rows(&b),
+        );
+    }
     if wanted(only, heavy, "example-apply") || wanted(only, heavy, "example-plan") {
         group("The complete example (issue 8)", example_rows(&b, runs));
     }
@@ -996,6 +1007,73 @@ fn now_utc() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The cluster sizes of the scale curve: (servers, agents).
+const SCALE: &[(u32, u32)] = &[(3, 3), (5, 10), (10, 30)];
+
+/// Issue 16's scale row: one apply and the refreshing no-op plan of the issue-7 topology (one init server, the
+/// other servers joining through it, the agents after the joins) for each size of [`SCALE`], one sample per size in
+/// a fresh lab (a 40-host apply takes minutes on two cores). Baselines in the same lab: the plan against N
+/// `terraform_data` plus one parallel wave of `ssh host true` to every node; the apply against the joins'
+/// serialisation floor, which is not measured by hand here, so the apply column is an absolute time per size,
+/// with its time per node.
+fn scale_rows(b: &Bench) -> Result<String> {
+    let mut md = String::from(
+        "\n### k3s: time against the cluster's size (issue 16)\n\n\
+         One sample per size, each in a fresh lab (network namespaces with real sshd and the k3s stand-in), \
+         Terraform's default parallelism (10). Plan baseline: `plan` of N `terraform_data` + one parallel wave of \
+         N `ssh host true`, in the same lab.\n\n\
+         | Servers + agents | Hosts | `apply` | per node | refreshing `plan` | baseline | plan ratio |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for &(servers, agents) in SCALE {
+        let n = (servers + agents) as usize;
+        eprintln!("bench: k3s-scale {servers}+{agents}...");
+        let g = b.lab_sized(false, servers, agents)?;
+        let lab = g.lab();
+        let mut tf = Terraform::new(TerraformVersion::V1_15)?;
+        tf.set_env("TF_VAR_token", TOKEN).set_timeout(DEADLINE);
+        tf.write_config(&k3s_config(b, lab))?;
+        tf.init()?;
+        let (apply, _) = tf_in_lab(&tf, lab, APPLY, false)?;
+        eprintln!("bench:   apply {:.1} s", apply / 1000.0);
+        let _warm = tf_in_lab(&tf, lab, PLAN, false)?;
+        let (plan, _) = tf_in_lab(&tf, lab, PLAN, false)?;
+        let base_world = Terraform::new(TerraformVersion::V1_15)?;
+        base_world.write_config(
+            &(0..n)
+                .map(|i| {
+                    format!("resource \"terraform_data\" \"n{i}\" {{\n  input = \"{i}\"\n}}\n")
+                })
+                .collect::<String>(),
+        )?;
+        base_world.init()?;
+        must(base_world.run(APPLY)?, "apply of terraform_data")?;
+        let t = Instant::now();
+        must(base_world.run(PLAN)?, "plan of terraform_data")?;
+        let tfdata = ms(t.elapsed());
+        let wave = ssh_wave(lab)?;
+        eprintln!(
+            "bench:   plan {plan:.0} ms vs {tfdata:.0} ms terraform_data + {wave:.0} ms ssh wave"
+        );
+        let _ = writeln!(
+            md,
+            "| {servers} + {agents} | {n} | {} | {:.2} s | {plan:.0} ms | {:.0} ms ({tfdata:.0} + {wave:.0}) | {:.2}× |",
+            fmt_s(apply),
+            apply / 1000.0 / n as f64,
+            tfdata + wave,
+            plan / (tfdata + wave),
+        );
+    }
+    md.push_str(
+        "\nWhy the apply grows faster than the node count: every join is a new etcd member, and etcd (the real \
+         k3s and the stand-in alike) takes one learner at a time, so the joins are serialised; the agents install \
+         in parallel, ten at a time (Terraform's parallelism), after the last join. The lab's limit: hosts are \
+         network namespaces on one machine, all sharing its 2 cores; 10 + 30 is the size the issue names and the \
+         largest measured here.\n",
+    );
+    Ok(md)
 }
 
 /// Issue 7: the 3+3 apply against the critical path, and the no-op refreshed plan of the 6 nodes.

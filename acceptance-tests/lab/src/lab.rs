@@ -345,8 +345,10 @@ fn plan_hosts(spec: &LabSpec) -> Vec<HostState> {
             .unwrap_or_else(|| 6 + i as u8);
         push(format!("k8s-control-{}", i + 1), Role::Server, last);
     }
+    // Agents from .21 up to .49 (.50 is the workstation, .100 the VIP); a larger lab continues at .101.
     for i in 0..spec.agents {
-        push(format!("k8s-worker-{}", i + 1), Role::Agent, 21 + i as u8);
+        let last = if i < 29 { 21 + i as u8 } else { 72 + i as u8 };
+        push(format!("k8s-worker-{}", i + 1), Role::Agent, last);
     }
     hosts
 }
