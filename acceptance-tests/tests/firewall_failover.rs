@@ -10,9 +10,11 @@
 //!    configuration the provider synced and deployed there, serves the k3s API: kubectl through the VIP recovers.
 //!    The outage window (first failed kubectl to the first one that works again) is printed, not gated on;
 //!    the test fails only if kubectl never recovers within a generous bound;
-//! 3. the primary powered on again takes the VIP back (preemption, the HA settings' default), kubectl keeps
+//! 3. the seed's own check while the secondary serves: k8s-control-1 drained and powered off, the agents keep
+//!    posting heartbeats through the VIP; it comes back and every node is Ready again;
+//! 4. the primary powered on again takes the VIP back (preemption, the HA settings' default), kubectl keeps
 //!    working and the plans are empty again;
-//! 4. destroy succeeds.
+//! 5. destroy succeeds.
 
 mod example_lab;
 
@@ -182,6 +184,51 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         let nodes = node_ready(&lab, &kc).expect("kubectl through the VIP on the secondary");
         assert_eq!(nodes.len(), 6, "{nodes:?}");
     }
+
+    // The seed's own check, now on the secondary firewall: drain and stop k8s-control-1; kubectl through the VIP
+    // keeps working and the agents keep posting heartbeats; then it comes back and every node is Ready.
+    let o = kubectl(
+        &lab,
+        &kc,
+        &[
+            "drain",
+            "k8s-control-1",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=60s",
+        ],
+    );
+    assert!(o.status.success(), "kubectl drain: {}", text(&o));
+    let beats_before = heartbeats(&lab, &kc);
+    ctl.stop_host("k8s-control-1").unwrap();
+    wait_for(
+        "agents post heartbeats with k8s-control-1 off, through the secondary",
+        Duration::from_secs(60),
+        || {
+            let now = heartbeats(&lab, &kc);
+            for a in ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"] {
+                if now.get(a) <= beats_before.get(a) {
+                    return Err(format!(
+                        "{a}: heartbeat {:?} not after {:?}",
+                        now.get(a),
+                        beats_before.get(a)
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    ctl.start_host("k8s-control-1").unwrap();
+    let o = kubectl(&lab, &kc, &["uncordon", "k8s-control-1"]);
+    assert!(o.status.success(), "kubectl uncordon: {}", text(&o));
+    wait_for(
+        "all six nodes Ready again",
+        Duration::from_secs(90),
+        || match node_ready(&lab, &kc) {
+            Ok(n) if n.len() == 6 && n.values().all(|v| v == "True") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
 
     // 3. The primary comes back: kubectl keeps working, the plans are empty (the refresh reads both boxes).
     ctl.start_host("opnsense").unwrap();
