@@ -1067,11 +1067,11 @@ fn scale_rows(b: &Bench) -> Result<String> {
         );
     }
     md.push_str(
-        "\nWhy the apply grows faster than the node count: every join is a new etcd member, and etcd (the real \
-         k3s and the stand-in alike) takes one learner at a time, so the joins are serialised; the agents install \
-         in parallel, ten at a time (Terraform's parallelism), after the last join. The lab's limit: hosts are \
-         network namespaces on one machine, all sharing its 2 cores; 10 + 30 is the size the issue names and the \
-         largest measured here.\n",
+        "\nWhat shapes the curve: the joins are serialised (etcd, in the real k3s and in the stand-in alike, takes \
+         one learner at a time), and the agents install ten at a time (Terraform's parallelism) after the last \
+         join; the refreshing plan reads every node over SSH, ten at a time. The lab's limit: hosts are network \
+         namespaces on one machine, all sharing its 2 cores; 10 + 30 is the size the issue names and the largest \
+         measured here.\n",
     );
     Ok(md)
 }
