@@ -166,7 +166,7 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
     );
 
     // 4. Power k8s-control-1 off.
-    let beats_before = heartbeats(&lab, &kc);
+    let beats_before = heartbeats(&lab, &kc).expect("heartbeats before the power-off");
     let mut ctl = Lab::open_in(Some(&tmp.path().join("labs")), lab.name()).unwrap();
     let t_stop = Instant::now();
     ctl.stop_host("k8s-control-1").unwrap();
@@ -216,7 +216,7 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
         "agents post heartbeats with k8s-control-1 off",
         Duration::from_secs(30),
         || {
-            let now = heartbeats(&lab, &kc);
+            let now = heartbeats(&lab, &kc)?;
             for a in AGENTS {
                 if now.get(a) <= beats_before.get(a) {
                     return Err(format!(

@@ -199,13 +199,13 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         ],
     );
     assert!(o.status.success(), "kubectl drain: {}", text(&o));
-    let beats_before = heartbeats(&lab, &kc);
+    let beats_before = heartbeats(&lab, &kc).expect("heartbeats before the power-off");
     ctl.stop_host("k8s-control-1").unwrap();
     wait_for(
         "agents post heartbeats with k8s-control-1 off, through the secondary",
         Duration::from_secs(60),
         || {
-            let now = heartbeats(&lab, &kc);
+            let now = heartbeats(&lab, &kc)?;
             for a in ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"] {
                 if now.get(a) <= beats_before.get(a) {
                     return Err(format!(

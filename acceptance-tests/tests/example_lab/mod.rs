@@ -158,8 +158,10 @@ pub fn node_ready(lab: &Lab, kc: &Path) -> Result<BTreeMap<String, String>, Stri
         .collect())
 }
 
-/// Node name → the Ready condition's lastHeartbeatTime (RFC 3339; agents post it every few seconds).
-pub fn heartbeats(lab: &Lab, kc: &Path) -> BTreeMap<String, String> {
+/// Node name → the Ready condition's lastHeartbeatTime (RFC 3339; agents post it every few seconds). `Err` with
+/// kubectl's output when the call fails (through a VIP whose pool still lists a server just powered off, a call
+/// can time out until the health check marks it DOWN).
+pub fn heartbeats(lab: &Lab, kc: &Path) -> Result<BTreeMap<String, String>, String> {
     let o = kubectl(
         lab,
         kc,
@@ -170,12 +172,14 @@ pub fn heartbeats(lab: &Lab, kc: &Path) -> BTreeMap<String, String> {
             "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}{\"\\n\"}{end}",
         ],
     );
-    assert!(o.status.success(), "kubectl get nodes: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
+    if !o.status.success() {
+        return Err(format!("kubectl get nodes: {}", text(&o)));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(n, s)| (n.to_string(), s.to_string()))
-        .collect()
+        .collect())
 }
 
 /// Client credentials of a kubeconfig, as files curl can use (0600), plus the server URL.
