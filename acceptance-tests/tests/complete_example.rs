@@ -24,7 +24,6 @@ mod example_lab;
 use std::time::{Duration, Instant};
 
 use example_lab::*;
-use homelab_acceptance::terraform::hcl_string;
 use homelab_acceptance::{paths, Terraform, TerraformVersion};
 use homelab_lab::Lab;
 
@@ -61,15 +60,12 @@ fn complete_example_under_terraform_1_0() {
 
 fn complete_example(version: TerraformVersion, lab_name: &str) {
     let t_all = Instant::now();
-    let root = paths::workspace_root();
     let art = artifacts(&format!("complete-example-{lab_name}"));
     let tmp = tempfile::tempdir().unwrap();
     let guard = lab_up(lab_name, &tmp.path().join("labs"));
     let lab = guard.lab().clone();
-    let emu = lab.emulator().unwrap().clone();
     let (key, secret) = api_credentials(&lab);
     let vip = lab.state().vip.expect("lab VIP").to_string();
-    let prefix = vip.rsplit_once('.').unwrap().0.to_string();
     let ip_of = |host: &str| lab.host(host).unwrap().ip.to_string();
 
     let mut tf = Terraform::new(version).unwrap();
@@ -77,27 +73,10 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
         .set_env("TF_VAR_opnsense_api_secret", secret)
         .set_env("TF_VAR_k3s_token", "complete-example-cluster-secret")
         .set_timeout(Duration::from_secs(600));
-    // The example references the module as ../modules/k3s-ha.
-    let base = tf.workdir().parent().unwrap().to_path_buf();
-    copy_tf(
-        &root.join("examples/modules/k3s-ha"),
-        &base.join("modules/k3s-ha"),
-    );
-    copy_tf(&root.join("examples/complete"), tf.workdir());
+    copy_complete_example(&tf);
     tf.write_file(
         "lab.auto.tfvars",
-        &format!(
-            "opnsense_url = {}\nopnsense_ca_cert_file = {}\nssh_private_key_file = {}\nssh_known_hosts_file = {}\n\
-             address_prefix = {}\nk3s_version = \"{VERSION}\"\ninstall_script_file = {}\n\
-             install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\nhealth_check_interval = \"2s\"\n",
-            hcl_string(&emu.url),
-            hcl_string(&emu.ca_file.display().to_string()),
-            hcl_string(&lab.ssh_key().display().to_string()),
-            hcl_string(&lab.known_hosts().display().to_string()),
-            hcl_string(&prefix),
-            hcl_string(INSTALL_SH),
-            hcl_string(&art.display().to_string()),
-        ),
+        &format!("{}health_check_interval = \"2s\"\n", lab_tfvars(&lab, &art)),
     )
     .unwrap();
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use example_lab::*;
 use homelab_acceptance::terraform::hcl_string;
-use homelab_acceptance::{paths, Terraform, TerraformVersion};
+use homelab_acceptance::{Terraform, TerraformVersion};
 use homelab_lab::{Lab, LabSpec};
 
 /// Whether `host` holds the VIP on its LAN interface (CARP adds the address on the MASTER only).
@@ -32,16 +32,19 @@ fn holds_vip(lab: &Lab, host: &str, vip: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The secondary's API key and secret (its credentials file, like the primary's).
-fn secondary_credentials(lab: &Lab) -> (String, String) {
-    let emu = lab.emulator2().expect("the lab runs the second emulator");
-    let creds = std::fs::read_to_string(&emu.credentials_file).unwrap();
-    let secret = creds
-        .lines()
-        .find_map(|l| l.strip_prefix("secret="))
-        .expect("secret= in the credentials file")
-        .to_string();
-    (emu.api_key.clone(), secret)
+/// Waits until the CARP VIP is on `holder` and not on the other load-balancer host.
+fn wait_vip_on(lab: &Lab, vip: &str, holder: &str, what: &str) {
+    let other = if holder == "opnsense" {
+        "opnsense2"
+    } else {
+        "opnsense"
+    };
+    wait_for(what, Duration::from_secs(30), || {
+        match (holds_vip(lab, holder, vip), holds_vip(lab, other, vip)) {
+            (true, false) => Ok(()),
+            held => Err(format!("({holder}, {other}) hold the VIP: {held:?}")),
+        }
+    });
 }
 
 #[test]
@@ -50,7 +53,6 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         return;
     }
     assert_eq!(unsafe { libc::geteuid() }, 0, "the lab needs root");
-    let root = paths::workspace_root();
     let art = artifacts("firewall-failover");
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = LabSpec::new("fwfail");
@@ -64,7 +66,7 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
     let emu2 = lab.emulator2().unwrap().clone();
     assert_eq!(emu.url, "https://192.0.2.1");
     let (key, secret) = api_credentials(&lab);
-    let (key2, secret2) = secondary_credentials(&lab);
+    let (key2, secret2) = emulator_credentials(&emu2);
     let ha_password = std::fs::read_to_string(
         lab.state()
             .hasync_password_file
@@ -75,7 +77,6 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
     .trim()
     .to_string();
     let vip = lab.state().vip.expect("lab VIP").to_string();
-    let prefix = vip.rsplit_once('.').unwrap().0.to_string();
 
     let mut tf = Terraform::new(TerraformVersion::V1_15).unwrap();
     tf.set_env("TF_VAR_opnsense_api_key", key)
@@ -86,26 +87,13 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         .set_env("TF_VAR_carp_password", "failover-carp-pass")
         .set_env("TF_VAR_k3s_token", "failover-cluster-secret")
         .set_timeout(Duration::from_secs(600));
-    let base = tf.workdir().parent().unwrap().to_path_buf();
-    copy_tf(
-        &root.join("examples/modules/k3s-ha"),
-        &base.join("modules/k3s-ha"),
-    );
-    copy_tf(&root.join("examples/complete"), tf.workdir());
+    copy_complete_example(&tf);
     tf.write_file(
         "lab.auto.tfvars",
         &format!(
-            "opnsense_url = {}\nopnsense_ca_cert_file = {}\nssh_private_key_file = {}\nssh_known_hosts_file = {}\n\
-             address_prefix = {}\nk3s_version = \"{VERSION}\"\ninstall_script_file = {}\n\
-             install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\nhealth_check_interval = \"2s\"\n\
+            "{}health_check_interval = \"2s\"\n\
              secondary_firewall = {{\n  url = {}\n  ca_cert_file = {}\n  peer = {}\n  username = \"hasync\"\n  vhid = 3\n}}\n",
-            hcl_string(&emu.url),
-            hcl_string(&emu.ca_file.display().to_string()),
-            hcl_string(&lab.ssh_key().display().to_string()),
-            hcl_string(&lab.known_hosts().display().to_string()),
-            hcl_string(&prefix),
-            hcl_string(INSTALL_SH),
-            hcl_string(&art.display().to_string()),
+            lab_tfvars(&lab, &art),
             hcl_string(&emu2.url),
             hcl_string(&emu2.ca_file.display().to_string()),
             hcl_string(&emu2.url),
@@ -128,16 +116,11 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
     let nodes = node_ready(&lab, &kc).expect("kubectl through the VIP");
     assert_eq!(nodes.len(), 6, "{nodes:?}");
 
-    wait_for(
+    wait_vip_on(
+        &lab,
+        &vip,
+        "opnsense",
         "the primary holds the CARP VIP, the secondary does not",
-        Duration::from_secs(30),
-        || match (
-            holds_vip(&lab, "opnsense", &vip),
-            holds_vip(&lab, "opnsense2", &vip),
-        ) {
-            (true, false) => Ok(()),
-            held => Err(format!("(opnsense, opnsense2) hold the VIP: {held:?}")),
-        },
     );
 
     // 2. Power the primary firewall off; kubectl through the VIP in a loop. A kubectl started while the VIP is
@@ -250,17 +233,7 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         || node_ready(&lab, &kc).map(|_| ()),
     );
     // Preemption is on (the HA settings' default): the primary takes the VIP back.
-    wait_for(
-        "the primary takes the VIP back",
-        Duration::from_secs(30),
-        || match (
-            holds_vip(&lab, "opnsense", &vip),
-            holds_vip(&lab, "opnsense2", &vip),
-        ) {
-            (true, false) => Ok(()),
-            held => Err(format!("(opnsense, opnsense2) hold the VIP: {held:?}")),
-        },
-    );
+    wait_vip_on(&lab, &vip, "opnsense", "the primary takes the VIP back");
     let tf = in_ws(&lab, move || {
         tf.plans_empty()
             .unwrap_or_else(|e| panic!("after the primary came back: {e}"));

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use example_lab::*;
-use homelab_acceptance::terraform::{hcl_string, Action};
+use homelab_acceptance::terraform::Action;
 use homelab_acceptance::{paths, Terraform, TerraformVersion};
 use homelab_lab::Lab;
 
@@ -205,10 +205,8 @@ fn migration_example_imports_converts_and_grows_without_more_outage_than_the_see
     let tmp = tempfile::tempdir().unwrap();
     let guard = lab_up("migex", &tmp.path().join("labs"));
     let lab = guard.lab().clone();
-    let emu = lab.emulator().unwrap().clone();
     let (key, secret) = api_credentials(&lab);
     let vip = lab.state().vip.expect("lab VIP").to_string();
-    let prefix = vip.rsplit_once('.').unwrap().0.to_string();
     let c1 = lab.host("k8s-control-1").unwrap().ip.to_string();
 
     // 0. The seed's starting point, made by hand: one SQLite server, three agents joined to its address.
@@ -301,20 +299,7 @@ fn migration_example_imports_converts_and_grows_without_more_outage_than_the_see
         .set_env("TF_VAR_k3s_token", TOKEN)
         .set_timeout(Duration::from_secs(600));
     copy_tf(&root.join("examples/migration"), tf.workdir());
-    let tfvars = |migrate: bool| {
-        format!(
-            "migrate = {migrate}\nopnsense_url = {}\nopnsense_ca_cert_file = {}\nssh_private_key_file = {}\n\
-             ssh_known_hosts_file = {}\naddress_prefix = {}\nk3s_version = \"{VERSION}\"\ninstall_script_file = {}\n\
-             install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\n",
-            hcl_string(&emu.url),
-            hcl_string(&emu.ca_file.display().to_string()),
-            hcl_string(&lab.ssh_key().display().to_string()),
-            hcl_string(&lab.known_hosts().display().to_string()),
-            hcl_string(&prefix),
-            hcl_string(INSTALL_SH),
-            hcl_string(&art.display().to_string()),
-        )
-    };
+    let tfvars = |migrate: bool| format!("migrate = {migrate}\n{}", lab_tfvars(&lab, &art));
     tf.write_file("lab.auto.tfvars", &tfvars(false)).unwrap();
     let pids = || -> Vec<String> {
         std::iter::once(main_pid(&lab, "k8s-control-1", "k3s"))

@@ -1,4 +1,4 @@
-//! What the example tests (`complete_example`, `migration_example`) share: a lab with the emulated OPNsense,
+//! What the example tests (`complete_example`, `migration_example`, `firewall_failover`) share: a lab with the emulated OPNsense,
 //! Terraform running in the lab's workstation namespace, and the observations the seed made by hand (kubectl
 //! through the VIP, HAProxy's exporter, the agents' load-balancer files, the emulator's saved state, what is left
 //! on a host).
@@ -20,7 +20,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use homelab_acceptance::lab_support;
-use homelab_lab::{Lab, LabSpec};
+use homelab_acceptance::terraform::hcl_string;
+use homelab_acceptance::Terraform;
+use homelab_lab::{EmulatorInfo, Lab, LabSpec};
 
 /// The k3s release every example installs.
 pub const VERSION: &str = "v1.31.5+k3s1";
@@ -60,9 +62,13 @@ pub fn lab_up(name: &str, root: &Path) -> LabGuard {
     Lab::up_guarded(&spec).expect("lab up")
 }
 
-/// The emulator's API key and secret.
+/// The lab's (first) emulator's API key and secret.
 pub fn api_credentials(lab: &Lab) -> (String, String) {
-    let emu = lab.emulator().expect("the lab runs the OPNsense emulator");
+    emulator_credentials(lab.emulator().expect("the lab runs the OPNsense emulator"))
+}
+
+/// An emulator's API key and secret (the secret from its credentials file).
+pub fn emulator_credentials(emu: &EmulatorInfo) -> (String, String) {
     let creds = std::fs::read_to_string(&emu.credentials_file).unwrap();
     let secret = creds
         .lines()
@@ -70,6 +76,38 @@ pub fn api_credentials(lab: &Lab) -> (String, String) {
         .expect("secret= in the credentials file")
         .to_string();
     (emu.api_key.clone(), secret)
+}
+
+/// The lab's values for the variables the examples share (the primary firewall's URL and CA, ssh, the address
+/// prefix of the lab network, the k3s version and our install script with its offline artifacts in `art`), as
+/// `*.auto.tfvars` lines.
+pub fn lab_tfvars(lab: &Lab, art: &Path) -> String {
+    let emu = lab.emulator().expect("the lab runs the OPNsense emulator");
+    let vip = lab.state().vip.expect("lab VIP").to_string();
+    let prefix = vip.rsplit_once('.').unwrap().0;
+    format!(
+        "opnsense_url = {}\nopnsense_ca_cert_file = {}\nssh_private_key_file = {}\nssh_known_hosts_file = {}\n\
+         address_prefix = {}\nk3s_version = \"{VERSION}\"\ninstall_script_file = {}\n\
+         install_env = {{ INSTALL_K3S_SIM_ARTIFACTS = {} }}\n",
+        hcl_string(&emu.url),
+        hcl_string(&emu.ca_file.display().to_string()),
+        hcl_string(&lab.ssh_key().display().to_string()),
+        hcl_string(&lab.known_hosts().display().to_string()),
+        hcl_string(prefix),
+        hcl_string(INSTALL_SH),
+        hcl_string(&art.display().to_string()),
+    )
+}
+
+/// `examples/complete` in `tf`'s working directory, with the module where it looks for it (`../modules/k3s-ha`).
+pub fn copy_complete_example(tf: &Terraform) {
+    let root = homelab_acceptance::paths::workspace_root();
+    let base = tf.workdir().parent().unwrap().to_path_buf();
+    copy_tf(
+        &root.join("examples/modules/k3s-ha"),
+        &base.join("modules/k3s-ha"),
+    );
+    copy_tf(&root.join("examples/complete"), tf.workdir());
 }
 
 /// Runs `f` on a thread that joined the lab's workstation network namespace (Terraform and everything it starts
