@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::ns;
+use crate::opnsense::EmulatorInfo;
 use crate::systemd::journal;
 use crate::systemd::supervisor::CONTROL_SOCKET;
+use crate::write_secret;
 use crate::Error;
 
 /// Where labs live unless `$HOMELAB_LAB_ROOT` or [`LabSpec::root`] says otherwise.
@@ -38,8 +40,6 @@ pub const LB_HOST: &str = "opnsense";
 /// Name and address of the second load balancer host of an HA pair ([`LabSpec::opnsense_pair`]).
 pub const LB2_HOST: &str = "opnsense2";
 pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
-/// UDP port of the emulators' CARP advertisements on the lab network.
-pub const CARP_PORT: u16 = 1112;
 
 /// What a host is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,19 +64,6 @@ pub struct HostState {
     pub pid_start: Option<u64>,
     /// False after [`Lab::cut_link`].
     pub link_up: bool,
-}
-
-/// How to reach the OPNsense emulator of a lab.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EmulatorInfo {
-    /// `https://192.0.2.1` (reachable from the workstation namespace).
-    pub url: String,
-    /// The API key (not secret by itself; the secret is in `credentials_file`).
-    pub api_key: String,
-    /// File with `key=...` and `secret=...` lines, mode 0600 (OPNsense's apikey.txt format).
-    pub credentials_file: PathBuf,
-    /// PEM of the CA that signed the emulator's certificate.
-    pub ca_file: PathBuf,
 }
 
 /// The persisted description of a lab.
@@ -117,7 +104,7 @@ pub struct LabSpec {
     /// Add the load balancer host (`opnsense`, 192.0.2.1, VIP 192.0.2.100) running the OPNsense emulator.
     pub opnsense: bool,
     /// With `opnsense`: a second load balancer host (`opnsense2`, 192.0.2.3) running a second emulator, the two
-    /// electing the CARP VIPs' holder between them (advertisements on UDP port [`CARP_PORT`]); the VIP is then not
+    /// electing the CARP VIPs' holder between them (advertisements on UDP port [`crate::opnsense::CARP_PORT`]); the VIP is then not
     /// brought up at boot: CARP puts it on the MASTER (once the VIP exists as a CARP VIP in the configuration).
     pub opnsense_pair: bool,
     /// Parent of the lab directory; default `$HOMELAB_LAB_ROOT` or [`DEFAULT_ROOT`].
@@ -359,18 +346,6 @@ fn random_hex(bytes: usize) -> Result<String, Error> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| Error::io("read /dev/urandom", e))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-pub(crate) fn write_secret(path: &Path, content: &[u8]) -> Result<(), Error> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
-    f.write_all(content)
-        .map_err(|e| Error::io(&format!("write {}", path.display()), e))
 }
 
 fn write(path: &Path, content: &str) -> Result<(), Error> {

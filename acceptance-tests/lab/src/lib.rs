@@ -42,9 +42,9 @@ pub mod opnsense;
 pub mod systemd;
 
 pub use lab::{
-    CtlOutput, EmulatorInfo, HostState, Lab, LabGuard, LabSpec, LabState, Role, DEFAULT_ROOT,
-    KEEP_LABS_ENV,
+    CtlOutput, HostState, Lab, LabGuard, LabSpec, LabState, Role, DEFAULT_ROOT, KEEP_LABS_ENV,
 };
+pub use opnsense::EmulatorInfo;
 
 use std::path::{Path, PathBuf};
 
@@ -171,4 +171,19 @@ pub fn build_binary() -> Result<PathBuf, Error> {
         })
         .clone()
         .map_err(Error::Other)
+}
+
+/// Writes `content` to `path` with mode 0600 from the start (keys, passwords, API secrets).
+pub(crate) fn write_secret(path: &Path, content: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
+    f.write_all(content)
+        .map_err(|e| Error::io(&format!("write {}", path.display()), e))
 }

@@ -17,8 +17,25 @@ use std::path::{Path, PathBuf};
 
 use std::net::Ipv4Addr;
 
-use crate::lab::{EmulatorInfo, CARP_PORT};
-use crate::Error;
+use serde::{Deserialize, Serialize};
+
+use crate::{write_secret, Error};
+
+/// UDP port of the emulators' CARP advertisements on the lab network.
+pub const CARP_PORT: u16 = 1112;
+
+/// How to reach the OPNsense emulator of a lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmulatorInfo {
+    /// `https://192.0.2.1` (reachable from the workstation namespace).
+    pub url: String,
+    /// The API key (not secret by itself; the secret is in `credentials_file`).
+    pub api_key: String,
+    /// File with `key=...` and `secret=...` lines, mode 0600 (OPNsense's apikey.txt format).
+    pub credentials_file: PathBuf,
+    /// PEM of the CA that signed the emulator's certificate.
+    pub ca_file: PathBuf,
+}
 
 /// Where the emulator keeps its state inside the host.
 pub const STATE_DIR: &str = "/var/lib/opnsense-emulator";
@@ -96,17 +113,17 @@ pub fn prepare_host(
     .map_err(|e| Error::io("enable emulator unit", e))?;
     let state = state_dir(host_dir);
     std::fs::create_dir_all(&state).map_err(|e| Error::io("emulator state dir", e))?;
-    crate::lab::write_secret(
+    write_secret(
         &state.join("api-secret"),
         format!("{api_secret}\n").as_bytes(),
     )?;
     if let Some(pw) = xmlrpc_password {
-        crate::lab::write_secret(
+        write_secret(
             &state.join("xmlrpc.env"),
             format!("OPNSENSE_EMULATOR_XMLRPC_PASSWORD={pw}\n").as_bytes(),
         )?;
     }
-    crate::lab::write_secret(
+    write_secret(
         &state.join("apikey.txt"),
         format!("key={api_key}\nsecret={api_secret}\n").as_bytes(),
     )?;

@@ -86,7 +86,7 @@ impl Emulator {
                         boot_haproxy(&app2).await;
                     }
                     if let Some(carp) = app2.cfg.carp.clone() {
-                        if let Err(e) = crate::carp::start(app2.clone(), &carp) {
+                        if let Err(e) = crate::carp_engine::start(app2.clone(), &carp) {
                             let _ = ready_tx
                                 .send(Err(Error::Io(format!("CARP socket {}", carp.listen), e)));
                             return;

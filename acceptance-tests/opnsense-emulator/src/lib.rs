@@ -15,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod carp;
+pub mod carp_engine;
 pub mod cli;
 pub mod config;
 pub mod emulator;
