@@ -1316,3 +1316,149 @@ fn carp_password_write_only_reaches_the_firewall_not_the_state() {
             .run();
     }
 }
+
+/// The servers linked into backend `uuid`, as the API shows them (`linkedServers` is an option map with `selected`).
+fn linked_servers(emu: SocketAddr, uuid: &str) -> Vec<String> {
+    let model = api_at(emu, "GET", "haproxy/settings/get", None);
+    let linked = &model["haproxy"]["backends"]["backend"][uuid]["linkedServers"];
+    let mut out: Vec<String> = linked
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v["selected"] == 1 || v["selected"] == "1")
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A string attribute of the state, or why not.
+fn attr_str(
+    s: &homelab_acceptance::terraform::State,
+    address: &str,
+    path: &str,
+) -> Result<String, String> {
+    s.attr(address, path)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or(format!("no {address}.{path} in state"))
+}
+
+/// Pool members as resources: a backend without `servers` and a frontend exist first, each
+/// `homelab_opnsense_haproxy_backend_member` adds its server (real haproxy then balances over it), a change of the
+/// backend itself keeps the members, a member imports (by id and identity) with an empty plan, one removed out of
+/// band is planned again, and a destroyed one leaves the pool.
+#[test]
+fn backend_members_join_the_pool_one_by_one() {
+    for version in TerraformVersion::ALL {
+        let (emu, _dir) = emulator(false);
+        let (a, b) = (Echo::start("a"), Echo::start("b"));
+        let fe = free_port();
+        let base = format!(
+            "{}{}{}\
+resource \"homelab_opnsense_haproxy_settings\" \"this\" {{\n  enabled = true\n}}\n\
+resource \"homelab_opnsense_haproxy_backend\" \"pool\" {{\n  name = \"pool\"\n  mode = \"tcp\"\n  description = \"DESC\"\n}}\n\
+resource \"homelab_opnsense_haproxy_frontend\" \"fe\" {{\n  name = \"fe\"\n  mode = \"tcp\"\n  bind = [\"127.0.0.1:{fe}\"]\n  default_backend = homelab_opnsense_haproxy_backend.pool.id\n}}\n\
+resource \"homelab_opnsense_haproxy_backend_member\" \"a\" {{\n  backend = homelab_opnsense_haproxy_backend.pool.id\n  server  = homelab_opnsense_haproxy_server.a.id\n}}\n",
+            provider(&emu),
+            server_hcl("a", "srv-a", a.addr),
+            server_hcl("b", "srv-b", b.addr),
+        );
+        let member_b = "resource \"homelab_opnsense_haproxy_backend_member\" \"b\" {\n  backend = homelab_opnsense_haproxy_backend.pool.id\n  server  = homelab_opnsense_haproxy_server.b.id\n}\n";
+        let one = base.replace("DESC", "pool");
+        let two = format!("{one}{member_b}");
+        let two_desc = format!("{}{member_b}", base.replace("DESC", "pool, described"));
+        let front = format!("127.0.0.1:{fe}");
+        let answers = move |want: &'static [&'static str]| {
+            let front = front.clone();
+            move |_: &homelab_acceptance::terraform::State| {
+                let mut seen = std::collections::BTreeSet::new();
+                for i in 0..12 {
+                    let out = roundtrip(&front, &format!("hello{i}"), Duration::from_secs(10))?;
+                    seen.insert(out.split(':').next().unwrap_or("").to_string());
+                }
+                let want: std::collections::BTreeSet<String> =
+                    want.iter().map(|s| s.to_string()).collect();
+                if seen == want {
+                    Ok(())
+                } else {
+                    Err(format!("haproxy answered from {seen:?}, expected {want:?}"))
+                }
+            }
+        };
+        let (emu_a, emu_b, emu_c) = (emu.addr(), emu.addr(), emu.addr());
+        let pool = "homelab_opnsense_haproxy_backend.pool";
+        let ma = "homelab_opnsense_haproxy_backend_member.a";
+        let mb = "homelab_opnsense_haproxy_backend_member.b";
+        let prov = provider(&emu);
+        let case = TestCase::new(version)
+            .step(
+                Step::config(one.clone())
+                    .expect_action(ma, Action::Create)
+                    .check(answers(&["a"]))
+                    .check(move |s| {
+                        let (b, srv) = (attr_str(s, pool, "id")?, attr_str(s, "homelab_opnsense_haproxy_server.a", "id")?);
+                        let id = attr_str(s, ma, "id")?;
+                        (id == format!("{b}/{srv}"))
+                            .then_some(())
+                            .ok_or(format!("member id {id:?}, expected {b}/{srv}"))
+                    }),
+            )
+            .step(
+                Step::config(two.clone())
+                    .expect_action(mb, Action::Create)
+                    .expect_action(pool, Action::NoOp)
+                    .check(answers(&["a", "b"])),
+            )
+            .step(
+                Step::config(two_desc.clone())
+                    .expect_action(pool, Action::Update)
+                    .check(move |s| {
+                        let linked = linked_servers(emu_a, &attr_str(s, pool, "id")?);
+                        (linked.len() == 2)
+                            .then_some(())
+                            .ok_or(format!("the backend's update dropped members: {linked:?}"))
+                    }),
+            )
+            .step(Step::config(two_desc.clone()).check(move |s| {
+                // Import into a world of its own (the member alone, its ends as literal ids): empty plan.
+                let (b, srv) = (
+                    attr_str(s, pool, "id")?,
+                    attr_str(s, "homelab_opnsense_haproxy_server.b", "id")?,
+                );
+                let block = format!(
+                    "resource \"homelab_opnsense_haproxy_backend_member\" \"b\" {{\n  backend = \"{b}\"\n  server  = \"{srv}\"\n}}\n"
+                );
+                import_alone(version, &prov, &block, mb, &format!("{b}/{srv}"))
+            }))
+            .step(
+                Step::config(two_desc.clone())
+                    .before(move |_, state| {
+                        let s = state.ok_or("no state")?;
+                        let uuid = attr_str(s, pool, "id")?;
+                        let keep = attr_str(s, "homelab_opnsense_haproxy_server.a", "id")?;
+                        api_at(
+                            emu_b,
+                            "POST",
+                            &format!("haproxy/settings/setBackend/{uuid}"),
+                            Some(&serde_json::json!({"backend": {"linkedServers": keep}})),
+                        );
+                        Ok(())
+                    })
+                    .expect_action(mb, Action::Create)
+                    .check(answers(&["a", "b"])),
+            )
+            .step(
+                Step::config(base.replace("DESC", "pool, described"))
+                    .expect_action(mb, Action::Delete)
+                    .check(answers(&["a"]))
+                    .check(move |s| {
+                        let linked = linked_servers(emu_c, &attr_str(s, pool, "id")?);
+                        (linked.len() == 1)
+                            .then_some(())
+                            .ok_or(format!("after the member's destroy the pool holds {linked:?}"))
+                    }),
+            );
+        case.run();
+    }
+}

@@ -77,6 +77,9 @@ pub struct Client {
     names: Arc<std::sync::Mutex<HashMap<(Kind, String), Uuid>>>,
     /// HAProxy objects this process read by UUID: the ones Terraform's state holds (see [`Client::read_by_id`]).
     read_by_id: Arc<std::sync::Mutex<HashSet<(Kind, Uuid)>>>,
+    /// Held while a pool membership is read from the model and written back ([`Client::haproxy_link`]), so two
+    /// members added to one backend at once cannot both write the list they read before the other's write.
+    links: Arc<tokio::sync::Mutex<()>>,
     secondary: Option<Secondary>,
 }
 
@@ -123,6 +126,7 @@ impl Client {
             versions: Arc::new(OnceCell::new()),
             names: Arc::default(),
             read_by_id: Arc::default(),
+            links: Arc::default(),
             secondary,
         })
     }
@@ -444,6 +448,51 @@ impl Client {
             })
             .live()
             .await
+    }
+
+    /// Links server `server` into backend `backend`'s pool (`link`) or unlinks it, and returns once that is live.
+    /// `Ok(None)` when the backend does not exist; `Ok(Some(false))` when nothing had to change.
+    ///
+    /// Why a separate write path: a pool's members live in the backend's `linkedServers`, one field of one object,
+    /// so a membership is a read-modify-write of that object. Reading and saving happen under one lock of this
+    /// process (members of one backend are usually added together, by `for_each`); the wait for going live does
+    /// not, so members added at once still share one configtest → reconfigure.
+    pub async fn haproxy_link(
+        &self,
+        backend: Uuid,
+        server: Uuid,
+        link: bool,
+    ) -> Result<Option<bool>> {
+        use super::haproxy::Backend;
+        self.preflight(true).await?;
+        let guard = self.links.lock().await;
+        let model = self.haproxy.model().await?;
+        let (Some(prev), Some(mut obj)) = (
+            model.raw_object(Kind::Backend, backend).cloned(),
+            model.get::<Backend>(backend)?,
+        ) else {
+            return Ok(None);
+        };
+        let changed = if link {
+            obj.linked_servers.insert(server)
+        } else {
+            obj.linked_servers.remove(&server)
+        };
+        if !changed {
+            return Ok(Some(false));
+        }
+        let permit = self.haproxy_co.begin().await;
+        self.haproxy.put(backend, &obj).await?;
+        drop(guard);
+        permit
+            .commit(Change {
+                target: Target::Haproxy(Kind::Backend, backend),
+                revert: restore(Kind::Backend, backend, &prev),
+                removal: false,
+            })
+            .live()
+            .await?;
+        Ok(Some(true))
     }
 
     /// When the update of server `uuid` to `new` changes nothing but its weight and the server is rendered, the

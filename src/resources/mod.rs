@@ -20,6 +20,7 @@ pub mod opnsense_common;
 pub mod opnsense_firewall_alias;
 pub mod opnsense_firewall_rule;
 pub mod opnsense_haproxy_backend;
+pub mod opnsense_haproxy_backend_member;
 pub mod opnsense_haproxy_frontend;
 pub mod opnsense_haproxy_healthcheck;
 pub mod opnsense_haproxy_server;
@@ -37,6 +38,7 @@ pub fn registry() -> Registry {
     opnsense_haproxy_server::register(&mut r);
     opnsense_haproxy_healthcheck::register(&mut r);
     opnsense_haproxy_backend::register(&mut r);
+    opnsense_haproxy_backend_member::register(&mut r);
     opnsense_haproxy_frontend::register(&mut r);
     opnsense_haproxy_settings::register(&mut r);
     opnsense_hasync::register(&mut r);

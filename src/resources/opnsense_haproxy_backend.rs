@@ -210,6 +210,29 @@ impl ObjectSpec for Spec {
         }
     }
 
+    /// `servers` unset: the members on the firewall stay as they are (they belong to
+    /// `homelab_opnsense_haproxy_backend_member`s), so the write sends the pool the model holds now — not the list
+    /// refreshed into state, which a member added since would be missing from.
+    async fn prepare(c: &Client, plan: &mut BackendModel) -> Result<(), Diagnostics> {
+        if plan.servers.is_known() {
+            return Ok(());
+        }
+        let current = match plan.id.known().and_then(|id| Uuid::parse_str(id).ok()) {
+            Some(uuid) => c
+                .haproxy()
+                .model()
+                .await
+                .map_err(|e| diags(e, "Could not read the HAProxy backends"))?
+                .get::<Backend>(uuid)
+                .map_err(|e| diags(e, "Could not read the HAProxy backend"))?
+                .map(|b| b.linked_servers)
+                .unwrap_or_default(),
+            None => BTreeSet::new(),
+        };
+        plan.servers = set_of(current.iter().map(Uuid::to_string));
+        Ok(())
+    }
+
     async fn check(c: &Client, o: &Backend) -> Result<(), Diagnostics> {
         let model = c
             .haproxy()
@@ -295,9 +318,14 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::set("servers", Type::String)
-            .optional()
+            .optional_computed()
             .validate(uuid_set_validator())
-            .description("Ids of the `homelab_opnsense_haproxy_server`s in the pool."),
+            .description(
+                "Ids of the `homelab_opnsense_haproxy_server`s in the pool: the whole pool, written at once. Leave it \
+                 unset to add servers one by one with `homelab_opnsense_haproxy_backend_member` instead (then this \
+                 shows the members the firewall has, and the backend's own changes keep them); don't use both for \
+                 one backend.",
+            ),
     )
     .attribute(
         Attribute::string("health_check")

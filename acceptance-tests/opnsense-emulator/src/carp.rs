@@ -242,7 +242,6 @@ impl Carp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carp_engine::preempt;
 
     #[test]
     fn the_more_frequent_advertiser_wins() {
