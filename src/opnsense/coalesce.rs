@@ -149,6 +149,8 @@ struct Inner {
     writing: AtomicUsize,
     /// Callers waiting in [`Coalescer::settled`]: the runner goes live at the end of its round for them.
     barrier: AtomicUsize,
+    /// Writers answered before their change went live, since the last go-live (zero again once it ran).
+    early: AtomicUsize,
     /// Signalled whenever the runner ends (nothing pending, nothing held).
     idle: Notify,
     /// The last go-live that failed although some of its writers had been answered; cleared by the next success.
@@ -197,6 +199,7 @@ impl Coalescer {
                 expected: AtomicUsize::new(0),
                 writing: AtomicUsize::new(0),
                 barrier: AtomicUsize::new(0),
+                early: AtomicUsize::new(0),
                 idle: Notify::new(),
                 unlive: Mutex::new(None),
             }),
@@ -227,11 +230,23 @@ impl Coalescer {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
-    /// The in-process barrier for work that needs every change committed so far to be live (a k3s node that
-    /// registers through HAProxy): returns once nothing is pending or held. While someone waits here the runner
-    /// answers no writer early, so this waits for at most the current round and its reconfigure. `Err` when the last
-    /// go-live failed after some of its writers had been answered (their changes are saved but not live).
+    /// The in-process barrier for work that needs the changes it depends on to be live (a k3s node that registers
+    /// through HAProxy): when some writer was answered before its change went live, returns once nothing is pending
+    /// or held. While someone waits here the runner answers no writer early, so this waits for at most the current
+    /// round and its reconfigure. `Err` when the last go-live failed after some of its writers had been answered
+    /// (their changes are saved but not live).
+    ///
+    /// Why not wait for every pending change: the caller's dependencies have all been answered (Terraform starts a
+    /// resource only after them), so the only ones that can still be on their way are those answered early. A change
+    /// still waiting for its own answer belongs to a resource that is not among them — in the complete example, the
+    /// joiners' pool members, which the agents need not wait for.
     pub async fn settled(&self) -> Result<()> {
+        if self.inner.early.load(Ordering::SeqCst) == 0 {
+            return match self.inner.unlive.lock().unwrap().clone() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
         self.inner.barrier.fetch_add(1, Ordering::SeqCst);
         let _counted = BarrierGuard(&self.inner.barrier);
         loop {
@@ -440,6 +455,7 @@ async fn run(inner: Arc<Inner>) {
                 if held.is_empty() {
                     held.push(tx);
                 } else {
+                    inner.early.fetch_add(1, Ordering::SeqCst);
                     let _ = tx.send(Ok(()));
                     released.push(change);
                     answered += 1;
@@ -468,6 +484,7 @@ async fn run(inner: Arc<Inner>) {
                     Err(_) => {}
                 }
             }
+            inner.early.store(0, Ordering::SeqCst);
             for tx in held.drain(..) {
                 let _ = tx.send(r.clone());
             }
@@ -704,6 +721,23 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    // Paused time: nothing advances while the test runs, so "returned before the go-live" is exact.
+    #[tokio::test(start_paused = true)]
+    async fn the_barrier_does_not_wait_for_a_change_whose_writer_waits_itself() {
+        let rec = Arc::new(Recorder::default());
+        let co = Coalescer::new(rec.clone(), timing());
+        // A write on its way to going live, its writer not answered yet (no dependent can exist).
+        let ticket = co.begin().await.commit(change());
+        co.settled().await.unwrap();
+        assert_eq!(
+            rec.lives.load(Ordering::SeqCst),
+            0,
+            "the barrier waited for a change nobody depends on yet"
+        );
+        ticket.live().await.unwrap();
+        assert_eq!(rec.lives.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

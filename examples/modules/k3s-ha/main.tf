@@ -147,6 +147,10 @@ resource "homelab_opnsense_haproxy_server" "join" {
   depends_on = [homelab_opnsense_hasync.pair]
 }
 
+# The pool and its frontend exist from the start; servers join it as members. Terraform orders by resource block,
+# not by instance: a pool listing the joiners in `servers` would wait for every join, and the agents behind the
+# VIP with it. With members, the first server's member lets the agents register as soon as the joins are done,
+# while the joiners' members are added next to them.
 resource "homelab_opnsense_haproxy_backend" "api" {
   name        = "${var.name_prefix}-controlplane"
   description = "${var.name_prefix} control-plane hosts"
@@ -154,13 +158,28 @@ resource "homelab_opnsense_haproxy_backend" "api" {
   algorithm   = "roundrobin"
   persistence = "none"
 
-  servers = concat(
-    [homelab_opnsense_haproxy_server.first.id],
-    [for name in sort(keys(homelab_opnsense_haproxy_server.join)) : homelab_opnsense_haproxy_server.join[name].id],
-  )
+  # No `servers`: the homelab_opnsense_haproxy_backend_member resources below own the pool.
   health_check            = homelab_opnsense_haproxy_healthcheck.api.id
   check_interval          = var.health_check_interval
   health_check_log_status = true
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
+}
+
+resource "homelab_opnsense_haproxy_backend_member" "first" {
+  backend = homelab_opnsense_haproxy_backend.api.id
+  server  = homelab_opnsense_haproxy_server.first.id
+
+  # The HA sync after each HAProxy batch needs the peer settings to exist first.
+  depends_on = [homelab_opnsense_hasync.pair]
+}
+
+resource "homelab_opnsense_haproxy_backend_member" "join" {
+  for_each = homelab_opnsense_haproxy_server.join
+
+  backend = homelab_opnsense_haproxy_backend.api.id
+  server  = each.value.id
 
   # The HA sync after each HAProxy batch needs the peer settings to exist first.
   depends_on = [homelab_opnsense_hasync.pair]
@@ -192,8 +211,10 @@ resource "homelab_opnsense_haproxy_settings" "this" {
 
 # --- k3s agents -----------------------------------------------------------------
 
-# Agents register through the VIP, so the pool, the frontend and HAProxy must be
-# up first; afterwards each agent balances over the servers itself.
+# Agents register through the VIP, so the frontend, HAProxy and a server in the pool
+# must be up first; afterwards each agent balances over the servers itself (it learns
+# them from the cluster, not from the pool). They start after the joins, as the seed
+# did, but do not wait for the joiners' pool members.
 resource "homelab_k3s_agent" "this" {
   for_each = var.agents
 
@@ -216,6 +237,7 @@ resource "homelab_k3s_agent" "this" {
 
   depends_on = [
     homelab_opnsense_haproxy_frontend.api,
+    homelab_opnsense_haproxy_backend_member.first,
     homelab_opnsense_haproxy_settings.this,
     homelab_opnsense_firewall_rule.nodes_to_vip,
     homelab_k3s_server.join,
