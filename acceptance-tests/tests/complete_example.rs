@@ -153,7 +153,7 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
         "HAProxy marks k8s-control-1 DOWN",
         Duration::from_secs(40),
         || {
-            let m = metrics(&lab, &exporter);
+            let m = try_metrics(&lab, &exporter)?;
             if servers_in_state(&m, "DOWN") == ["k8s-control-1"] {
                 Ok(())
             } else {
@@ -226,7 +226,7 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
         "HAProxy marks k8s-control-1 UP",
         Duration::from_secs(60),
         || {
-            let m = metrics(&lab, &exporter);
+            let m = try_metrics(&lab, &exporter)?;
             let up = servers_in_state(&m, "UP");
             if up == SERVERS.to_vec() {
                 Ok(())

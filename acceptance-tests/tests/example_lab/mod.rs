@@ -360,6 +360,17 @@ pub fn metrics(lab: &Lab, url: &str) -> String {
     ws_ok(lab, "curl", &["-fsS", "--max-time", "5", url])
 }
 
+/// [`metrics`] for waits: a failed scrape is returned, so the wait retries it (right after a host of the lab is
+/// powered off, the lab's switch may briefly not answer ARP for the VIP).
+pub fn try_metrics(lab: &Lab, url: &str) -> Result<String, String> {
+    let o = ws(lab, "curl", &["-fsS", "--max-time", "5", url]);
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(format!("curl {url} failed: {}", text(&o)))
+    }
+}
+
 /// The value of the first sample of `name` whose labels contain every `label="value"` in `labels`.
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
