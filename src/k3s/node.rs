@@ -404,8 +404,9 @@ pub async fn journal_tail(session: &Session, role: Role, n: u32) -> String {
 ///
 /// Why the loop runs on the host: polling over SSH costs a round trip and an exec per probe, and a coarse interval
 /// between them (it was 700 ms) lands on the critical path of every node of an apply. One remote exec polls every
-/// 200 ms for a slice of at most 15 s and returns as soon as the node is ready; the provider loops over slices only
-/// so that Terraform's cancellation and the timeout are checked between them.
+/// 100 ms (as a hand-written loop would; it was 200 ms, ~50 ms more per wait on average) for a slice of at most
+/// 15 s and returns as soon as the node is ready; the provider loops over slices only so that Terraform's
+/// cancellation and the timeout are checked between them.
 pub async fn wait_ready(
     session: &Session,
     role: Role,
@@ -437,7 +438,7 @@ pub async fn wait_ready(
         let script = format!(
             "end=$(( $(date +%s) + {slice} ))\nwhile :; do\n  out=$( {{\n{check}}} 2>/dev/null )\n  \
              case \"$out\" in *ready=True*) echo \"$out\"; exit 0;; esac\n  \
-             if [ \"$(date +%s)\" -ge \"$end\" ]; then echo \"$out\"; exit 0; fi\n  sleep 0.2\ndone\n"
+             if [ \"$(date +%s)\" -ge \"$end\" ]; then echo \"$out\"; exit 0; fi\n  sleep 0.1\ndone\n"
         );
         let out = tokio::select! {
             r = session.exec_sudo(&script, None) => r?.stdout_str(),
