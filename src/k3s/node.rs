@@ -289,9 +289,8 @@ pub async fn write_config(
         return Ok(false);
     }
     session
-        .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
+        .upload_creating_dir(content, CONFIG_PATH, 0o600, 0o755)
         .await?;
-    session.upload(content, CONFIG_PATH, 0o600).await?;
     Ok(true)
 }
 
@@ -317,9 +316,8 @@ pub async fn install(
                 message: e.to_string(),
             })?;
         session
-            .run_sudo("install -d -m 0755 /usr/local/bin", None)
+            .upload_creating_dir(&bin, K3S_BIN, 0o755, 0o755)
             .await?;
-        session.upload(&bin, K3S_BIN, 0o755).await?;
         env.push(("INSTALL_K3S_SKIP_DOWNLOAD".into(), "true".into()));
     }
     for (k, v) in &source.env {
@@ -328,9 +326,8 @@ pub async fn install(
     match &source.script {
         Some(script) => {
             session
-                .run_sudo("install -d -m 0755 /usr/local/bin", None)
+                .upload_creating_dir(script, INSTALL_SCRIPT_PATH, 0o755, 0o755)
                 .await?;
-            session.upload(script, INSTALL_SCRIPT_PATH, 0o755).await?;
         }
         None => {
             let url = source
