@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::certs::CertExpiry;
 use super::converge::{self, NodeWant};
+use super::kube::Creds;
+use super::marks::Marks;
 use super::node::{self, InstallSource, Role};
 use super::step::{step, Failure, Input, Report};
 use super::{cluster, etcd};
@@ -43,6 +46,11 @@ pub struct AgentDone {
     pub version: Option<String>,
     /// The agent's load balancer: the server URL it registered through and the servers it balances over.
     pub lb: Option<(String, Vec<String>)>,
+    /// The node's certificates and their expiry, soonest first.
+    pub certs: Vec<CertExpiry>,
+    /// The Node's labels and taints as read at the end (`Err`: kubectl's failure; `None`: not asked, the
+    /// credentials are not on the host), for [`super::marks::sync`].
+    pub node: Option<Result<Marks, String>>,
 }
 
 /// Create and update: brings the agent to `want`.
@@ -75,11 +83,31 @@ pub async fn converge(
         limit: want.limit,
     };
     converge::node(session, &probe, &node_want, report, cancel).await?;
-    if want.cluster_kubeconfig.is_none() && !registered {
-        // A new agent has no credentials to ask with before it registers: check with the kubelet's own now,
-        // and stop it if it is newer than the servers.
-        if let Some(v) = want.version {
-            if let Err(f) = check_skew(session, v, None, true, report).await {
+    // One exec reads back the load balancer, the version, the certificates and the Node the marks sync starts
+    // from (with the kubelet's credentials; a given cluster_kubeconfig is asked by the sync itself).
+    let creds = match want.cluster_kubeconfig {
+        Some(k) => Creds::Kubeconfig(k),
+        None => Creds::Kubelet,
+    };
+    let wants = node::ReadWants {
+        role: Role::Agent,
+        server_facts: false,
+        agent_lb: true,
+        node: Some((creds, &node_name)),
+    };
+    let read_back = || async {
+        node::read_node(session, &wants)
+            .await
+            .map_err(step("Cannot read the agent's state"))
+    };
+    let read = match want.version {
+        Some(v) if want.cluster_kubeconfig.is_none() && !registered => {
+            // A new agent has no credentials to ask with before it registers: check with the kubelet's own now,
+            // and stop it if it is newer than the servers. The read-back runs beside the check (a second
+            // channel; both ask the API) and is dropped if the check fails.
+            let (skew, read) =
+                tokio::join!(check_skew(session, v, None, true, report), read_back());
+            if let Err(f) = skew {
                 let _ = session
                     .exec_sudo(&format!("systemctl stop {}", Role::Agent.unit()), None)
                     .await;
@@ -92,18 +120,16 @@ pub async fn converge(
                     ..f
                 });
             }
+            read?
         }
-    }
-    let lb = node::agent_lb(session)
-        .await
-        .map_err(step("Cannot read the agent's load balancer"))?;
-    let probe = node::probe(session, Role::Agent)
-        .await
-        .map_err(step("Cannot inspect the host"))?;
+        _ => read_back().await?,
+    };
     Ok(AgentDone {
         node_name,
-        version: probe.version,
-        lb,
+        version: read.probe.version,
+        lb: read.agent_lb,
+        certs: read.certs,
+        node: read.node.map(|(_, n)| n),
     })
 }
 

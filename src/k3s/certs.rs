@@ -2,8 +2,12 @@
 //!
 //! Why: k3s's leaf certificates live 365 days. k3s renews those that expire within 90 days when it starts, so a
 //! node that is never restarted for a year ends up with an expired API or kubelet certificate (k3s#10865) and a
-//! cluster that stops answering. The provider reads the dates with `openssl x509 -enddate` on the host (what the
-//! files really say) and warns in a plan from 90 days ahead; a restart or `k3s certificate rotate` renews them.
+//! cluster that stops answering. The provider reads what the files really say and warns in a plan from 90 days
+//! ahead; a restart or `k3s certificate rotate` renews them.
+//!
+//! How: one `awk` on the host prints the PEM blocks of every `*.crt` (a real k3s server has ~20), and the
+//! provider parses the first certificate of each file itself. One `openssl x509 -enddate` per file cost 10-20 ms
+//! of process start each, on the critical path of every refresh and create.
 
 use super::node::K3sError;
 use crate::ssh::Session;
@@ -26,31 +30,54 @@ pub struct CertExpiry {
     pub not_after: i64,
 }
 
-/// Every `*.crt` in [`CERT_DIRS`] with its expiry, soonest first (files openssl cannot read are left out).
+/// Every `*.crt` in [`CERT_DIRS`] with its expiry, soonest first (files that hold no readable certificate are
+/// left out).
 pub async fn expiries(session: &Session) -> Result<Vec<CertExpiry>, K3sError> {
-    let out = session.run_sudo(&listing_script(), None).await?;
-    Ok(parse_listing(&out.stdout_str()))
+    let out = session
+        .run_sudo(&format!("{}\nexit 0\n", dump_script()), None)
+        .await?;
+    Ok(parse_dump(&out.stdout_str()))
 }
 
-/// The shell text that prints `path\tnotAfter` for every certificate (one openssl per file).
-pub fn listing_script() -> String {
+/// Marks the start of one file's PEM text in [`dump_script`]'s output: `@@cert:<path>`.
+pub const DUMP_MARK: &str = "@@cert:";
+
+/// The shell text that prints [`DUMP_MARK`]`<path>` and then the certificate blocks of every `*.crt` (PEM text
+/// only: nothing outside `BEGIN`/`END CERTIFICATE` lines leaves the host). One process for all files. It is
+/// part of larger scripts, so its variables have names of their own and it leaves `$@` empty.
+pub fn dump_script() -> String {
     let dirs = CERT_DIRS.join(" ");
     format!(
-        "for d in {dirs}; do for f in \"$d\"/*.crt; do [ -f \"$f\" ] || continue; \
-         e=$(openssl x509 -noout -enddate -in \"$f\" 2>/dev/null) || continue; \
-         printf '%s\\t%s\\n' \"$f\" \"${{e#notAfter=}}\"; done; done"
+        "set --; for hl_cd in {dirs}; do for hl_cf in \"$hl_cd\"/*.crt; do [ -f \"$hl_cf\" ] && set -- \"$@\" \"$hl_cf\"; done; done; \
+         if [ $# -gt 0 ]; then awk 'FNR==1{{print \"{DUMP_MARK}\" FILENAME}} \
+         /-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/{{print}}' \"$@\" 2>/dev/null; fi; set --"
     )
 }
 
-/// Parses `path\tnotAfter` lines, soonest first.
-pub fn parse_listing(text: &str) -> Vec<CertExpiry> {
-    let mut v: Vec<CertExpiry> = text
-        .lines()
-        .filter_map(|l| {
-            let (path, date) = l.split_once('\t')?;
+/// Parses [`dump_script`]'s output (it may be one part of a larger script's output: lines before the first
+/// mark and after a line starting with `@@` that is not a mark are not certificates), soonest first.
+pub fn parse_dump(text: &str) -> Vec<CertExpiry> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix(DUMP_MARK) {
+            files.push((path.trim().to_string(), String::new()));
+            inside = true;
+        } else if line.starts_with("@@") {
+            inside = false;
+        } else if inside {
+            if let Some((_, pem)) = files.last_mut() {
+                pem.push_str(line);
+                pem.push('\n');
+            }
+        }
+    }
+    let mut v: Vec<CertExpiry> = files
+        .into_iter()
+        .filter_map(|(path, pem)| {
             Some(CertExpiry {
-                path: path.to_string(),
-                not_after: parse_openssl_date(date)?,
+                not_after: not_after(&pem)?,
+                path,
             })
         })
         .collect();
@@ -58,26 +85,11 @@ pub fn parse_listing(text: &str) -> Vec<CertExpiry> {
     v
 }
 
-/// OpenSSL's default date form, `Nov 14 22:13:20 2026 GMT` (the day padded with a space), as epoch seconds.
-pub fn parse_openssl_date(s: &str) -> Option<i64> {
-    let f: Vec<&str> = s.split_whitespace().collect();
-    let [mon, day, hms, year, "GMT"] = f.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == mon)? as u8 + 1;
-    let mut t = hms.split(':').map(|x| x.parse::<u8>().ok());
-    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    let date = time::Date::from_calendar_date(
-        year.parse().ok()?,
-        time::Month::try_from(month).ok()?,
-        day.parse().ok()?,
-    )
-    .ok()?;
-    let at = date.with_hms(h, m, sec).ok()?.assume_utc();
-    Some(at.unix_timestamp())
+/// `notAfter` (epoch seconds) of the first certificate in `pem`, as `openssl x509 -enddate` reads a file.
+pub fn not_after(pem: &str) -> Option<i64> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = block.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// The certificates that expire within `days` of `now` (already expired ones included).
@@ -104,28 +116,85 @@ mod tests {
     use super::*;
 
     #[test]
-    fn openssl_dates() {
-        assert_eq!(
-            parse_openssl_date("Nov 14 22:13:20 2023 GMT"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(parse_openssl_date("Jan  1 00:00:00 1970 GMT"), Some(0));
-        assert_eq!(parse_openssl_date("2023-11-14"), None);
-        assert_eq!(parse_openssl_date("Foo 14 22:13:20 2023 GMT"), None);
+    fn rfc3339_of_epoch_seconds() {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 
+    /// A self-signed certificate (PEM) valid until `not_after` (epoch seconds).
+    fn cert_until(not_after: i64) -> String {
+        let mut p = rcgen::CertificateParams::new(vec!["node".to_string()]).unwrap();
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(not_after - 86_400 * 400).unwrap();
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().pem()
+    }
+
     #[test]
     fn soonest_first_and_the_90_day_window() {
-        let l = parse_listing(
-            "/t/a.crt\tNov 14 22:13:20 2024 GMT\n/t/b.crt\tNov 14 22:13:20 2023 GMT\n/t/bad.crt\tnever\n",
+        let (a, b) = (cert_until(1_731_622_400), cert_until(1_700_000_000));
+        // b.crt holds a chain (its own certificate first, as openssl reads it); bad.crt no certificate; the
+        // block after a foreign `@@` section is not a file's.
+        let out = format!(
+            "noise\n{DUMP_MARK}/t/a.crt\n{a}{DUMP_MARK}/t/b.crt\n{b}{a}{DUMP_MARK}/t/bad.crt\n\
+             -----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n@@token\n{b}"
         );
-        assert_eq!(l.len(), 2);
-        assert_eq!(l[0].path, "/t/b.crt");
+        let l = parse_dump(&out);
+        assert_eq!(
+            l,
+            vec![
+                CertExpiry {
+                    path: "/t/b.crt".into(),
+                    not_after: 1_700_000_000
+                },
+                CertExpiry {
+                    path: "/t/a.crt".into(),
+                    not_after: 1_731_622_400
+                },
+            ]
+        );
         let now = 1_700_000_000 - 30 * 86_400;
         let soon = expiring(&l, now, WARN_DAYS);
         assert_eq!(soon.len(), 1);
         assert_eq!(soon[0].path, "/t/b.crt");
+        assert!(parse_dump("").is_empty());
+    }
+
+    /// The dump runs under `sh` on the host: here on this machine's own `sh` and `awk`, against files in a
+    /// temporary directory standing in for [`CERT_DIRS`].
+    #[test]
+    fn the_dump_script_prints_each_file_s_certificate_blocks() {
+        let dir = std::env::temp_dir().join(format!("homelab-certs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        let c = cert_until(1_700_000_000);
+        std::fs::write(
+            dir.join("tls/a.crt"),
+            format!("junk before\n{c}junk after\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("tls/b.key"), "-----BEGIN PRIVATE KEY-----\nx\n").unwrap();
+        std::fs::write(dir.join("tls/empty.crt"), "").unwrap();
+        let script = dump_script().replace(
+            &CERT_DIRS.join(" "),
+            &format!("{0}/tls {0}/none", dir.display()),
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains("junk") && !text.contains("PRIVATE"),
+            "{text}"
+        );
+        assert_eq!(
+            parse_dump(&text),
+            vec![CertExpiry {
+                path: format!("{}/tls/a.crt", dir.display()),
+                not_after: 1_700_000_000
+            }]
+        );
     }
 }

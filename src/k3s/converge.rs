@@ -152,10 +152,7 @@ async fn write_registries(
         Want::Write(text) if probe.registries.as_deref() == Some(text.as_bytes()) => Ok(false),
         Want::Write(text) => {
             session
-                .run_sudo("install -d -m 0755 /etc/rancher/k3s", None)
-                .await?;
-            session
-                .upload(text.as_bytes(), REGISTRIES_PATH, 0o600)
+                .upload_creating_dir(text.as_bytes(), REGISTRIES_PATH, 0o600, 0o755)
                 .await?;
             Ok(true)
         }

@@ -296,22 +296,28 @@ pub fn parse(json: &[u8]) -> Result<Marks, String> {
         .map_err(|e| format!("the Node is not JSON: {e}"))
 }
 
-/// Brings the Node's labels and taints to `want`; returns whether it changed anything.
+/// Brings the Node's labels and taints to `want`; returns whether it changed anything. `known`: the Node as the
+/// caller's last exec read it (a create's read-back), which saves asking again; `None` or a failed read asks
+/// here.
 pub async fn sync(
     session: &Session,
     creds: Creds<'_>,
     node: &str,
     want: &Want,
+    known: Option<Result<Marks, String>>,
 ) -> Result<bool, Failure> {
-    let current = read(session, creds, node)
-        .await
-        .map_err(|e| Failure::new("Cannot read the Node's labels and taints", e.to_string()))?
-        .map_err(|e| {
-            Failure::new(
-                "Cannot read the Node's labels and taints",
-                format!("Asking for node {node} on {}: {e}", session.host()),
-            )
-        })?;
+    let current = match known {
+        Some(Ok(k)) => Ok(k),
+        _ => read(session, creds, node)
+            .await
+            .map_err(|e| Failure::new("Cannot read the Node's labels and taints", e.to_string()))?,
+    };
+    let current = current.map_err(|e| {
+        Failure::new(
+            "Cannot read the Node's labels and taints",
+            format!("Asking for node {node} on {}: {e}", session.host()),
+        )
+    })?;
     check_creds(creds, want, &current)?;
     let Some(p) = patch(&current, want) else {
         return Ok(false);

@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::certs::{self, CertExpiry};
+use super::certs::CertExpiry;
 use super::converge::{self, ready_budget, NodeWant};
+use super::kube::Creds;
+use super::marks::Marks;
 use super::node::{self, InstallSource, Probe, Role, ServerFacts, DB_DIR, KUBECONFIG_PATH};
 use super::step::{step, Failure, Input, Report};
 use super::{cluster, etcd, snapshot, token};
@@ -78,6 +80,8 @@ pub struct ServerDone {
     pub facts: ServerFacts,
     /// The node's certificates and their expiry, soonest first.
     pub certs: Vec<CertExpiry>,
+    /// The Node's labels and taints as read at the end (`Err`: kubectl's failure), for [`super::marks::sync`].
+    pub node: Option<Result<Marks, String>>,
 }
 
 /// Create and update: brings the server to `want`.
@@ -143,19 +147,39 @@ pub async fn converge(
             .max(Duration::from_secs(min))
     };
 
-    // etcd admits one learner at a time: return only once this server votes, so the next join is not refused.
-    if !want.init || migration.is_some() {
-        etcd::wait_voter(session, &node_name, remaining(10), cancel)
+    // One exec reads back all the state needs (token, SANs on the wire, kubeconfig, certificates, the probe) and
+    // the Node the marks sync starts from; again only after a certificate fix or rotation restarted k3s.
+    let wants = node::ReadWants {
+        role: Role::Server,
+        server_facts: true,
+        agent_lb: false,
+        node: Some((Creds::ServerAdmin, &node_name)),
+    };
+    let read_back = || async {
+        node::read_node(session, &wants)
             .await
-            .map_err(step("The server did not become a voting etcd member"))?;
-    }
-    if let Some(m) = &migration {
-        verify_migration(session, &m.backup, &m.nodes_before).await?;
-    }
-
-    let mut facts = node::server_facts(session)
-        .await
-        .map_err(step("Cannot read the server's state"))?;
+            .map_err(step("Cannot read the server's state"))
+    };
+    // etcd admits one learner at a time: return only once this server votes, so the next join is not refused.
+    // A joiner's read-back does not depend on its vote, so it runs beside that wait (a second channel on the
+    // connection): both ask the API (~0.1 s each), and a join is on the cluster's critical path.
+    let mut read = if migration.is_none() && !want.init {
+        let (voter, read) = tokio::join!(
+            etcd::wait_voter(session, &node_name, remaining(10), cancel),
+            read_back()
+        );
+        voter.map_err(step("The server did not become a voting etcd member"))?;
+        read?
+    } else {
+        if let Some(m) = &migration {
+            etcd::wait_voter(session, &node_name, remaining(10), cancel)
+                .await
+                .map_err(step("The server did not become a voting etcd member"))?;
+            verify_migration(session, &m.backup, &m.nodes_before).await?;
+        }
+        read_back().await?
+    };
+    let mut facts = read.server_facts.take().unwrap_or_default();
     let missing = missing_sans(want.tls_san, &facts.serving_sans);
     if let Some(m) = migration.as_ref().filter(|m| !m.rotated.is_empty()) {
         if missing.is_empty() {
@@ -173,6 +197,7 @@ pub async fn converge(
             );
         }
     }
+    let restarted = !missing.is_empty() || want.rotate_certificates;
     if !missing.is_empty() {
         facts =
             fix_serving_cert(session, want, &node_name, &missing, remaining(20), report).await?;
@@ -180,18 +205,15 @@ pub async fn converge(
     if want.rotate_certificates {
         facts = rotate_certificates(session, &node_name, remaining(20), report).await?;
     }
-    let certs = certs::expiries(session)
-        .await
-        .map_err(step("Cannot read the certificates' expiry"))?;
-
-    let probe = node::probe(session, Role::Server)
-        .await
-        .map_err(step("Cannot inspect the host"))?;
+    if restarted {
+        read = read_back().await?;
+    }
     Ok(ServerDone {
         node_name,
-        probe,
+        probe: read.probe,
         facts,
-        certs,
+        certs: read.certs,
+        node: read.node.map(|(_, n)| n),
     })
 }
 

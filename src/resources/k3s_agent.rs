@@ -297,17 +297,20 @@ impl K3sAgent {
             &plan.node_taints,
             prior.map(|p| (&p.node_labels, &p.node_taints)),
         );
-        k3s::marks::sync(&session, agent_creds(&plan), &done.node_name, &marks)
-            .await
-            .map_err(failure_diag)?;
+        k3s::marks::sync(
+            &session,
+            agent_creds(&plan),
+            &done.node_name,
+            &marks,
+            done.node,
+        )
+        .await
+        .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
         plan.node_name = Tf::Known(done.node_name);
         plan.version = done.version.map(Tf::Known).unwrap_or(Tf::Null);
         fill_lb(&mut plan, done.lb);
-        let certs = k3s::certs::expiries(&session)
-            .await
-            .map_err(|e| k3s_diag("Cannot read the certificates' expiry", e))?;
-        plan.certificates_expire = first_expiry(&certs);
+        plan.certificates_expire = first_expiry(&done.certs);
         Ok(plan)
     }
 }

@@ -556,9 +556,15 @@ impl K3sServer {
             &plan.node_taints,
             prior.map(|p| (&p.node_labels, &p.node_taints)),
         );
-        k3s::marks::sync(&session, Creds::ServerAdmin, &done.node_name, &marks)
-            .await
-            .map_err(failure_diag)?;
+        k3s::marks::sync(
+            &session,
+            Creds::ServerAdmin,
+            &done.node_name,
+            &marks,
+            done.node,
+        )
+        .await
+        .map_err(failure_diag)?;
         plan.id = host_id(plan.host.as_ref());
         plan.node_name = Tf::Known(done.node_name);
         plan.version = done.probe.version.map(Tf::Known).unwrap_or(Tf::Null);

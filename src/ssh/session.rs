@@ -375,9 +375,35 @@ impl Session {
         remote_path: &str,
         mode: u32,
     ) -> Result<(), SshError> {
+        self.upload_with(content, remote_path, mode, None).await
+    }
+
+    /// [`Session::upload`], creating the parent directory first (with `dir_mode`, like `install -d`) in the same
+    /// exec: one round trip instead of two where a sequence writes into a directory that may not exist yet.
+    pub async fn upload_creating_dir(
+        &self,
+        content: &[u8],
+        remote_path: &str,
+        mode: u32,
+        dir_mode: u32,
+    ) -> Result<(), SshError> {
+        self.upload_with(content, remote_path, mode, Some(dir_mode))
+            .await
+    }
+
+    async fn upload_with(
+        &self,
+        content: &[u8],
+        remote_path: &str,
+        mode: u32,
+        dir_mode: Option<u32>,
+    ) -> Result<(), SshError> {
         let p = quote(remote_path);
+        let mkdir = dir_mode
+            .map(|m| format!("install -d -m {m:o} -- \"$(dirname -- {p})\"\n"))
+            .unwrap_or_default();
         let script = format!(
-            "set -e\numask 077\nt=$(mktemp \"$(dirname -- {p})/.homelab-upload.XXXXXXXX\")\n\
+            "set -e\n{mkdir}umask 077\nt=$(mktemp \"$(dirname -- {p})/.homelab-upload.XXXXXXXX\")\n\
              trap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} -- \"$t\"\nmv -f -- \"$t\" {p}\ntrap - EXIT\n"
         );
         let out = self.exec_sudo(&script, Some(content)).await?;

@@ -209,6 +209,33 @@ async fn encrypted_key_with_passphrase() {
 }
 
 #[tokio::test]
+async fn upload_creating_dir_makes_the_parent_in_the_same_exec() {
+    let sshd = Sshd::start("");
+    let s = Session::connect(&conn(&sshd, "root"), &tok())
+        .await
+        .unwrap();
+    let dir = TempDir::new("upload-dir");
+    let target = dir.path().join("new dir/sub/config.yaml");
+    let target_s = target.to_str().unwrap();
+    // The plain upload refuses a missing parent; this one creates it with the given mode.
+    assert!(s.upload(b"x", target_s, 0o600).await.is_err());
+    s.upload_creating_dir(b"a: 1\n", target_s, 0o600, 0o750)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"a: 1\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&target), 0o600);
+    assert_eq!(mode(target.parent().unwrap()), 0o750);
+    // An existing parent is fine (and replaced content stays atomic).
+    s.upload_creating_dir(b"a: 2\n", target_s, 0o644, 0o750)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"a: 2\n");
+    assert_eq!(mode(&target), 0o644);
+}
+
+#[tokio::test]
 async fn upload_download_round_trip_with_mode() {
     let sshd = Sshd::start("");
     let s = Session::connect(&conn(&sshd, "root"), &tok())
