@@ -410,6 +410,9 @@ where
                 return Err(duplicate_diag(S::WHAT, name, &others));
             }
         }
+        // Not held across an await: a write recorded in the cache while a snapshot is shared copies the whole model
+        // (see `ModelCache::record`), and in an apply Terraform re-plans resources while others are being written.
+        drop(model);
         S::plan_check(ctx, c, plan).await
     }
 
@@ -490,7 +493,12 @@ where
             .model()
             .await
             .map_err(|e| diags(e, &format!("Could not read the {}s", S::WHAT)))?;
-        if let Err(others) = c.claim_name(kind::<S>(), &name, uuid, &model) {
+        let claimed = c.claim_name(kind::<S>(), &name, uuid, &model);
+        // Released before the write: the write records itself in the cached model, and a snapshot still held here
+        // (and by the other writers of a parallel apply) would make that a copy of the whole model per write,
+        // O(N) each and O(N²) for N creates.
+        drop(model);
+        if let Err(others) = claimed {
             return Err(duplicate_diag(S::WHAT, &name, &others));
         }
         S::check(c, &obj).await?;
