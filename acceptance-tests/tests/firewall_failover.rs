@@ -212,6 +212,26 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
             other => Err(format!("{other:?}")),
         },
     );
+    // The agents relist it in their load balancers (the provider's refresh reads those lists, so the plans below
+    // depend on it).
+    let servers = ["k8s-control-1", "k8s-control-2", "k8s-control-3"];
+    let server_addrs: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{}:6443", lab.host(s).unwrap().ip))
+        .collect();
+    wait_for(
+        "every agent lists k8s-control-1 again",
+        Duration::from_secs(60),
+        || {
+            for a in ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"] {
+                let (_, addrs) = agent_lb(&lab, a).ok_or(format!("{a}: no LB file"))?;
+                if addrs != server_addrs {
+                    return Err(format!("{a} lists {addrs:?}"));
+                }
+            }
+            Ok(())
+        },
+    );
 
     // 3. The primary comes back: kubectl keeps working, the plans are empty (the refresh reads both boxes).
     ctl.start_host("opnsense").unwrap();
