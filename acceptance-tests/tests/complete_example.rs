@@ -191,22 +191,13 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
     // (The provider reads the same file; a refresh cannot run now: the agents' resources depend on k8s-control-1's,
     // which cannot be reached. After the heal below, the refreshed state is checked.)
     // The agents keep working: their heartbeats (posted through their own load balancer) move on.
-    wait_for(
+    wait_heartbeats_after(
         "agents post heartbeats with k8s-control-1 off",
         Duration::from_secs(30),
-        || {
-            let now = heartbeats(&lab, &kc)?;
-            for a in AGENTS {
-                if now.get(a) <= beats_before.get(a) {
-                    return Err(format!(
-                        "{a}: heartbeat {:?} not after {:?}",
-                        now.get(a),
-                        beats_before.get(a)
-                    ));
-                }
-            }
-            Ok(())
-        },
+        &lab,
+        &kc,
+        &AGENTS,
+        &beats_before,
     );
     for a in AGENTS {
         assert_eq!(
@@ -235,18 +226,12 @@ fn complete_example(version: TerraformVersion, lab_name: &str) {
             }
         },
     );
-    let (_, listed_after) = wait_for(
+    let listed_after = wait_agents_list(
         "every agent lists k8s-control-1 again",
         Duration::from_secs(60),
-        || {
-            for a in AGENTS {
-                let (_, addrs) = agent_lb(&lab, a).ok_or(format!("{a}: no LB file"))?;
-                if addrs != server_addrs {
-                    return Err(format!("{a} lists {addrs:?}"));
-                }
-            }
-            Ok(())
-        },
+        &lab,
+        &AGENTS,
+        &server_addrs,
     );
     wait_for(
         "all six nodes Ready through the VIP",

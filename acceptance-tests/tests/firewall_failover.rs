@@ -184,22 +184,14 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
     assert!(o.status.success(), "kubectl drain: {}", text(&o));
     let beats_before = heartbeats(&lab, &kc).expect("heartbeats before the power-off");
     ctl.stop_host("k8s-control-1").unwrap();
-    wait_for(
+    let agents = ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"];
+    wait_heartbeats_after(
         "agents post heartbeats with k8s-control-1 off, through the secondary",
         Duration::from_secs(60),
-        || {
-            let now = heartbeats(&lab, &kc)?;
-            for a in ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"] {
-                if now.get(a) <= beats_before.get(a) {
-                    return Err(format!(
-                        "{a}: heartbeat {:?} not after {:?}",
-                        now.get(a),
-                        beats_before.get(a)
-                    ));
-                }
-            }
-            Ok(())
-        },
+        &lab,
+        &kc,
+        &agents,
+        &beats_before,
     );
     ctl.start_host("k8s-control-1").unwrap();
     let o = kubectl(&lab, &kc, &["uncordon", "k8s-control-1"]);
@@ -219,18 +211,12 @@ fn the_k3s_api_survives_the_primary_firewall_powering_off() {
         .iter()
         .map(|s| format!("{}:6443", lab.host(s).unwrap().ip))
         .collect();
-    wait_for(
+    wait_agents_list(
         "every agent lists k8s-control-1 again",
         Duration::from_secs(60),
-        || {
-            for a in ["k8s-worker-1", "k8s-worker-2", "k8s-worker-3"] {
-                let (_, addrs) = agent_lb(&lab, a).ok_or(format!("{a}: no LB file"))?;
-                if addrs != server_addrs {
-                    return Err(format!("{a} lists {addrs:?}"));
-                }
-            }
-            Ok(())
-        },
+        &lab,
+        &agents,
+        &server_addrs,
     );
 
     // 3. The primary comes back: kubectl keeps working, the plans are empty (the refresh reads both boxes).

@@ -174,7 +174,7 @@ pub fn build_binary() -> Result<PathBuf, Error> {
 }
 
 /// Writes `content` to `path` with mode 0600 from the start (keys, passwords, API secrets).
-pub(crate) fn write_secret(path: &Path, content: &[u8]) -> Result<(), Error> {
+pub fn write_secret(path: &Path, content: &[u8]) -> Result<(), Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

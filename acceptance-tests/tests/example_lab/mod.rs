@@ -14,7 +14,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -228,18 +227,6 @@ pub struct ClientCreds {
     pub key: PathBuf,
 }
 
-fn write_private(path: &Path, data: &[u8]) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
-}
-
 fn b64_field(kubeconfig: &str, field: &str) -> Vec<u8> {
     let v = kubeconfig
         .lines()
@@ -278,9 +265,9 @@ pub fn client_creds(kubeconfig: &str, dir: &Path) -> ClientCreds {
         cert: dir.join("client.pem"),
         key: dir.join("client-key.pem"),
     };
-    write_private(&c.ca, &b64_field(kubeconfig, "certificate-authority-data"));
-    write_private(&c.cert, &b64_field(kubeconfig, "client-certificate-data"));
-    write_private(&c.key, &b64_field(kubeconfig, "client-key-data"));
+    homelab_lab::write_secret(&c.ca, &b64_field(kubeconfig, "certificate-authority-data")).unwrap();
+    homelab_lab::write_secret(&c.cert, &b64_field(kubeconfig, "client-certificate-data")).unwrap();
+    homelab_lab::write_secret(&c.key, &b64_field(kubeconfig, "client-key-data")).unwrap();
     c
 }
 
@@ -396,6 +383,50 @@ pub fn servers_in_state(text: &str, state: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Waits until every agent in `agents` posted a heartbeat newer than in `before` (a [`heartbeats`] reading).
+pub fn wait_heartbeats_after(
+    what: &str,
+    timeout: Duration,
+    lab: &Lab,
+    kc: &Path,
+    agents: &[&str],
+    before: &BTreeMap<String, String>,
+) {
+    wait_for(what, timeout, || {
+        let now = heartbeats(lab, kc)?;
+        for a in agents {
+            if now.get(*a) <= before.get(*a) {
+                return Err(format!(
+                    "{a}: heartbeat {:?} not after {:?}",
+                    now.get(*a),
+                    before.get(*a)
+                ));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Waits until every agent in `agents` lists exactly `servers` (`ip:6443`) in its load balancer ([`agent_lb`]).
+pub fn wait_agents_list(
+    what: &str,
+    timeout: Duration,
+    lab: &Lab,
+    agents: &[&str],
+    servers: &[String],
+) -> Duration {
+    let (_, took) = wait_for(what, timeout, || {
+        for a in agents {
+            let (_, addrs) = agent_lb(lab, a).ok_or(format!("{a}: no LB file"))?;
+            if addrs != servers {
+                return Err(format!("{a} lists {addrs:?}"));
+            }
+        }
+        Ok(())
+    });
+    took
 }
 
 /// `ServerAddresses` of an agent's client-side load balancer, read from the file k3s keeps (the provider reads the
