@@ -175,11 +175,76 @@ pub fn loadavg() -> String {
 
 static FIRST_SAMPLE_LOAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Records the load average the first time any row is about to take its first timed sample (later calls do
-/// nothing). The run's "load at the start" is this value, not the load before `dev bench` installed packages and
-/// built the Go peer and the runner, which says how busy the build made the machine rather than the samples.
+/// The 1-min load average the first timed sample waits for (`HOMELAB_BENCH_QUIET_LOAD`, default 0.5; `off`: do
+/// not wait), and how long it waits at most (`HOMELAB_BENCH_QUIET_WAIT_SECS`, default 300).
+fn quiet_target() -> Option<(f64, std::time::Duration)> {
+    let load = match std::env::var("HOMELAB_BENCH_QUIET_LOAD") {
+        Ok(v) if v == "off" => return None,
+        Ok(v) => v.parse().unwrap_or(0.5),
+        Err(_) => 0.5,
+    };
+    let secs = std::env::var("HOMELAB_BENCH_QUIET_WAIT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    Some((load, std::time::Duration::from_secs(secs)))
+}
+
+/// The 1-min load average, if `/proc/loadavg` can be read.
+fn load_1min() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits, bounded, until the 1-min load average is below the quiet target, and says how that went. The builds and
+/// set-up before the first sample (the runner, `terraform init` of the first row, the Go peer) leave the machine
+/// busy for a minute after they end; samples taken then are noisier, so the run of record starts on a quiet
+/// machine, and the document says so (or says that it could not).
+fn wait_for_quiet() -> String {
+    let Some((target, limit)) = quiet_target() else {
+        return " (no wait for a quiet machine: HOMELAB_BENCH_QUIET_LOAD=off)".into();
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let Some(load) = load_1min() else {
+            return String::new();
+        };
+        let waited = started.elapsed();
+        if load < target {
+            if waited.as_secs() == 0 {
+                return String::new();
+            }
+            return format!(
+                " (after waiting {} s for the 1-min load to fall below {target:.2})",
+                waited.as_secs()
+            );
+        }
+        if waited >= limit {
+            return format!(
+                " (waited {} s; the 1-min load did not fall below {target:.2}: other work on the machine)",
+                waited.as_secs()
+            );
+        }
+        if waited.as_secs() % 30 == 0 {
+            eprintln!("bench: waiting for a quiet machine: 1-min load {load:.2}, want < {target:.2}");
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Before the first timed sample of the run (later calls do nothing): waits, bounded, for a quiet machine and
+/// records the load average then. The run's "load at the start" is this value, not the load before `dev bench`
+/// installed packages and built the Go peer and the runner, which says how busy the build made the machine rather
+/// than the samples.
 pub fn note_first_sample() {
-    FIRST_SAMPLE_LOAD.get_or_init(loadavg);
+    FIRST_SAMPLE_LOAD.get_or_init(|| {
+        let how = wait_for_quiet();
+        format!("{}{how}", loadavg())
+    });
 }
 
 /// The load average [`note_first_sample`] recorded, if any row got that far.

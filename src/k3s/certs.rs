@@ -9,7 +9,7 @@
 //! provider parses the first certificate of each file itself. One `openssl x509 -enddate` per file cost 10-20 ms
 //! of process start each, on the critical path of every refresh and create.
 
-use super::node::K3sError;
+use super::error::K3sError;
 use crate::ssh::Session;
 
 /// Where k3s keeps certificates: server (API, etcd, clients) and agent (kubelet).

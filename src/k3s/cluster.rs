@@ -13,7 +13,8 @@
 //!   server restarts once, not twice.
 //! - **Versions**: an agent must not run a newer kubelet than the servers (Kubernetes version-skew policy).
 
-use super::node::{K3sError, BACKUP_DIR, DB_DIR, K3S_BIN, TOKEN_PATH};
+use super::error::K3sError;
+use super::paths::{BACKUP_DIR, DB_DIR, K3S_BIN, TOKEN_PATH};
 use crate::ssh::{quote, Session};
 
 /// Node names the server's cluster has (through the local admin kubeconfig).

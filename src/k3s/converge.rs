@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::node::{self, InstallSource, K3sError, Probe, Role};
+use super::error::K3sError;
+use super::node::{self, InstallSource, Probe, Role};
 use super::step::{step, Failure, Input, Report};
 use crate::ssh::Session;
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::node::{journal_tail, K3sError, Role, K3S_BIN};
+use super::error::K3sError;
+use super::paths::K3S_BIN;
+use super::node::{journal_tail, Role};
 use crate::ssh::{quote, Session};
 
 /// One etcd member as `/db/info` reports it.

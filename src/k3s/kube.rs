@@ -8,7 +8,8 @@
 //! `kubernetes.io`/`k8s.io` namespaces, but not its taints. An admin kubeconfig given by the user
 //! (`cluster_kubeconfig`) is uploaded 0600 into a private temporary directory for the one command and removed.
 
-use super::node::{K3sError, K3S_BIN, KUBECONFIG_PATH};
+use super::error::K3sError;
+use super::paths::{K3S_BIN, KUBECONFIG_PATH};
 use crate::ssh::{quote, Output, Session};
 
 /// The kubelet's kubeconfig on an agent (k3s writes it when the agent bootstraps).

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::kube::{self, Creds};
-use super::node::K3sError;
+use super::error::K3sError;
 use super::step::{Failure, Input};
 use crate::ssh::{quote, Session};
 

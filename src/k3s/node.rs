@@ -9,54 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::ssh::{quote, Session, SshError};
-
-/// Where k3s keeps its config file.
-pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
-/// The installed binary.
-pub const K3S_BIN: &str = "/usr/local/bin/k3s";
-/// Where we put the install script on the host.
-pub const INSTALL_SCRIPT_PATH: &str = "/usr/local/bin/k3s-install.sh";
-/// The server's secure (CA-pinned) join token.
-pub const TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/token";
-/// The admin kubeconfig k3s writes on servers.
-pub const KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
-/// The agent's client-side load balancer state.
-pub const AGENT_LB_PATH: &str = "/var/lib/rancher/k3s/agent/etc/k3s-agent-load-balancer.json";
-/// The server's datastore directory (`etcd/` for embedded etcd, `state.db` for kine/sqlite).
-pub const DB_DIR: &str = "/var/lib/rancher/k3s/server/db";
-/// Where datastore backups go: outside the data dir, so an uninstall does not take them along.
-pub const BACKUP_DIR: &str = "/var/backups/k3s";
-
-/// Errors of node operations. None carries a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum K3sError {
-    /// The SSH transport failed (or a command exited non-zero).
-    #[error(transparent)]
-    Ssh(#[from] SshError),
-    /// The unit or node did not become ready in time.
-    #[error("{unit} on {host} did not become ready within {waited:?} (last state: {state}); last journal lines:\n{journal}")]
-    NotReady {
-        host: String,
-        unit: String,
-        waited: Duration,
-        state: String,
-        journal: String,
-    },
-    /// The install script failed.
-    #[error("installing k3s on {host} failed (exit {status}):\n{output}")]
-    Install {
-        host: String,
-        status: u32,
-        output: String,
-    },
-    /// The air-gap binary cannot be read where Terraform runs.
-    #[error("Reading {path}: {message}")]
-    AirgapBinary { path: String, message: String },
-    /// The host says something we cannot interpret.
-    #[error("unexpected answer from {host}: {detail}")]
-    Unexpected { host: String, detail: String },
-}
+use super::error::K3sError;
+use super::paths::*;
+use crate::ssh::{quote, Session};
 
 /// Server or agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

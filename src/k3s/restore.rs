@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::node::{self, K3sError, Role, BACKUP_DIR, DB_DIR, K3S_BIN};
+use super::error::K3sError;
+use super::paths::{BACKUP_DIR, DB_DIR, K3S_BIN};
+use super::node::{self, Role};
 use super::step::{step, Failure, Input};
 use super::{etcd, lock, snapshot};
 use crate::ssh::{quote, Session};

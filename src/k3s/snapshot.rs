@@ -11,7 +11,8 @@
 //! etcd-snapshot ls`, whose table differs between k3s versions: the files are what a restore needs. Snapshots
 //! uploaded to S3 are not listed here.
 
-use super::node::{K3sError, K3S_BIN};
+use super::error::K3sError;
+use super::paths::K3S_BIN;
 use crate::ssh::{quote, Session};
 
 /// k3s's default snapshot directory (`${data-dir}/server/db/snapshots`).
@@ -105,7 +106,7 @@ pub fn parse_listing(text: &str, dir: &str) -> Vec<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k3s::node::BACKUP_DIR;
+    use crate::k3s::paths::BACKUP_DIR;
 
     #[test]
     fn listing_newest_first_with_paths() {

@@ -5,7 +5,7 @@
 //! not know Terraform's types (attribute paths, `Context`). The sequences name the input concerned ([`Input`]);
 //! the resource that called them turns that into an attribute path, and implements [`Report`] with its warnings.
 
-use super::node::K3sError;
+use super::error::K3sError;
 
 /// The input of a sequence that a failure concerns (the caller places its error there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,9 @@
 //! (k3s.md §3: "restart all servers and any agent that joined with the old token"). Snapshots taken before the
 //! rotation need the old token to be restored.
 
-use super::node::{token_password, K3sError, TOKEN_PATH};
+use super::error::K3sError;
+use super::paths::TOKEN_PATH;
+use super::node::token_password;
 use crate::ssh::Session;
 
 /// The server CA a server's supervisor presents (the request to `127.0.0.1:6443` is verified against it).

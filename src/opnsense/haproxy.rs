@@ -722,11 +722,24 @@ impl Model {
     }
 
     /// The raw (get-shaped) object, for snapshots.
+    ///
+    /// Looked up by the key OPNsense writes (lower-case, hyphenated) first: a plan or apply of N objects asks for
+    /// each of them, and parsing every key of the list on each call made that N². Any other spelling of the key
+    /// still matches (compared without case, not parsed).
     pub fn raw_object(&self, kind: Kind, uuid: Uuid) -> Option<&Obj> {
-        self.items(kind)
-            .into_iter()
-            .find(|(u, _)| *u == uuid)
-            .map(|(_, o)| o)
+        let items = self
+            .raw
+            .get(kind.container())?
+            .get(kind.wrapper())?
+            .as_object()?;
+        let key = uuid.hyphenated().to_string();
+        match items.get(&key) {
+            Some(v) => v.as_object(),
+            None => items
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                .and_then(|(_, v)| v.as_object()),
+        }
     }
 
     pub fn contains(&self, kind: Kind, uuid: Uuid) -> bool {

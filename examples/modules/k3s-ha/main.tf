@@ -23,6 +23,11 @@ resource "homelab_opnsense_vip" "api" {
   vhid        = var.secondary_firewall == null ? null : var.secondary_firewall.vhid
   password    = var.secondary_firewall == null ? null : var.carp_password
   description = "${var.name_prefix} control plane VIP"
+
+  # Only the agents need the firewall's side, and they wait for the joins anyway: starting it after the first
+  # server keeps its reloads off the first server's start (the head of the critical path) and lets them run
+  # while the joiners wait for etcd.
+  depends_on = [homelab_k3s_server.first]
 }
 
 # With a secondary firewall: the primary syncs HAProxy, aliases, rules and the CARP VIP to it (the secondary's
@@ -33,6 +38,9 @@ resource "homelab_opnsense_hasync" "pair" {
   username   = var.secondary_firewall.username
   password   = var.secondary_firewall_password
   sync_items = ["haproxy", "aliases", "rules", "virtualip"]
+
+  # After the first server, as every firewall object here (see the VIP).
+  depends_on = [homelab_k3s_server.first]
 }
 
 resource "homelab_opnsense_firewall_alias" "vip" {
@@ -40,6 +48,8 @@ resource "homelab_opnsense_firewall_alias" "vip" {
   type        = "host"
   content     = [var.vip]
   description = "${var.name_prefix} API VIP (HAProxy on OPNsense)"
+
+  depends_on = [homelab_k3s_server.first] # see the VIP
 }
 
 resource "homelab_opnsense_firewall_alias" "nodes" {
@@ -47,6 +57,8 @@ resource "homelab_opnsense_firewall_alias" "nodes" {
   type        = "host"
   content     = distinct(concat([for s in values(var.servers) : s.address], [for a in values(var.agents) : a.address]))
   description = "${var.name_prefix} nodes allowed to reach the API VIP"
+
+  depends_on = [homelab_k3s_server.first] # see the VIP
 }
 
 resource "homelab_opnsense_firewall_rule" "nodes_to_vip" {
@@ -59,6 +71,8 @@ resource "homelab_opnsense_firewall_rule" "nodes_to_vip" {
   source           = homelab_opnsense_firewall_alias.nodes.name
   destination      = homelab_opnsense_firewall_alias.vip.name
   destination_port = "6443"
+
+  depends_on = [homelab_k3s_server.first] # see the VIP
 }
 
 # --- k3s servers ----------------------------------------------------------------
@@ -117,8 +131,9 @@ resource "homelab_opnsense_haproxy_healthcheck" "api" {
   interval    = var.health_check_interval
   description = "TCP connect to the k3s API port"
 
-  # The HA sync after each HAProxy batch needs the peer settings to exist first.
-  depends_on = [homelab_opnsense_hasync.pair]
+  # The HA sync after each HAProxy batch needs the peer settings to exist first; after the first server: see the
+  # VIP.
+  depends_on = [homelab_opnsense_hasync.pair, homelab_k3s_server.first]
 }
 
 # Each pool member exists only once its node does (a reference to the node's
@@ -147,7 +162,7 @@ resource "homelab_opnsense_haproxy_server" "join" {
   depends_on = [homelab_opnsense_hasync.pair]
 }
 
-# The pool and its frontend exist from the start; servers join it as members. Terraform orders by resource block,
+# The pool and its frontend exist once the first server does; servers join it as members. Terraform orders by resource block,
 # not by instance: a pool listing the joiners in `servers` would wait for every join, and the agents behind the
 # VIP with it. With members, the first server's member lets the agents register as soon as the joins are done,
 # while the joiners' members are added next to them.
@@ -163,8 +178,9 @@ resource "homelab_opnsense_haproxy_backend" "api" {
   check_interval          = var.health_check_interval
   health_check_log_status = true
 
-  # The HA sync after each HAProxy batch needs the peer settings to exist first.
-  depends_on = [homelab_opnsense_hasync.pair]
+  # The HA sync after each HAProxy batch needs the peer settings to exist first; after the first server: see the
+  # VIP.
+  depends_on = [homelab_opnsense_hasync.pair, homelab_k3s_server.first]
 }
 
 resource "homelab_opnsense_haproxy_backend_member" "first" {
@@ -195,7 +211,7 @@ resource "homelab_opnsense_haproxy_frontend" "api" {
   # kubectl watches are long-lived connections.
   timeout_client = "10m"
 
-  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair]
+  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair, homelab_k3s_server.first]
 }
 
 resource "homelab_opnsense_haproxy_settings" "this" {
@@ -206,7 +222,7 @@ resource "homelab_opnsense_haproxy_settings" "this" {
   prometheus_bind    = ["${var.vip}:${var.exporter_port}"]
   prometheus_path    = "/metrics"
 
-  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair]
+  depends_on = [homelab_opnsense_vip.api, homelab_opnsense_hasync.pair, homelab_k3s_server.first]
 }
 
 # --- k3s agents -----------------------------------------------------------------
