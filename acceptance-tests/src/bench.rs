@@ -230,7 +230,9 @@ fn wait_for_quiet() -> String {
             );
         }
         if waited.as_secs() % 30 == 0 {
-            eprintln!("bench: waiting for a quiet machine: 1-min load {load:.2}, want < {target:.2}");
+            eprintln!(
+                "bench: waiting for a quiet machine: 1-min load {load:.2}, want < {target:.2}"
+            );
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }

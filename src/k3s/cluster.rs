@@ -149,36 +149,15 @@ pub async fn node_versions(
     let Some(kc) = KubeCreds::parse(kubeconfig) else {
         return Ok(Err("the kubeconfig has no server/client certificate".into()));
     };
-    let dir = match super::kube::private_tmpdir(session).await {
-        Ok(d) => d,
-        Err(K3sError::Unexpected { detail, .. }) => return Ok(Err(detail)),
-        Err(e) => return Err(e),
-    };
-    let run = async {
-        session
-            .upload(&kc.ca, &format!("{dir}/ca.crt"), 0o600)
-            .await?;
-        session
-            .upload(&kc.cert, &format!("{dir}/client.crt"), 0o600)
-            .await?;
-        session
-            .upload(&kc.key, &format!("{dir}/client.key"), 0o600)
-            .await?;
-        session
-            .exec_sudo(
-                &format!(
-                    "curl -sS --max-time 20 --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key {u}",
-                    d = quote(&dir),
-                    u = quote(&format!("{}/api/v1/nodes", kc.server.trim_end_matches('/')))
-                ),
-                None,
-            )
-            .await
-    };
-    let out = run.await;
-    let _ = session
-        .exec_sudo(&format!("rm -rf {}", quote(&dir)), None)
-        .await;
+    let script = super::kube::with_private_files(
+        &["ca.crt", "client.crt", "client.key"],
+        &format!(
+            "curl -sS --max-time 20 --cacert \"$hl_kc/ca.crt\" --cert \"$hl_kc/client.crt\" --key \"$hl_kc/client.key\" {}",
+            quote(&format!("{}/api/v1/nodes", kc.server.trim_end_matches('/')))
+        ),
+    );
+    let stdin = super::kube::private_files_stdin(&[&kc.ca, &kc.cert, &kc.key]);
+    let out = session.exec_sudo(&script, Some(&stdin)).await;
     let out = out?;
     if !out.success() {
         return Ok(Err(format!(

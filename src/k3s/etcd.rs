@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::error::K3sError;
-use super::paths::K3S_BIN;
 use super::node::{journal_tail, Role};
+use super::paths::K3S_BIN;
 use crate::ssh::{quote, Session};
 
 /// One etcd member as `/db/info` reports it.

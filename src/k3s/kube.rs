@@ -6,7 +6,8 @@
 //! agent has only its kubelet's (`/var/lib/rancher/k3s/agent/kubelet.kubeconfig`), which Kubernetes' Node
 //! authorizer lets read every Node and NodeRestriction lets change its own Node's labels outside the
 //! `kubernetes.io`/`k8s.io` namespaces, but not its taints. An admin kubeconfig given by the user
-//! (`cluster_kubeconfig`) is uploaded 0600 into a private temporary directory for the one command and removed.
+//! (`cluster_kubeconfig`) is written 0600 into a private temporary directory for the one command and removed, all in
+//! the command's own exec (its content on stdin).
 
 use super::error::K3sError;
 use super::paths::{K3S_BIN, KUBECONFIG_PATH};
@@ -39,37 +40,50 @@ pub async fn kubectl(session: &Session, creds: Creds<'_>, args: &str) -> Result<
         Creds::ServerAdmin => KUBECONFIG_PATH.to_string(),
         Creds::Kubelet => KUBELET_KUBECONFIG_PATH.to_string(),
         Creds::Kubeconfig(text) => {
-            let dir = private_tmpdir(session).await?;
-            let path = format!("{dir}/kubeconfig");
-            let out = match session.upload(text.as_bytes(), &path, 0o600).await {
-                Ok(()) => run(session, &path, args).await,
-                Err(e) => Err(e.into()),
-            };
-            let _ = session
-                .exec_sudo(&format!("rm -rf {}", quote(&dir)), None)
-                .await;
-            return out;
+            // One exec: the kubeconfig arrives on stdin into a private directory, is used once and removed.
+            let script =
+                with_private_files(&["kubeconfig"], &command("\"$hl_kc/kubeconfig\"", args));
+            return Ok(session
+                .exec_sudo(&script, Some(&private_files_stdin(&[text.as_bytes()])))
+                .await?);
         }
     };
     run(session, &path, args).await
 }
 
-/// A private (0700, root's) temporary directory on the host for credentials used by one command; the caller
-/// removes it (`rm -rf`) afterwards.
-pub async fn private_tmpdir(session: &Session) -> Result<String, K3sError> {
-    let dir = session
-        .run_sudo("mktemp -d /tmp/homelab-kc.XXXXXXXX", None)
-        .await?
-        .stdout_str()
-        .trim()
-        .to_string();
-    if !dir.starts_with("/tmp/homelab-kc.") {
-        return Err(K3sError::Unexpected {
-            host: session.host().to_string(),
-            detail: format!("mktemp gave {dir:?}"),
-        });
+/// A script that writes the given files (their contents on stdin, one base64 line each, in this order) into a
+/// private (0700, root's) temporary directory `$hl_kc`, runs `body` with it (in a subshell, so even an `exit` in it
+/// comes back here), removes the directory and exits
+/// with `body`'s status. Credentials for one command cost one round trip this way, and never touch a command line
+/// (the shell's `printf` is a builtin).
+pub fn with_private_files(names: &[&str], body: &str) -> String {
+    let mut s = String::from(
+        "umask 077\nhl_kc=$(mktemp -d /tmp/homelab-kc.XXXXXXXX) || exit 1\ncase $hl_kc in /tmp/homelab-kc.*) ;; *) exit 1 ;; esac\n",
+    );
+    for name in names {
+        s.push_str(&format!(
+            "IFS= read -r hl_line || true\nprintf '%s' \"$hl_line\" | base64 -d > \"$hl_kc\"/{} || {{ rm -rf \"$hl_kc\"; exit 1; }}\n",
+            quote(name)
+        ));
     }
-    Ok(dir)
+    s.push_str("hl_line=\n(\n");
+    s.push_str(body);
+    s.push_str("\n)\nhl_rc=$?\nrm -rf \"$hl_kc\"\nexit $hl_rc\n");
+    s
+}
+
+/// The stdin [`with_private_files`] reads: each file's content as one base64 line (wiped when dropped: the
+/// contents are credentials).
+pub fn private_files_stdin(contents: &[&[u8]]) -> zeroize::Zeroizing<Vec<u8>> {
+    use base64::Engine;
+    let mut out = zeroize::Zeroizing::new(Vec::new());
+    for c in contents {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        base64::engine::general_purpose::STANDARD.encode_string(c, &mut line);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 async fn run(session: &Session, path: &str, args: &str) -> Result<Output, K3sError> {
@@ -77,10 +91,12 @@ async fn run(session: &Session, path: &str, args: &str) -> Result<Output, K3sErr
 }
 
 fn command(path: &str, args: &str) -> String {
-    format!(
-        "{K3S_BIN} kubectl --kubeconfig {} --request-timeout=20s {args}",
+    let path = if path.starts_with('"') {
+        path.to_string()
+    } else {
         quote(path)
-    )
+    };
+    format!("{K3S_BIN} kubectl --kubeconfig {path} --request-timeout=20s {args}")
 }
 
 /// The kubectl command line for credentials already on the host (`None` for an uploaded kubeconfig, which
@@ -101,5 +117,50 @@ pub fn failure_text(out: &Output) -> String {
         format!("kubectl exited with {}", out.exit_status)
     } else {
         err.lines().last().unwrap_or(err).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// Runs the script with the local `sh`, as the host's shell would.
+    fn run_local(script: &str, stdin: &[u8]) -> std::process::Output {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn private_files_arrive_private_and_go_away_with_the_commands_status() {
+        let key = b"-----BEGIN KEY-----\nline with 'quotes' and $dollars\n-----END KEY-----\n";
+        let script = with_private_files(
+            &["ca.crt", "client.key"],
+            "cat \"$hl_kc/ca.crt\" \"$hl_kc/client.key\"; stat -c '%a' \"$hl_kc\" \"$hl_kc/client.key\"; echo \"$hl_kc\"; exit 3",
+        );
+        let out = run_local(&script, &private_files_stdin(&[b"CA", key]));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "the command's own status comes back"
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let expected = format!("CA{}700\n600\n", String::from_utf8_lossy(key));
+        assert!(text.starts_with(&expected), "{text:?}");
+        let dir = text.lines().last().unwrap();
+        assert!(dir.starts_with("/tmp/homelab-kc."), "{dir}");
+        assert!(!std::path::Path::new(dir).exists(), "{dir} was not removed");
+        assert!(
+            !script.contains("BEGIN KEY"),
+            "contents travel on stdin only"
+        );
     }
 }

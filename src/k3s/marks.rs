@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::kube::{self, Creds};
 use super::error::K3sError;
+use super::kube::{self, Creds};
 use super::step::{Failure, Input};
 use crate::ssh::{quote, Session};
 

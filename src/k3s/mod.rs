@@ -38,8 +38,8 @@ pub mod snapshot;
 pub mod step;
 pub mod token;
 
-pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};
 pub use error::K3sError;
+pub use etcd::{etcd_servers, leave_cluster, quorum_after_removal, Left};
 pub use node::*;
 pub use paths::*;
 pub use step::{Failure, Input, Report};

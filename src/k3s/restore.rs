@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::error::K3sError;
-use super::paths::{BACKUP_DIR, DB_DIR, K3S_BIN};
 use super::node::{self, Role};
+use super::paths::{BACKUP_DIR, DB_DIR, K3S_BIN};
 use super::step::{step, Failure, Input};
 use super::{etcd, lock, snapshot};
 use crate::ssh::{quote, Session};

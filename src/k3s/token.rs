@@ -14,8 +14,8 @@
 //! rotation need the old token to be restored.
 
 use super::error::K3sError;
-use super::paths::TOKEN_PATH;
 use super::node::token_password;
+use super::paths::TOKEN_PATH;
 use crate::ssh::Session;
 
 /// The server CA a server's supervisor presents (the request to `127.0.0.1:6443` is verified against it).
