@@ -229,7 +229,7 @@ fn wait_for_quiet() -> String {
                 waited.as_secs()
             );
         }
-        if waited.as_secs() % 30 == 0 {
+        if waited.as_secs().is_multiple_of(30) {
             eprintln!(
                 "bench: waiting for a quiet machine: 1-min load {load:.2}, want < {target:.2}"
             );
