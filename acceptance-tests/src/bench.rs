@@ -204,7 +204,7 @@ fn load_1min() -> Option<f64> {
 /// set-up before the first sample (the runner, `terraform init` of the first row, the Go peer) leave the machine
 /// busy for a minute after they end; samples taken then are noisier, so the run of record starts on a quiet
 /// machine, and the document says so (or says that it could not).
-fn wait_for_quiet() -> String {
+pub fn wait_for_quiet() -> String {
     let Some((target, limit)) = quiet_target() else {
         return " (no wait for a quiet machine: HOMELAB_BENCH_QUIET_LOAD=off)".into();
     };

@@ -967,8 +967,20 @@ pub fn run(runs: usize, only: &[String], heavy: bool) -> Result<Option<Section>>
 
     // A failing group is reported in the section (and by the runner's exit code) without losing the others.
     let mut failed = Vec::new();
-    let mut group = |name: &str, r: Result<String>| match r {
-        Ok(text) => md.push_str(&text),
+    // Each group waits, bounded, for a quiet machine first (the one before it leaves the 2 cores busy for a
+    // minute: the 40-host lab's teardown above all) and says at what load it started.
+    let quiet = || {
+        let how = crate::bench::wait_for_quiet();
+        format!("{}{how}", loadavg())
+    };
+    let mut group = |name: &str, load: String, r: Result<String>| match r {
+        Ok(text) => {
+            md.push_str(&text);
+            let _ = writeln!(
+                md,
+                "\nLoad average (1/5/15 min) at the start of this group: {load}."
+            );
+        }
         Err(e) => {
             eprintln!("bench: {name} failed: {e}");
             let first: String = e.to_string().lines().take(3).collect::<Vec<_>>().join(" ");
@@ -977,16 +989,28 @@ pub fn run(runs: usize, only: &[String], heavy: bool) -> Result<Option<Section>>
         }
     };
     if wanted(only, heavy, "k3s-apply-3x3") || wanted(only, heavy, "k3s-plan-6") {
-        group("k3s: 3 servers + 3 agents (issue 7)", k3s_rows(&b, runs));
+        let load = quiet();
+        group(
+            "k3s: 3 servers + 3 agents (issue 7)",
+            load,
+            k3s_rows(&b, runs),
+        );
     }
     if wanted(only, heavy, "k3s-scale") {
+        let load = quiet();
         group(
             "k3s: time against the cluster's size (issue 16)",
+            load,
             scale_rows(&b),
         );
     }
     if wanted(only, heavy, "example-apply") || wanted(only, heavy, "example-plan") {
-        group("The complete example (issue 8)", example_rows(&b, runs));
+        let load = quiet();
+        group(
+            "The complete example (issue 8)",
+            load,
+            example_rows(&b, runs),
+        );
     }
     let _ = writeln!(
         md,
