@@ -495,8 +495,9 @@ the cached model across its POST, so recording the write in the cache copied the
 the other parallel writers held a snapshot too (O(N) per create, O(N²) per apply); the generic object now \
 releases it before writing and before `plan_check` (`src/resources/opnsense_object.rs`), which halved the \
 copy/allocation share of the provider's samples at 200 creates (one run each: ~1.7% → ~0.8% of the command's \
-samples, ~10 ms of CPU). The model lookups by UUID are linear scans that parse every key (N² UUID parses for N reads or writes; ~0.2% \
-of the samples of an apply of 200, ~3 ms), left as they are. No lock of ours is held across an HTTP call on these paths, and the reconfigure coalescer \
+samples, ~10 ms of CPU). The model lookups by UUID were linear scans that parsed every key (N² UUID parses for N reads or writes; ~0.2% \
+of the samples of an apply of 200, ~3 ms); a lookup now goes straight to the key OPNsense writes (lower-case, \
+hyphenated): one map lookup instead of a parse of every key. No lock of ours is held across an HTTP call on these paths, and the reconfigure coalescer \
 costs nothing here: a server create takes its write permit (a read lock that no deploy holds while HAProxy is \
 disabled) and returns at once without configtest or reconfigure. Connection set-up is once per process (one \
 reqwest client per provider instance, kept alive; the firmware probe is the configure's only call).\n\
