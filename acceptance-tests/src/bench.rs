@@ -204,7 +204,7 @@ fn load_1min() -> Option<f64> {
 /// set-up before the first sample (the runner, `terraform init` of the first row, the Go peer) leave the machine
 /// busy for a minute after they end; samples taken then are noisier, so the run of record starts on a quiet
 /// machine, and the document says so (or says that it could not).
-pub fn wait_for_quiet() -> String {
+fn wait_for_quiet() -> String {
     let Some((target, limit)) = quiet_target() else {
         return " (no wait for a quiet machine: HOMELAB_BENCH_QUIET_LOAD=off)".into();
     };
@@ -243,10 +243,14 @@ pub fn wait_for_quiet() -> String {
 /// installed packages and built the Go peer and the runner, which says how busy the build made the machine rather
 /// than the samples.
 pub fn note_first_sample() {
-    FIRST_SAMPLE_LOAD.get_or_init(|| {
-        let how = wait_for_quiet();
-        format!("{}{how}", loadavg())
-    });
+    FIRST_SAMPLE_LOAD.get_or_init(quiet_load);
+}
+
+/// Waits, bounded, for a quiet machine ([`wait_for_quiet`]) and returns the load average then, with how the wait
+/// went: what the document records at the start of a run or of a group of rows.
+pub fn quiet_load() -> String {
+    let how = wait_for_quiet();
+    format!("{}{how}", loadavg())
 }
 
 /// The load average [`note_first_sample`] recorded, if any row got that far.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use homelab_lab::{Lab, LabSpec};
 
-use crate::bench::median;
+use crate::bench::{loadavg, median};
 use crate::paths;
 use crate::process::{self, Output};
 use crate::terraform::{
@@ -969,10 +969,7 @@ pub fn run(runs: usize, only: &[String], heavy: bool) -> Result<Option<Section>>
     let mut failed = Vec::new();
     // Each group waits, bounded, for a quiet machine first (the one before it leaves the 2 cores busy for a
     // minute: the 40-host lab's teardown above all) and says at what load it started.
-    let quiet = || {
-        let how = crate::bench::wait_for_quiet();
-        format!("{}{how}", loadavg())
-    };
+    let quiet = crate::bench::quiet_load;
     let mut group = |name: &str, load: String, r: Result<String>| match r {
         Ok(text) => {
             md.push_str(&text);
@@ -1429,13 +1426,6 @@ one learner at a time), so our playbook joins with `serial: 1` (see `acceptance-
 clients in the baseline's `ssh host true`, which does no work on the host), in Terraform's waves (the first \
 server, the joins, the agents: three waves, against the baseline's one), plus the OPNsense objects' API reads \
 (one whole-model read serves every HAProxy object).\n";
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))
-        .unwrap_or_else(|| "?".into())
-}
 
 /// Separates the measured part of the section from the hand-written analysis that follows it.
 const ANALYSIS_MARK: &str = "<!-- bench-k3s:analysis -->";

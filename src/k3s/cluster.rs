@@ -149,14 +149,17 @@ pub async fn node_versions(
     let Some(kc) = KubeCreds::parse(kubeconfig) else {
         return Ok(Err("the kubeconfig has no server/client certificate".into()));
     };
-    let script = super::kube::with_private_files(
-        &["ca.crt", "client.crt", "client.key"],
+    let (script, stdin) = super::kube::with_private_files(
+        &[
+            ("ca.crt", &kc.ca),
+            ("client.crt", &kc.cert),
+            ("client.key", &kc.key),
+        ],
         &format!(
             "curl -sS --max-time 20 --cacert \"$hl_kc/ca.crt\" --cert \"$hl_kc/client.crt\" --key \"$hl_kc/client.key\" {}",
             quote(&format!("{}/api/v1/nodes", kc.server.trim_end_matches('/')))
         ),
     );
-    let stdin = super::kube::private_files_stdin(&[&kc.ca, &kc.cert, &kc.key]);
     let out = session.exec_sudo(&script, Some(&stdin)).await;
     let out = out?;
     if !out.success() {

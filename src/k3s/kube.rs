@@ -41,61 +41,54 @@ pub async fn kubectl(session: &Session, creds: Creds<'_>, args: &str) -> Result<
         Creds::Kubelet => KUBELET_KUBECONFIG_PATH.to_string(),
         Creds::Kubeconfig(text) => {
             // One exec: the kubeconfig arrives on stdin into a private directory, is used once and removed.
-            let script =
-                with_private_files(&["kubeconfig"], &command("\"$hl_kc/kubeconfig\"", args));
-            return Ok(session
-                .exec_sudo(&script, Some(&private_files_stdin(&[text.as_bytes()])))
-                .await?);
+            let (script, stdin) = with_private_files(
+                &[("kubeconfig", text.as_bytes())],
+                &command("\"$hl_kc/kubeconfig\"", args),
+            );
+            return Ok(session.exec_sudo(&script, Some(&stdin)).await?);
         }
     };
     run(session, &path, args).await
 }
 
-/// A script that writes the given files (their contents on stdin, one base64 line each, in this order) into a
-/// private (0700, root's) temporary directory `$hl_kc`, runs `body` with it (in a subshell, so even an `exit` in it
-/// comes back here), removes the directory and exits
-/// with `body`'s status. Credentials for one command cost one round trip this way, and never touch a command line
-/// (the shell's `printf` is a builtin).
-pub fn with_private_files(names: &[&str], body: &str) -> String {
-    let mut s = String::from(
+/// A script and its stdin for running `body` with the given files (name, content) in a private (0700, root's)
+/// temporary directory `$hl_kc`: the contents travel on stdin (one base64 line each; the shell's `printf` is a
+/// builtin, so nothing reaches a command line), `body` runs in a subshell (so even an `exit` in it comes back
+/// here), then the directory is removed and the script exits with `body`'s status. Credentials for one command
+/// cost one round trip this way. The stdin is wiped when dropped (the contents are credentials).
+pub fn with_private_files(
+    files: &[(&str, &[u8])],
+    body: &str,
+) -> (String, zeroize::Zeroizing<Vec<u8>>) {
+    use base64::Engine;
+    let mut script = String::from(
         "umask 077\nhl_kc=$(mktemp -d /tmp/homelab-kc.XXXXXXXX) || exit 1\ncase $hl_kc in /tmp/homelab-kc.*) ;; *) exit 1 ;; esac\n",
     );
-    for name in names {
-        s.push_str(&format!(
+    let mut stdin = zeroize::Zeroizing::new(Vec::new());
+    for (name, content) in files {
+        script.push_str(&format!(
             "IFS= read -r hl_line || true\nprintf '%s' \"$hl_line\" | base64 -d > \"$hl_kc\"/{} || {{ rm -rf \"$hl_kc\"; exit 1; }}\n",
             quote(name)
         ));
-    }
-    s.push_str("hl_line=\n(\n");
-    s.push_str(body);
-    s.push_str("\n)\nhl_rc=$?\nrm -rf \"$hl_kc\"\nexit $hl_rc\n");
-    s
-}
-
-/// The stdin [`with_private_files`] reads: each file's content as one base64 line (wiped when dropped: the
-/// contents are credentials).
-pub fn private_files_stdin(contents: &[&[u8]]) -> zeroize::Zeroizing<Vec<u8>> {
-    use base64::Engine;
-    let mut out = zeroize::Zeroizing::new(Vec::new());
-    for c in contents {
         let mut line = zeroize::Zeroizing::new(String::new());
-        base64::engine::general_purpose::STANDARD.encode_string(c, &mut line);
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        base64::engine::general_purpose::STANDARD.encode_string(content, &mut line);
+        stdin.extend_from_slice(line.as_bytes());
+        stdin.push(b'\n');
     }
-    out
+    script.push_str("hl_line=\n(\n");
+    script.push_str(body);
+    script.push_str("\n)\nhl_rc=$?\nrm -rf \"$hl_kc\"\nexit $hl_rc\n");
+    (script, stdin)
 }
 
 async fn run(session: &Session, path: &str, args: &str) -> Result<Output, K3sError> {
-    Ok(session.exec_sudo(&command(path, args), None).await?)
+    Ok(session
+        .exec_sudo(&command(&quote(path), args), None)
+        .await?)
 }
 
+/// `path`: the kubeconfig's path as a shell word (quoted, or a quoted variable expansion).
 fn command(path: &str, args: &str) -> String {
-    let path = if path.starts_with('"') {
-        path.to_string()
-    } else {
-        quote(path)
-    };
     format!("{K3S_BIN} kubectl --kubeconfig {path} --request-timeout=20s {args}")
 }
 
@@ -103,8 +96,8 @@ fn command(path: &str, args: &str) -> String {
 /// needs its own private directory first), so a caller can put it into a larger script.
 pub fn host_command(creds: Creds<'_>, args: &str) -> Option<String> {
     match creds {
-        Creds::ServerAdmin => Some(command(KUBECONFIG_PATH, args)),
-        Creds::Kubelet => Some(command(KUBELET_KUBECONFIG_PATH, args)),
+        Creds::ServerAdmin => Some(command(&quote(KUBECONFIG_PATH), args)),
+        Creds::Kubelet => Some(command(&quote(KUBELET_KUBECONFIG_PATH), args)),
         Creds::Kubeconfig(_) => None,
     }
 }
@@ -142,11 +135,11 @@ mod tests {
     #[test]
     fn private_files_arrive_private_and_go_away_with_the_commands_status() {
         let key = b"-----BEGIN KEY-----\nline with 'quotes' and $dollars\n-----END KEY-----\n";
-        let script = with_private_files(
-            &["ca.crt", "client.key"],
+        let (script, stdin) = with_private_files(
+            &[("ca.crt", b"CA"), ("client.key", key)],
             "cat \"$hl_kc/ca.crt\" \"$hl_kc/client.key\"; stat -c '%a' \"$hl_kc\" \"$hl_kc/client.key\"; echo \"$hl_kc\"; exit 3",
         );
-        let out = run_local(&script, &private_files_stdin(&[b"CA", key]));
+        let out = run_local(&script, &stdin);
         assert_eq!(
             out.status.code(),
             Some(3),
